@@ -1,0 +1,1 @@
+"""Datatrove pipelines and source adapters that build the MedInjection-FR dataset folder."""

@@ -1,0 +1,232 @@
+"""Generation backends behind one small interface: ``await backend.complete(messages) -> Completion``.
+
+- ``OpenAIBackend``: any OpenAI-compatible ``/chat/completions`` API (OpenAI, vLLM serve, TGI,
+  ``transformers serve``) over one pooled ``httpx.AsyncClient``; retries 408/409/429/5xx, timeouts,
+  connection errors and unreadable bodies with exponential backoff and full jitter (``Retry-After``
+  honoured); other 4xx fail at once.
+- ``TransformersBackend``: an in-process ``transformers`` model (greedy unless temperature > 0).
+- ``VLLMBackend``: vLLM's offline ``LLM`` when vllm is installed.
+
+Concurrency is bounded by the caller (``runner.generate``); token usage comes back on every
+``Completion`` and ``Usage`` turns it into a cost with the config's price table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from medinjection.config import GenerationBackendConfig
+
+RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+
+
+class GenerationError(RuntimeError):
+    """A request that failed for good (after its retries, or a non-retryable error)."""
+
+
+@dataclass
+class Completion:
+    text: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    attempts: int = 1
+
+
+@dataclass
+class Usage:
+    """Requests, cache hits, tokens and estimated cost of a run."""
+
+    requests: int = 0
+    cache_hits: int = 0
+    failures: int = 0
+    retries: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    by_model: dict[str, list[int]] = field(default_factory=dict)
+
+    def add(self, model: str, completion: Completion) -> None:
+        self.requests += 1
+        self.retries += completion.attempts - 1
+        self.prompt_tokens += completion.prompt_tokens
+        self.completion_tokens += completion.completion_tokens
+        tokens = self.by_model.setdefault(model, [0, 0])
+        tokens[0] += completion.prompt_tokens
+        tokens[1] += completion.completion_tokens
+
+    def cost(self, prices: dict[str, Any]) -> float:
+        total = 0.0
+        for model, (prompt, completion) in self.by_model.items():
+            price = prices.get(model)
+            if price is not None:
+                total += (prompt * price.input + completion * price.output) / 1e6
+        return total
+
+    def as_dict(self, prices: dict[str, Any] | None = None) -> dict[str, Any]:
+        out = {k: getattr(self, k) for k in ("requests", "cache_hits", "failures", "retries", "prompt_tokens", "completion_tokens")}
+        out["cost_usd"] = round(self.cost(prices or {}), 6)
+        return out
+
+
+class Backend(Protocol):
+    model: str
+
+    async def complete(self, messages: list[dict[str, str]]) -> Completion: ...
+
+    async def aclose(self) -> None: ...
+
+
+def backoff_delay(attempt: int, base: float, cap: float, retry_after: str | None = None) -> float:
+    """Full-jitter exponential backoff (``Retry-After`` in seconds wins when the server sends it)."""
+    if retry_after:
+        try:
+            return min(cap, max(0.0, float(retry_after)))
+        except ValueError:
+            pass
+    return random.uniform(0, min(cap, base * 2**attempt))
+
+
+class OpenAIBackend:
+    def __init__(self, config: GenerationBackendConfig):
+        import httpx
+
+        self.config = config
+        self.model = config.model
+        base_url = config.base_url or os.environ.get(config.base_url_env) or "https://api.openai.com/v1"
+        headers = {"Content-Type": "application/json"}
+        key = os.environ.get(config.api_key_env)
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        self.client = httpx.AsyncClient(
+            base_url=base_url.rstrip("/"),
+            headers=headers,
+            timeout=httpx.Timeout(config.timeout_s),
+            limits=httpx.Limits(max_connections=config.concurrency, max_keepalive_connections=config.concurrency),
+        )
+
+    def payload(self, messages: list[dict[str, str]]) -> dict[str, Any]:
+        cfg = self.config
+        body: dict[str, Any] = {"model": cfg.model, "messages": messages, "temperature": cfg.temperature, "max_tokens": cfg.max_tokens}
+        if cfg.seed is not None:
+            body["seed"] = cfg.seed
+        if cfg.json_mode:
+            body["response_format"] = {"type": "json_object"}
+        return body
+
+    async def complete(self, messages: list[dict[str, str]]) -> Completion:
+        import httpx
+
+        cfg = self.config
+        body = self.payload(messages)
+        last = ""
+        for attempt in range(cfg.max_retries + 1):
+            retry_after = None
+            try:
+                response = await self.client.post("/chat/completions", json=body)
+            except (httpx.TimeoutException, httpx.TransportError) as err:
+                last = f"{type(err).__name__}: {err}"
+            else:
+                if response.status_code == 200:
+                    try:
+                        data = response.json()
+                        text = data["choices"][0]["message"]["content"]
+                        if not isinstance(text, str):
+                            raise TypeError("message content is not a string")
+                    except (ValueError, KeyError, IndexError, TypeError) as err:
+                        last = f"unreadable response body ({type(err).__name__}: {err}): {response.text[:200]!r}"
+                    else:
+                        usage = data.get("usage") or {}
+                        return Completion(text, int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0), attempt + 1)
+                elif response.status_code in RETRY_STATUS:
+                    last = f"HTTP {response.status_code}: {response.text[:200]}"
+                    retry_after = response.headers.get("retry-after")
+                else:
+                    raise GenerationError(f"HTTP {response.status_code} from {self.client.base_url}: {response.text[:500]}")
+            if attempt < cfg.max_retries:
+                await asyncio.sleep(backoff_delay(attempt, cfg.backoff_s, cfg.max_backoff_s, retry_after))
+        raise GenerationError(f"gave up after {cfg.max_retries + 1} attempts; last error: {last}")
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
+class TransformersBackend:
+    """An in-process ``transformers`` model; one generation at a time in a worker thread."""
+
+    _lock = threading.Lock()
+
+    def __init__(self, config: GenerationBackendConfig):
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.config = config
+        self.model = config.model
+        self.tokenizer = AutoTokenizer.from_pretrained(config.model)
+        self.lm = AutoModelForCausalLM.from_pretrained(config.model)
+        self.lm.eval()
+
+    def _generate(self, messages: list[dict[str, str]]) -> Completion:
+        import torch
+
+        cfg = self.config
+        inputs = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+        kwargs: dict[str, Any] = {"max_new_tokens": cfg.max_tokens, "do_sample": cfg.temperature > 0}
+        if cfg.temperature > 0:
+            kwargs["temperature"] = cfg.temperature
+            if cfg.seed is not None:
+                torch.manual_seed(cfg.seed)
+        with self._lock, torch.no_grad():
+            output = self.lm.generate(**inputs, **kwargs)
+        prompt_len = inputs["input_ids"].shape[1]
+        new = output[0, prompt_len:]
+        return Completion(self.tokenizer.decode(new, skip_special_tokens=True), prompt_len, int(new.shape[0]))
+
+    async def complete(self, messages: list[dict[str, str]]) -> Completion:
+        return await asyncio.to_thread(self._generate, messages)
+
+    async def aclose(self) -> None:
+        return None
+
+
+class VLLMBackend:
+    """vLLM's offline engine, in process (needs a GPU and ``pip install vllm``)."""
+
+    def __init__(self, config: GenerationBackendConfig):
+        try:
+            from vllm import LLM, SamplingParams
+        except ImportError:
+            raise ImportError("backend type 'vllm' needs vLLM: pip install vllm (on a machine with a GPU)") from None
+        self.config = config
+        self.model = config.model
+        self.llm = LLM(model=config.model, seed=config.seed or 0)
+        self.params = SamplingParams(temperature=config.temperature, max_tokens=config.max_tokens, seed=config.seed)
+        self._lock = threading.Lock()
+
+    def _generate(self, messages: list[dict[str, str]]) -> Completion:
+        with self._lock:
+            out = self.llm.chat([messages], self.params, use_tqdm=False)[0]
+        return Completion(out.outputs[0].text, len(out.prompt_token_ids), len(out.outputs[0].token_ids))
+
+    async def complete(self, messages: list[dict[str, str]]) -> Completion:
+        return await asyncio.to_thread(self._generate, messages)
+
+    async def aclose(self) -> None:
+        return None
+
+
+BACKENDS = {"openai": OpenAIBackend, "transformers": TransformersBackend, "vllm": VLLMBackend}
+
+
+def make_backend(config: GenerationBackendConfig) -> Backend:
+    try:
+        return BACKENDS[config.type](config)
+    except KeyError:
+        raise ValueError(f"unknown backend type {config.type!r}; known: {sorted(BACKENDS)}") from None
+
+
+def request_params(config: GenerationBackendConfig) -> dict[str, Any]:
+    """The parameters that change an answer (part of the cache key)."""
+    return {"temperature": config.temperature, "max_tokens": config.max_tokens, "seed": config.seed, "json_mode": config.json_mode}

@@ -1,0 +1,1 @@
+"""Datatrove pipeline steps of the build, one per file."""

@@ -1,0 +1,101 @@
+"""Exact deduplication on the normalised context, question and options.
+
+Two steps. ``ExactDedupIndex`` runs as a single task over every prepared record and decides, for
+each group of identical items, which copy is kept: the one of the most trusted provenance (the
+config's ``provenance_priority``), then the one in the evaluation splits (test, then validation, so
+that no duplicate of a test item survives in train), then the smallest id. When the copies disagree
+on the answer, none is kept (``conflicting_answer``): we cannot tell which is right. The decisions
+go to a small JSONL file; ``ExactDedupFilter`` then drops, in parallel tasks, the records it names.
+
+Datatrove's own ``ExactDedup*`` stages keep the highest-priority copy too, but they neither tell
+which copy was kept nor see that two copies disagree on the answer, both of which the rejects and
+the dataset card report.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import defaultdict
+
+from datatrove.data import Document, DocumentsPipeline
+from datatrove.io import DataFolderLike, get_datafolder
+from datatrove.pipeline.base import PipelineStep
+
+from medinjection.dataset_builders.steps.rejects import RecordFilter
+from medinjection.schema import format_letters
+
+SPLIT_PRIORITY = {"test": 0, "validation": 1, "train": 2}
+DECISIONS_FILE = "decisions.jsonl"
+
+
+def answer_key(record: dict) -> str:
+    if record["type"] == "OEQ":
+        return record["answer"].casefold()
+    return format_letters(record["correct_letters"])
+
+
+def text_hash(text: str) -> bytes:
+    return hashlib.blake2b(text.encode(), digest_size=12).digest()
+
+
+class ExactDedupIndex(PipelineStep):
+    name = "exact_dedup_index"
+    type = "🫂 - DEDUP"
+
+    def __init__(self, output_folder: DataFolderLike, provenance_priority: list[str]):
+        super().__init__()
+        self.output_folder = get_datafolder(output_folder)
+        self.provenance_priority = {p: i for i, p in enumerate(provenance_priority)}
+
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        if world_size != 1:
+            raise ValueError(f"{self.name} must run as a single task (got world_size={world_size})")
+        groups: dict[bytes, list[tuple]] = defaultdict(list)
+        for doc in data:
+            meta = doc.metadata
+            priority = (self.provenance_priority[meta["provenance"]], SPLIT_PRIORITY[meta["split"]], doc.id)
+            # The context is part of the item: "Quel est le diagnostic ?" over two cases is two items.
+            key = text_hash(f"{meta.get('context', '').casefold()}\n{doc.text}")
+            groups[key].append((priority, doc.id, answer_key(meta)))
+            self.stat_update("total")
+        with self.output_folder.open(DECISIONS_FILE, "w") as out:
+            for members in groups.values():
+                if len(members) == 1:
+                    continue
+                members.sort()
+                answers = {answer for _, _, answer in members}
+                if len(answers) > 1:
+                    ids = [doc_id for _, doc_id, _ in members]
+                    for _, doc_id, _ in members:
+                        others = ", ".join(i for i in ids if i != doc_id)
+                        out.write(json.dumps({"id": doc_id, "reason": "conflicting_answer", "kept_id": "",
+                                              "detail": f"same question as {others} with answers {sorted(answers)}"}) + "\n")
+                        self.stat_update("conflicting_answer")
+                    continue
+                kept = members[0][1]
+                for _, doc_id, _ in members[1:]:
+                    out.write(json.dumps({"id": doc_id, "reason": "exact_duplicate", "kept_id": kept,
+                                          "detail": f"same normalised question and options as {kept}"}) + "\n")
+                    self.stat_update("exact_duplicate")
+        return
+        yield
+
+
+class ExactDedupFilter(RecordFilter):
+    name = "exact_dedup"
+    step_name = "exact_dedup"
+
+    def __init__(self, decisions_folder: DataFolderLike, rejects_dir: str | None = None):
+        super().__init__(rejects_dir=rejects_dir)
+        self.decisions_folder = get_datafolder(decisions_folder)
+        self._decisions: dict[str, dict] | None = None
+
+    def filter(self, doc: Document) -> bool | tuple[bool, str]:
+        if self._decisions is None:
+            with self.decisions_folder.open(DECISIONS_FILE, "r") as handle:
+                self._decisions = {row["id"]: row for row in map(json.loads, handle)}
+        decision = self._decisions.get(doc.id)
+        if decision is None:
+            return True
+        return self.reject(doc, decision["reason"], decision["detail"], decision["kept_id"])

@@ -1,0 +1,20 @@
+"""Schema validation: every record goes through ``medinjection.schema.validate_record``."""
+
+from __future__ import annotations
+
+from datatrove.data import Document
+
+from medinjection.dataset_builders.steps.rejects import RecordFilter
+from medinjection.schema import RecordError, validate_record
+
+
+class SchemaValidator(RecordFilter):
+    name = "validate"
+    step_name = "validate"
+
+    def filter(self, doc: Document) -> bool | tuple[bool, str]:
+        try:
+            validate_record(doc.metadata)
+        except RecordError as err:
+            return self.reject(doc, err.reason, err.detail)
+        return True

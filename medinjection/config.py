@@ -1,0 +1,304 @@
+"""The build config: one YAML file, validated at load by pydantic.
+
+A key that is not part of the config fails with a message naming it and the allowed keys.
+Relative paths in a config are relative to the config file's folder.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from medinjection.schema import PROVENANCES
+
+
+MUTABLE_REVISIONS = {"main", "master", "HEAD", "refs/heads/main"}
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SourceSpec(StrictModel):
+    """One source of a build: an adapter and where to read it (a local path, or a Hub id at a revision)."""
+
+    adapter: str
+    path: str | None = None
+    hub_id: str | None = None
+    revision: str | None = None
+    hub_config: str | None = None
+    provenance: Literal["native", "translated", "synthetic"] | None = None
+    limit: int | None = Field(default=None, ge=1)
+    # Adapter-specific settings (e.g. pubmedqa `format: oeq | yes_no | both`); the adapter refuses unknown ones.
+    options: dict[str, str | int | float | bool] = {}
+
+    @model_validator(mode="after")
+    def _one_location(self) -> SourceSpec:
+        if self.path and self.hub_id:
+            raise ValueError(f"source {self.adapter!r}: give either path or hub_id, not both")
+        if self.hub_id and not self.revision:
+            raise ValueError(
+                f"source {self.adapter!r}: hub_id {self.hub_id!r} needs a pinned revision (a commit sha or tag)"
+            )
+        if self.revision in MUTABLE_REVISIONS:
+            raise ValueError(
+                f"source {self.adapter!r}: revision {self.revision!r} is a branch that moves; pin a commit sha or a tag"
+            )
+        return self
+
+
+class LanguageFilterConfig(StrictModel):
+    languages: list[str] = ["fr"]
+    # Measured: at 0.5, 3 of 2,483 FrenchMedMCQA items fall below (Latin species names in the options;
+    # 9 at 0.8) and none of 573 English MMLU medical items passes.
+    threshold: float = Field(default=0.5, ge=0.0, le=1.0)
+    backend: Literal["auto", "langdetect", "langdetect_rs"] = "auto"
+    seed: int = 0
+
+
+class FiltersConfig(StrictModel):
+    language: LanguageFilterConfig = LanguageFilterConfig()
+    # Exclusion lists from `medinjection quality review pull` (excluded_ids.txt or review_report.json).
+    review: list[str] = []
+
+
+class DedupConfig(StrictModel):
+    """Near-duplicate removal: datatrove's MinHash (LSH) finds candidate pairs, then each pair is checked.
+
+    The text hashed is the question, the options in sorted order (so reordered options still match)
+    and, for open questions, the answer; words are lower-cased and punctuation dropped (datatrove's
+    ``simplify_text``), then cut into word ``n_grams``. LSH with ``num_buckets`` bands of
+    ``hashes_per_bucket`` rows proposes pairs around a similarity of (1/b)^(1/r); a pair is merged
+    only when the exact Jaccard similarity of the n-gram sets reaches ``threshold`` and the correct
+    options agree. Defaults measured on the shared data: docs/architecture/dedup.md.
+    """
+
+    enabled: bool = True
+    n_grams: int = Field(default=1, ge=1)
+    num_buckets: int = Field(default=20, ge=1)
+    hashes_per_bucket: int = Field(default=4, ge=1)
+    threshold: float = Field(default=0.6, gt=0.0, le=1.0)
+    # 64-bit signatures trip datatrove 0.10's "Hash order error" in the bucket stage (datatrove #157, #397).
+    hash_precision: Literal[32] = 32
+    seed: int = 1
+
+
+class EvalSetSpec(SourceSpec):
+    """An evaluation set read through a source adapter; only its ``splits`` are used."""
+
+    name: str | None = None
+    splits: list[Literal["train", "validation", "test"]] = ["test"]
+
+
+class DecontaminationConfig(StrictModel):
+    """Training items sharing enough word n-grams with an evaluation item are removed.
+
+    ``threshold``: the fraction of an evaluation item's n-grams (question + options) found in the
+    training item. ``splits``: the splits of the build that are checked (the evaluation sets are
+    the build's own test splits when ``own_test_splits``, plus ``eval_sets``).
+    """
+
+    enabled: bool = True
+    own_test_splits: bool = True
+    eval_sets: list[EvalSetSpec] = []
+    n_grams: int = Field(default=8, ge=1)
+    threshold: float = Field(default=0.5, gt=0.0, le=1.0)
+    splits: list[Literal["train", "validation"]] = ["train", "validation"]
+
+
+class SplitConfig(StrictModel):
+    """Fractions for sources without their own splits (a deterministic split by hashed id)."""
+
+    validation: float = Field(default=0.05, ge=0.0, lt=1.0)
+    test: float = Field(default=0.05, ge=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _sum(self) -> SplitConfig:
+        if self.validation + self.test >= 1.0:
+            raise ValueError("split.validation + split.test must be below 1")
+        return self
+
+
+class SlurmOptions(StrictModel):
+    partition: str
+    time: str = "24:00:00"
+    cpus_per_task: int = 1
+    mem_per_cpu_gb: int = 2
+    qos: str | None = None
+    job_name: str = "medinjection"
+    sbatch_args: dict[str, Any] = {}
+    env_command: str | None = None
+
+
+class RayOptions(StrictModel):
+    address: str | None = None
+    cpus_per_task: int = 1
+    mem_per_cpu_gb: int = 2
+
+
+class ExecutorConfig(StrictModel):
+    type: Literal["local", "slurm", "ray"] = "local"
+    tasks: int = Field(default=2, ge=1)
+    workers: int = Field(default=-1, ge=-1)
+    slurm: SlurmOptions | None = None
+    ray: RayOptions | None = None
+
+    @model_validator(mode="after")
+    def _options_match(self) -> ExecutorConfig:
+        if self.type == "slurm" and self.slurm is None:
+            raise ValueError("executor.type slurm needs an executor.slurm section (at least `partition`)")
+        return self
+
+
+class ModelPrice(StrictModel):
+    """USD per million tokens, for the cost estimate of a generation run."""
+
+    input: float = Field(default=0.0, ge=0.0)
+    output: float = Field(default=0.0, ge=0.0)
+
+
+class GenerationBackendConfig(StrictModel):
+    """Which LLM answers: an OpenAI-compatible chat API (OpenAI, vLLM serve, TGI, ``transformers
+    serve``), or an in-process model (``transformers``; ``vllm`` offline when installed)."""
+
+    type: Literal["openai", "transformers", "vllm"] = "openai"
+    model: str
+    # openai: base URL and key from the environment unless given (OPENAI_BASE_URL, OPENAI_API_KEY).
+    base_url: str | None = None
+    base_url_env: str = "OPENAI_BASE_URL"
+    api_key_env: str = "OPENAI_API_KEY"
+    concurrency: int = Field(default=16, ge=1)
+    timeout_s: float = Field(default=120.0, gt=0)
+    max_retries: int = Field(default=6, ge=0)
+    backoff_s: float = Field(default=1.0, ge=0)
+    max_backoff_s: float = Field(default=60.0, ge=0)
+    temperature: float = Field(default=0.0, ge=0)
+    max_tokens: int = Field(default=2048, ge=1)
+    seed: int | None = 0
+    json_mode: bool = True  # ask for response_format json_object (servers that lack it: false)
+    prices: dict[str, ModelPrice] = {}
+
+
+class GenerationConfig(StrictModel):
+    backend: GenerationBackendConfig
+    prompt_version: str = "v1"
+    # The SQLite response cache; default: <output>/_build/generation-cache.sqlite.
+    cache: str | None = None
+    # JSONL files of answers loaded into the cache before the run (the demo's pre-filled cache).
+    cache_seed: list[str] = []
+    batch_size: int = Field(default=256, ge=1)
+    limit: int | None = Field(default=None, ge=1)
+    language_threshold: float = Field(default=0.5, ge=0.0, le=1.0)
+
+
+class TranslateConfig(GenerationConfig):
+    """English sources translated into French (``translated`` rows)."""
+
+    sources: list[SourceSpec]
+    min_length_ratio: float = Field(default=0.6, gt=0)
+    max_length_ratio: float = Field(default=2.0, gt=0)
+
+
+class SynthesizeConfig(GenerationConfig):
+    """French seed texts (clinical cases, abstracts) turned into new items (``synthetic`` rows)."""
+
+    seeds: list[SourceSpec]
+    types: list[Literal["MCQ", "MCQU", "OEQ"]] = ["MCQU", "MCQ", "OEQ"]
+    n_options: int = Field(default=5, ge=2, le=26)
+    origin: str = "MedInjection-FR synthetic"
+    # Not a copy of the seed: longest common run of characters and share of word 8-grams found in it.
+    max_common_chars: int = Field(default=120, ge=1)
+    max_ngram_overlap: float = Field(default=0.5, ge=0.0, le=1.0)
+    expected_output_tokens: int = Field(default=400, ge=1)
+
+
+class BuildConfig(StrictModel):
+    name: str
+    description: str = ""
+    output: str = "medinjection-fr"
+    seed: int = 0
+    provenance_priority: list[Literal["native", "translated", "synthetic"]] = list(PROVENANCES)
+    sources: list[SourceSpec]
+    filters: FiltersConfig = FiltersConfig()
+    dedup: DedupConfig = DedupConfig()
+    decontamination: DecontaminationConfig = DecontaminationConfig()
+    split: SplitConfig = SplitConfig()
+    executor: ExecutorConfig = ExecutorConfig()
+    translate: TranslateConfig | None = None
+    synthesize: SynthesizeConfig | None = None
+    # Where the config file lives; relative paths are resolved against it.
+    base_dir: Path = Field(default=Path("."), exclude=True)
+
+    @field_validator("provenance_priority")
+    @classmethod
+    def _all_provenances(cls, value: list[str]) -> list[str]:
+        if sorted(value) != sorted(PROVENANCES):
+            raise ValueError(f"provenance_priority must order exactly {list(PROVENANCES)}")
+        return value
+
+    def resolve(self, path: str | Path) -> Path:
+        path = Path(path).expanduser()
+        return path if path.is_absolute() else (self.base_dir / path).resolve()
+
+
+def bundled_configs() -> dict[str, Path]:
+    folder = resources.files("medinjection.dataset_builders") / "configs"
+    return {p.name.removesuffix(".yaml"): Path(str(p)) for p in folder.iterdir() if p.name.endswith(".yaml")}
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def load_build_config(path_or_name: str | Path) -> BuildConfig:
+    """Load a build config from a YAML path or a bundled name (``demo``, ``full``)."""
+    path = Path(path_or_name)
+    if not path.exists():
+        bundled = bundled_configs()
+        if str(path_or_name) not in bundled:
+            raise ConfigError(f"no config file {str(path)!r} and no bundled config of that name; bundled: {sorted(bundled)}")
+        path = bundled[str(path_or_name)]
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from err
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a build config is a YAML mapping")
+    try:
+        config = BuildConfig(**raw)
+    except ValidationError as err:
+        raise ConfigError(f"{path}: {_explain(err)}") from err
+    config.base_dir = path.resolve().parent
+    return config
+
+
+def _explain(err: ValidationError) -> str:
+    lines = []
+    for item in err.errors():
+        where = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        if item["type"] == "extra_forbidden":
+            allowed = _allowed_keys(BuildConfig, item["loc"][:-1])
+            lines.append(f"unknown key {where!r} (allowed there: {allowed})")
+        else:
+            lines.append(f"{where}: {item['msg']}")
+    return "; ".join(lines)
+
+
+def _allowed_keys(model: type[BaseModel], loc: tuple) -> list[str]:
+    """The field names of the model found at ``loc`` (list indexes skipped)."""
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        annotation = model.model_fields[part].annotation
+        candidates = [annotation, *getattr(annotation, "__args__", ())]
+        for candidate in candidates:
+            inner = [candidate, *getattr(candidate, "__args__", ())]
+            found = next((c for c in inner if isinstance(c, type) and issubclass(c, BaseModel)), None)
+            if found:
+                model = found
+                break
+    return [name for name, field in model.model_fields.items() if not field.exclude]

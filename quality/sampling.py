@@ -1,0 +1,95 @@
+"""A review sample stratified by provenance, source and type: proportional and deterministic for a seed.
+
+Allocation is proportional with the largest-remainder rule: each stratum gets ``floor(size * n_s / N)``
+items, and the items left over go to the strata with the largest fractional parts (ties broken by
+the stratum key), so every stratum gets its exact quota rounded down or up. Within a stratum the
+items taken are those with the smallest ``sha256(seed:id)``: the same seed gives the same sample
+whatever the order of the files, and a larger sample contains a smaller one of the same seed
+within each stratum.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from medinjection.schema import PROVENANCES
+
+STRATUM_KEYS = ("provenance", "source", "type")
+
+
+class SampleError(ValueError):
+    pass
+
+
+def read_dataset(
+    root: str | Path, provenances: Sequence[str] | None = None, splits: Sequence[str] | None = None
+) -> list[dict]:
+    """The rows of a built dataset folder (``data/<provenance>/<split>-*.parquet``), with ``split`` added."""
+    import pyarrow.parquet as pq
+
+    root = Path(root)
+    unknown = sorted(set(provenances or ()) - set(PROVENANCES))
+    if unknown:
+        raise SampleError(f"unknown provenance(s) {unknown}; known: {list(PROVENANCES)}")
+    files = sorted((root / "data").glob("*/*.parquet"))
+    if not files:
+        raise SampleError(
+            f"{root}: no data/<provenance>/<split>-*.parquet files (is it a built dataset folder?)"
+        )
+    rows = []
+    for path in files:
+        provenance, split = path.parent.name, path.name.split("-", 1)[0]
+        if provenances and provenance not in provenances:
+            continue
+        if splits and split not in splits:
+            continue
+        rows += [{**row, "split": split} for row in pq.read_table(path).to_pylist()]
+    return rows
+
+
+def stratum(row: dict) -> tuple[str, ...]:
+    return tuple(str(row.get(key) or "") for key in STRATUM_KEYS)
+
+
+def allocate(counts: dict[tuple, int], size: int) -> dict[tuple, int]:
+    """Proportional quotas summing to ``min(size, total)`` (largest remainder, ties by stratum key)."""
+    total = sum(counts.values())
+    if size >= total:
+        return dict(counts)
+    exact = {key: size * n / total for key, n in counts.items()}
+    quotas = {key: math.floor(value) for key, value in exact.items()}
+    left = size - sum(quotas.values())
+    by_remainder = sorted(counts, key=lambda key: (-(exact[key] - quotas[key]), key))
+    for key in by_remainder[:left]:
+        quotas[key] += 1
+    return quotas
+
+
+def rank_key(seed: int, record_id: str) -> str:
+    return hashlib.sha256(f"{seed}:{record_id}".encode()).hexdigest()
+
+
+def stratified_sample(rows: Iterable[dict[str, Any]], size: int, seed: int = 0) -> list[dict[str, Any]]:
+    """``size`` rows stratified by provenance, source and type; sorted by id."""
+    if size < 1:
+        raise SampleError(f"sample size must be at least 1, got {size}")
+    strata: dict[tuple, list[dict]] = defaultdict(list)
+    seen = set()
+    for row in rows:
+        if row["id"] in seen:
+            raise SampleError(f"record {row['id']} appears twice in the dataset; ids must be unique")
+        seen.add(row["id"])
+        strata[stratum(row)].append(row)
+    if not strata:
+        raise SampleError("nothing to sample: no rows match the requested provenance and splits")
+    quotas = allocate({key: len(items) for key, items in strata.items()}, size)
+    sample = []
+    for key, items in strata.items():
+        items.sort(key=lambda row: rank_key(seed, row["id"]))
+        sample += items[: quotas[key]]
+    return sorted(sample, key=lambda row: row["id"])

@@ -1,0 +1,1 @@
+"""Training and evaluation recipes (TRL SFT with DoRA; the paper's evaluation protocol)."""

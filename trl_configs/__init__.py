@@ -1,0 +1,1 @@
+"""TRL YAML configs, one per training mix; read by TrlParser."""
