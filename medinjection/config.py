@@ -15,7 +15,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from medinjection.schema import PROVENANCES
 
-
 MUTABLE_REVISIONS = {"main", "master", "HEAD", "refs/heads/main"}
 
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from typer.testing import CliRunner
 from typer.main import get_command
+from typer.testing import CliRunner
 
 from medinjection.cli import app
 

@@ -164,7 +164,7 @@ class DecontaminationFilter(RecordFilter):
         lo = np.searchsorted(hashes, grams, side="left")
         hi = np.searchsorted(hashes, grams, side="right")
         hits = Counter()
-        for start, stop in zip(lo[hi > lo].tolist(), hi[hi > lo].tolist()):
+        for start, stop in zip(lo[hi > lo].tolist(), hi[hi > lo].tolist(), strict=True):
             hits.update(owners[start:stop].tolist())
         if not hits:
             return None

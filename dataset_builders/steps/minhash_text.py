@@ -18,7 +18,6 @@ from dataclasses import replace
 
 import numpy as np
 import regex
-
 from datatrove.data import DocumentsPipeline
 from datatrove.io import DataFolderLike, get_datafolder
 from datatrove.pipeline.base import PipelineStep

@@ -28,9 +28,9 @@ import json
 from collections import defaultdict
 
 import numpy as np
-from xxhash import xxh64_intdigest
 from datatrove.io import DataFolderLike, get_datafolder
 from datatrove.pipeline.base import PipelineStep
+from xxhash import xxh64_intdigest
 
 from medinjection.dataset_builders.steps.exact_dedup import DECISIONS_FILE, SPLIT_PRIORITY, ExactDedupFilter
 from medinjection.dataset_builders.steps.minhash_text import KEYS_DIR, words

@@ -9,7 +9,12 @@ from collections.abc import Iterator
 from typing import Any
 
 from medinjection.config import SourceSpec, SynthesizeConfig
-from medinjection.dataset_builders.generation.checks import check_synthetic, copy_of_seed, item_text, parse_json_object
+from medinjection.dataset_builders.generation.checks import (
+    check_synthetic,
+    copy_of_seed,
+    item_text,
+    parse_json_object,
+)
 from medinjection.dataset_builders.generation.prompts import render
 from medinjection.dataset_builders.generation.runner import Request
 from medinjection.dataset_builders.generation.step import Job, LLMStep

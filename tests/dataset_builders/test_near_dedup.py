@@ -124,7 +124,7 @@ def planted(shared_data, tmp_path_factory):
         if kind == "reordered":
             letters = sorted(item["answers"])
             texts = [item["answers"][x] for x in letters][::-1]
-            copy["answers"] = dict(zip(letters, texts))
+            copy["answers"] = dict(zip(letters, texts, strict=True))
             copy["correct_answers"] = [
                 letters[len(letters) - 1 - letters.index(x)] for x in item["correct_answers"]
             ]

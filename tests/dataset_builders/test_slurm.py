@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import re
 
+import datatrove.executor.slurm as slurm_module
 import dill
 import pytest
 import yaml
 
-import datatrove.executor.slurm as slurm_module
 from medinjection.config import load_build_config
 from medinjection.dataset_builders.build import build, make_stages
 
@@ -49,7 +49,7 @@ def test_build_renders_one_array_job_per_stage_chained_by_dependencies(tmp_path,
     assert len(submitted) == 2 * len(stages)
     stage_jobs = submitted[0::2]
     previous_id = None
-    for k, (stage, (script, args)) in enumerate(zip(stages, stage_jobs)):
+    for k, (stage, (script, args)) in enumerate(zip(stages, stage_jobs, strict=True)):
         directives = dict(re.findall(r"^#SBATCH --([\w-]+)=?(.*)$", script, flags=re.M))
         assert directives["job-name"] == f"mi-{stage.name}"
         assert directives["partition"] == "cpu" and directives["time"] == "02:00:00"

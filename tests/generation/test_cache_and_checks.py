@@ -10,7 +10,12 @@ import pytest
 from medinjection.config import GenerationBackendConfig
 from medinjection.dataset_builders.generation.backends import backoff_delay, request_params
 from medinjection.dataset_builders.generation.cache import ResponseCache, cache_key, input_hash
-from medinjection.dataset_builders.generation.checks import check_synthetic, check_translation, copy_of_seed, parse_json_object
+from medinjection.dataset_builders.generation.checks import (
+    check_synthetic,
+    check_translation,
+    copy_of_seed,
+    parse_json_object,
+)
 from medinjection.schema import REJECT_REASONS, RecordError
 
 MSG = [{"role": "user", "content": "Traduis : Which organ produces insulin?"}]

@@ -5,7 +5,6 @@ kept or rejected with a reason, and the build's integrity checks hold."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -16,7 +15,7 @@ from medinjection.config import load_build_config
 from medinjection.dataset_builders.build import build
 from medinjection.dataset_builders.generate import make_step
 from medinjection.dataset_builders.generation.backends import request_params
-from medinjection.dataset_builders.generation.cache import ResponseCache, cache_key, input_hash
+from medinjection.dataset_builders.generation.cache import ResponseCache, input_hash
 from medinjection.dataset_builders.layout import Layout
 
 PUBMEDQA_LIMIT = 150  # x2 items (open-ended and yes/no): enough to cover every decision
