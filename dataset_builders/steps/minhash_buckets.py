@@ -4,8 +4,11 @@ Datatrove's ``MinhashDedupBuckets`` merges the sorted signature files of a band 
 one ``HashSig`` object per record and band: about 20 µs each, so 571K records x 20 bands cost
 nearly 4 CPU-minutes, the largest share of the whole build. ``MinhashBuckets`` reads the same
 ``bucket_NNN/*.minhash.sig`` files, sorts the band's signatures with numpy and writes the same
-``NNNNN_00.dups`` pairs (each record paired with the previous one of equal signature, as datatrove
-does) in about a second per band at 571K records.
+``NNNNN_00.dups`` pairs in about a second per band at 571K records. Datatrove pairs each record with
+the previous one of equal signature, enough for its transitive clustering; ``NearDedupResolve`` checks
+each pair instead (contexts, answers), so here a record is paired with up to ``PAIR_WINDOW`` earlier
+records of equal signature: with a chain only, "the same question over case 1, case 2, case 1 told
+again" would never compare the two tellings of case 1.
 
 Datatrove runs one task per band (or several per band). Here a task takes the bands
 ``rank, rank + world_size, ...``, so the stage runs with as many tasks as the build's other stages
@@ -18,6 +21,10 @@ from __future__ import annotations
 
 import numpy as np
 from datatrove.pipeline.dedup.minhash import MinhashDedupBuckets
+
+
+PAIR_WINDOW = 8
+"""How many earlier records of equal band signature each record is paired with."""
 
 
 def bucket_tasks(num_buckets: int, tasks: int) -> int:
@@ -54,12 +61,21 @@ class MinhashBuckets(MinhashDedupBuckets):
             records, file_ids = np.concatenate(sigs), np.concatenate(files)
             hashes = [records[f"h{i}"] for i in range(self.config.hashes_per_bucket)]
             order = np.lexsort([records["doc"], file_ids, *reversed(hashes)])
-            same = np.ones(max(len(order) - 1, 0), dtype=bool)
-            for column in hashes:
-                ordered = column[order]
-                same &= ordered[1:] == ordered[:-1]
-            later = order[1:][same]
-            earlier = order[:-1][same]
-            pairs = np.stack([file_ids[earlier], records["doc"][earlier], file_ids[later], records["doc"][later]], axis=1)
+            # a record is paired with up to PAIR_WINDOW earlier records of equal band signature, not
+            # only the previous one: the pairs are checked one by one (contexts, answers) and never
+            # joined transitively, so a chain a-b-c where a-b fails its check must still offer a-c
+            chunks = []
+            for k in range(1, PAIR_WINDOW + 1):
+                if len(order) <= k:
+                    break
+                same = np.ones(len(order) - k, dtype=bool)
+                for column in hashes:
+                    ordered = column[order]
+                    same &= ordered[k:] == ordered[:-k]
+                if not same.any():
+                    break
+                later, earlier = order[k:][same], order[:-k][same]
+                chunks.append(np.stack([file_ids[earlier], records["doc"][earlier], file_ids[later], records["doc"][later]], axis=1))
+            pairs = np.concatenate(chunks) if chunks else np.empty((0, 4), dtype=np.uint32)
             out.write(pairs.astype("<u4").tobytes())
             self.stat_update("total_matches", value=int(len(pairs)))
