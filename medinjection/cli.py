@@ -51,10 +51,21 @@ def build(
 @app.command()
 def demo(
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to build the demo dataset folder.")] = Path("medinjection-fr"),
+    seed: Annotated[int, typer.Option(help="Seed of the mixes.")] = 0,
 ) -> None:
-    """The Quickstart's main job: build the bundled demo dataset into ./medinjection-fr, offline."""
+    """The Quickstart's main job, offline: build the bundled demo dataset, its seven mixes and its cards.
+
+    The demo has a few dozen items per provenance, so its mixes take the largest equal size the
+    demo's train splits allow (``medinjection mix --allow-smaller``), not the paper's 33,493.
+    """
+    from medinjection.dataset_builders.mixes import mix_command
+
     build(config="demo", output=output, tasks=None, workers=None, overwrite=False)
-    typer.echo(f"load it with: datasets.load_dataset({str(output)!r}, 'native')")
+    mix_command(output, seed=seed, allow_smaller=True)
+    typer.echo(
+        f"load it with: datasets.load_dataset({str(output)!r}, 'native')  "
+        "# or 'translated', 'synthetic', a mix: 'nat', 'trad', 'syn', 'nat_trad', 'nat_syn', 'trad_syn', 'all'"
+    )
 
 
 @app.command("sources")

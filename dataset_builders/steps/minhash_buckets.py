@@ -22,7 +22,6 @@ from __future__ import annotations
 import numpy as np
 from datatrove.pipeline.dedup.minhash import MinhashDedupBuckets
 
-
 PAIR_WINDOW = 8
 """How many earlier records of equal band signature each record is paired with."""
 

@@ -411,6 +411,12 @@ def test_the_same_question_on_another_case_is_another_item(reversed_priority):
 # ---- the vectorised bucket stage writes what datatrove's writes ---------------------------------------
 
 
+def root(parent: dict, x):
+    while parent.get(x, x) != x:
+        x = parent[x]
+    return x
+
+
 def test_bucket_stage_finds_the_pairs_datatrove_finds(shared_data, tmp_path):
     train = json.loads((shared_data / "frenchmedmcqa" / "train.json").read_text(encoding="utf-8"))
     config = MinhashConfig(
@@ -447,16 +453,11 @@ def test_bucket_stage_finds_the_pairs_datatrove_finds(shared_data, tmp_path):
     # records datatrove's pairs put in one cluster
     for name, theirs in pairs["datatrove"].items():
         assert theirs <= pairs["ours"][name], name
-        parent = {}
-
-        def find(x):
-            while parent.get(x, x) != x:
-                x = parent[x]
-            return x
-
+        parent: dict = {}
         for a, i, b, j in theirs:
-            parent[find((a, i))] = find((b, j))
-        assert all(find((a, i)) == find((b, j)) for a, i, b, j in pairs["ours"][name] - theirs), name
+            parent[root(parent, (a, i))] = root(parent, (b, j))
+        extra = pairs["ours"][name] - theirs
+        assert all(root(parent, (a, i)) == root(parent, (b, j)) for a, i, b, j in extra), name
     assert sum(map(len, pairs["ours"].values())) > 10  # FrenchMedMCQA repeats some of its questions
     assert any(
         a != b for found in pairs["ours"].values() for a, _, b, _ in found
