@@ -13,7 +13,8 @@ test copy dropped in favour of a native train copy must not then remove that tra
 contaminated) and the config's ``eval_sets``; it writes a sorted array of
 n-gram hashes with the item each came from. ``DecontaminationFilter`` (write stage) rejects a record
 of a checked split (``contamination``, ``kept_id`` = the evaluation item) when the share of an
-evaluation item's n-grams found in it reaches the threshold. Evaluation items shorter than ``n``
+evaluation item's n-grams found in it (or in the English original of a translated record, for
+English evaluation sets) reaches the threshold. Evaluation items shorter than ``n``
 words cannot be matched this way; they are counted (``too_short``) and left to near-dedup.
 """
 
@@ -177,6 +178,11 @@ class DecontaminationFilter(RecordFilter):
         if doc.metadata.get("split") not in self.splits:
             return True
         found = self.match(simplify(near_dedup_text(doc.metadata)))
+        original = doc.metadata.get("original") or {}
+        if found is None and original.get("instruction"):
+            # a translated item is also matched through its English original: MedQA's test questions
+            # translated into training data leak into the English benchmark, in no shared French n-gram
+            found = self.match(simplify(near_dedup_text({**original, "type": doc.metadata.get("type")})))
         if found is None:
             return True
         item, shared, total = found
