@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 
-from conftest import write_config, write_mmlu_csv
+from gen_configs import write_config, write_mmlu_csv
 from gen_fault_server import FaultServer
 
 N = 60

@@ -61,7 +61,7 @@ def read_rows(root: Path, sub: str) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def faulty_run(tmp_path_factory):
-    from conftest import write_config, write_mmlu_csv
+    from gen_configs import write_config, write_mmlu_csv
 
     folder = tmp_path_factory.mktemp("faults")
     with PlannedServer() as server:
@@ -121,7 +121,7 @@ def test_retries_then_second_run_asks_only_the_failed(faulty_run):
 
 
 def test_dry_run_counts_misses_and_cost(tmp_path):
-    from conftest import write_config, write_mmlu_csv
+    from gen_configs import write_config, write_mmlu_csv
 
     config = write_config(tmp_path, "http://127.0.0.1:9/v1", [{"adapter": "mmlu_medical", "path": str(write_mmlu_csv(tmp_path / "en", 12))}])
     result = CliRunner().invoke(app, ["translate", str(config), "--dry-run", "--limit", "5", "--output", str(tmp_path / "o")])
