@@ -73,7 +73,7 @@ class DedupConfig(StrictModel):
     ``simplify_text``), then cut into word ``n_grams``. LSH with ``num_buckets`` bands of
     ``hashes_per_bucket`` rows proposes pairs around a similarity of (1/b)^(1/r); a pair is merged
     only when the exact Jaccard similarity of the n-gram sets reaches ``threshold`` and the correct
-    options agree. Defaults measured on the shared data: docs/architecture/dedup.md.
+    options agree. Defaults measured on the shared data: docs/architecture.md (Near-duplicates).
     """
 
     enabled: bool = True

@@ -168,7 +168,7 @@ def mean_rating(records: Sequence[dict], question: str, key: str) -> dict[str, d
 def build_report(
     records: Sequence[dict], dataset: str = "", workspace: str = "", min_submitted: int = 2
 ) -> dict[str, Any]:
-    """The report dict (keys documented in docs/architecture/quality.md)."""
+    """The report dict (keys documented in docs/architecture.md (Quality review))."""
     reviewed = [r for r in records if verdict(r) is not None]
     incorrect = sorted(r["id"] for r in reviewed if verdict(r) == "incorrect")
     error_types = Counter()

@@ -1,7 +1,7 @@
 """mlabonne/medical-cases-fr: French clinical cases from medical exam preparation material, each with
 a question and a written answer (about 8,100 rows; splits ``train`` and ``eval``). Native, OEQ.
 
-ASSUMED COLUMNS (the dataset card documents none; see docs/readme/sources.md): a case text
+ASSUMED COLUMNS (the dataset card documents none; see README.md (Sources)): a case text
 (``Enonce``), a question (``Question``), an answer (``Reponse``/``Correction``), a specialty
 (``Specialite``) and a series number (``Serie``). Each role is looked up among a few spellings; a
 row that has none of them is rejected as ``malformed_row`` with the columns it does have, so a

@@ -2,7 +2,7 @@
 (splits ``train`` and ``eval``). Native.
 
 The Hub repository is spelled ``mlabonne/medical-mqca-fr`` (sic); the MedInjection-FR card links
-``medical-mcqa-fr``. ASSUMED COLUMNS (the card documents none; see docs/readme/sources.md): the
+``medical-mcqa-fr``. ASSUMED COLUMNS (the card documents none; see README.md (Sources)): the
 question (``Question``/``Enonce``/``question``), the options either as columns (``answer_a`` ..,
 or ``A`` .. ``E``), as a list/mapping (``options``/``choices``), or as lettered lines inside the
 question, and the correct letters (``Reponse``/``correct_answers``/``answer``: ``"A, C"``,
