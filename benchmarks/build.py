@@ -19,8 +19,10 @@ and perturbed to ``--records`` source rows, written once to ``--cache`` in Frenc
 Then the real ``build()`` runs over it. ``planted_duplicate_recall``: share of planted pairs of which
 one copy was removed as ``exact_duplicate``/``near_duplicate``/``contamination`` naming the other
 copy. ``wrongly_merged``: near-duplicate or contamination rejects that pair items made from two
-different shared-data questions; ``same_base_merged``: those pairing two random variants of the same
-question (an artifact of replicating 2,483 questions 230 times: short items with one-word options
+different shared-data questions that are not themselves the same item (FrenchMedMCQA asks some
+questions again across years: two bases whose question + options pass the build's own check are one
+item, and merges across them are counted apart as ``same_item_bases_merged``);
+``same_base_merged``: those pairing two random variants of the same question (an artifact of replicating 2,483 questions 230 times: short items with one-word options
 can come out nearly alike), reported apart.
 ``peak_rss_gib``: the largest sum of RSS over the whole process tree (this process and datatrove's
 workers), sampled every 0.2 s with psutil; also the largest single process, and ``ru_maxrss`` of
@@ -68,6 +70,40 @@ def base_items() -> list[dict]:
     for name in ("train", "dev"):
         items += json.loads((SHARED / "frenchmedmcqa" / f"{name}.json").read_text(encoding="utf-8"))
     return items
+
+
+def base_groups(threshold: float) -> list[int]:
+    """The group of each base question: FrenchMedMCQA asks some questions again across years (37 pairs
+    in train+dev, benchmarks/dedup_precision.py), so variants of two such questions are variants of one
+    item. Bases are grouped when their question + options pass the build's own check (Jaccard of word
+    1-grams >= threshold and the same correct options)."""
+    from medinjection.dataset_builders.steps.minhash_text import simplify
+    from medinjection.dataset_builders.steps.near_dedup import same_answer, shingle_jaccard, shingles
+    from medinjection.dataset_builders.steps.normalize import normalize_text
+
+    rows = []
+    for item in base_items():
+        answers = {letter: normalize_text(text) for letter, text in item["answers"].items()}
+        texts = sorted(answers.values(), key=str.casefold)
+        rows.append({
+            "grams": shingles(simplify(" ".join([normalize_text(item["question"]), *texts]).casefold()), 1),
+            "type": "MCQ",
+            "correct": sorted(answers[x].casefold() for x in item["correct_answers"]),
+        })
+    group = list(range(len(rows)))
+
+    def find(x: int) -> int:
+        while group[x] != x:
+            group[x] = group[group[x]]
+            x = group[x]
+        return x
+
+    for i, a in enumerate(rows):
+        for j in range(i + 1, len(rows)):
+            b = rows[j]
+            if shingle_jaccard(a["grams"], b["grams"]) >= threshold and same_answer(a, b):
+                group[find(i)] = find(j)
+    return [find(i) for i in range(len(rows))]
 
 
 def english_items() -> list[dict]:
@@ -225,8 +261,10 @@ def stage_seconds(root: Path) -> dict[str, float]:
     return times
 
 
-def evaluate(root: Path, manifest: dict) -> dict:
+def evaluate(root: Path, manifest: dict, threshold: float) -> dict:
     from medinjection.schema import make_id
+
+    groups = base_groups(threshold)
 
     source_of = {}
     pairs = {}
@@ -239,7 +277,7 @@ def evaluate(root: Path, manifest: dict) -> dict:
     for pair in manifest["planted"]:
         base[make_id("frenchmedmcqa", pair["twin"])] = base[make_id("frenchmedmcqa", pair["original"])]
     found: dict[frozenset, str] = {}
-    wrong, same_base = [], 0
+    wrong, same_base, same_item = [], 0, 0
     for path in sorted((root / "rejects").glob("*/*.jsonl")):
         for line in path.open(encoding="utf-8"):
             row = json.loads(line)
@@ -252,6 +290,10 @@ def evaluate(root: Path, manifest: dict) -> dict:
                 continue
             elif base.get(row["id"], -1) == base.get(row["kept_id"], -2):
                 same_base += 1
+            elif row["id"] in base and row["kept_id"] in base and (
+                groups[base[row["id"]]] == groups[base[row["kept_id"]]]
+            ):
+                same_item += 1
             else:
                 wrong.append({"id": row["id"], "kept_id": row["kept_id"], "reason": row["reason"], "detail": row["detail"]})
     total = Counter(pairs.values())
@@ -262,6 +304,7 @@ def evaluate(root: Path, manifest: dict) -> dict:
         "recall_by_kind": {kind: round(found[kind] / total[kind], 4) for kind in KINDS if total[kind]},
         "wrongly_merged": len(wrong),
         "same_base_merged": same_base,
+        "same_item_bases_merged": same_item,
         "wrong_examples": wrong[:5],
     }
 
@@ -311,7 +354,7 @@ def main() -> None:
     self_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     child_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
     stats = json.loads((output / "stats.json").read_text())
-    quality = evaluate(output, manifest)
+    quality = evaluate(output, manifest, config.dedup.threshold)
     result = {
         "records": args.records,
         "wall_s": round(wall, 1),
@@ -334,6 +377,7 @@ def main() -> None:
         "planted_duplicate_recall": round(quality["planted_found"] / max(quality["planted"], 1), 4),
         "wrongly_merged": quality["wrongly_merged"],
         "same_base_merged": quality["same_base_merged"],
+        "same_item_bases_merged": quality["same_item_bases_merged"],
     })
     if quality["wrong_examples"]:
         print("wrongly merged (first 5):", json.dumps(quality["wrong_examples"], ensure_ascii=False, indent=1), file=sys.stderr)

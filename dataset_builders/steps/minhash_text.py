@@ -130,16 +130,75 @@ class MinhashText(PipelineStep):
 
 
 class MinhashSignature(MinhashDedupSignature):
-    """Datatrove's ``MinhashDedupSignature`` with the per-document bucket split done by one reshape
-    (``np.split`` was a fifth of its time); same signatures, same files."""
+    """Datatrove's ``MinhashDedupSignature``, batched: the same signatures in the same files.
 
-    def get_signature(self, shingles: np.ndarray) -> list[list[int]]:
+    Datatrove computes one document's signature at a time and packs it into the 20 bucket files with
+    20 ``struct.pack`` writes; at 571K records that was most of the stage's 112 s. Here the shingles
+    of ``BATCH`` documents are permuted in one numpy operation, reduced per document with
+    ``np.minimum.reduceat``, and written with one ``tobytes()`` per bucket file. Datatrove's own
+    ``run`` then sorts and checks the files (called with ``skip_existing_sigs``, it finds them complete).
+    """
+
+    BATCH = 1024
+
+    def signature_rows(self, shingles: list[np.ndarray]) -> np.ndarray:
+        """The (documents, num_hashes) signatures of a batch of 1-D shingle arrays."""
         a, b = self.parameters
-        phv = (shingles * a + b) % np.uint64((1 << 61) - 1)
+        counts = np.fromiter((s.size for s in shingles), dtype=np.int64, count=len(shingles))
+        phv = (np.concatenate(shingles).reshape(-1, 1) * a + b) % np.uint64((1 << 61) - 1)
         if self.config.hash_config.precision == 32:
             phv = np.bitwise_and(phv, self.config.hash_config.max)
-        mins = np.min(phv, axis=0).astype(self.config.hash_config.np_dtype)
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        return np.minimum.reduceat(phv, starts, axis=0).astype(self.config.hash_config.np_dtype)
+
+    def get_signature(self, shingles: np.ndarray) -> list[list[int]]:
+        mins = self.signature_rows([shingles.reshape(-1)])[0]
         return mins.reshape(self.config.num_buckets, self.config.hashes_per_bucket).tolist()
+
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1):
+        rows = self.config.hashes_per_bucket
+        fmt = f"<{self.config.hash_config.struct_format}"
+        dtype = np.dtype([(f"h{i}", fmt) for i in range(rows)] + [("doc", "<u4")])
+        buckets = [
+            self.output_folder.open(f"bucket_{bi:03d}/{rank:05d}.minhash.sig", mode="wb")
+            for bi in range(self.config.num_buckets)
+        ]
+        shingles: list[np.ndarray] = []
+        indexes: list[int] = []
+
+        def flush() -> None:
+            if not shingles:
+                return
+            with self.track_time():
+                mins = self.signature_rows(shingles)
+                for bi, bucket in enumerate(buckets):
+                    records = np.empty(len(indexes), dtype=dtype)
+                    for i in range(rows):
+                        records[f"h{i}"] = mins[:, bi * rows + i]
+                    records["doc"] = indexes
+                    bucket.write(records.tobytes())
+            shingles.clear()
+            indexes.clear()
+
+        try:
+            for doc_idx, doc in enumerate(data):
+                self.stat_update("total")
+                with self.track_time():
+                    found = self.get_shingles(doc.text).reshape(-1)
+                if found.size:
+                    shingles.append(found)
+                    indexes.append(doc_idx)
+                    if len(indexes) >= self.BATCH:
+                        flush()
+            flush()
+        finally:
+            for bucket in buckets:
+                bucket.close()
+        skip, self.skip_existing_sigs = self.skip_existing_sigs, True
+        try:
+            super().run(iter(()), rank, world_size)  # finds the files complete: sorts and checks them
+        finally:
+            self.skip_existing_sigs = skip
 
 
 def signature_config(config):

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 from datatrove.data import Document
-from datatrove.pipeline.dedup.minhash import MinhashConfig, MinhashDedupBuckets
+from datatrove.pipeline.dedup.minhash import MinhashConfig, MinhashDedupBuckets, MinhashDedupSignature
 from datatrove.utils.hashing import HashConfig
 
 from medinjection.config import load_build_config
@@ -462,3 +462,23 @@ def test_bucket_stage_finds_the_pairs_datatrove_finds(shared_data, tmp_path):
     assert any(
         a != b for found in pairs["ours"].values() for a, _, b, _ in found
     )  # pairs across the two tasks
+
+
+def test_batched_signatures_write_the_files_datatrove_writes(shared_data, tmp_path):
+    """Same bytes in every bucket file as datatrove's MinhashDedupSignature, empty texts included."""
+    items = json.loads((shared_data / "frenchmedmcqa" / "train.json").read_text(encoding="utf-8"))
+
+    def docs():
+        return [
+            Document(text=simplify(item["question"].casefold()) if k % 50 else "", id=str(k))
+            for k, item in enumerate(items)
+        ]
+
+    config = MinhashConfig(n_grams=1, num_buckets=20, hashes_per_bucket=4, seed=1, hash_config=HashConfig(precision=32))
+    written = {}
+    for name, step in (("ours", MinhashSignature), ("datatrove", MinhashDedupSignature)):
+        folder = tmp_path / name
+        step(str(folder), config=signature_config(config), language=WORD_TOKENIZER).run(iter(docs()), 0, 1)
+        written[name] = {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*.sig"))}
+    assert len(written["ours"]) == 20
+    assert written["ours"] == written["datatrove"]
