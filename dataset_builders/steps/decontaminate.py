@@ -162,10 +162,16 @@ class DecontaminationFilter(RecordFilter):
         grams = ngram_hashes(text, self.n_grams)
         if grams.size == 0 or hashes.size == 0:
             return None
+        # one searchsorted tells which n-grams are indexed at all; most records share none
         lo = np.searchsorted(hashes, grams, side="left")
-        hi = np.searchsorted(hashes, grams, side="right")
+        np.minimum(lo, hashes.size - 1, out=lo)
+        indexed = hashes[lo] == grams
+        if not indexed.any():
+            return None
+        lo = lo[indexed]
+        hi = np.searchsorted(hashes, grams[indexed], side="right")
         hits = Counter()
-        for start, stop in zip(lo[hi > lo].tolist(), hi[hi > lo].tolist(), strict=True):
+        for start, stop in zip(lo.tolist(), hi.tolist(), strict=True):
             hits.update(owners[start:stop].tolist())
         if not hits:
             return None
