@@ -78,6 +78,7 @@ def dedup_stages(config: BuildConfig, layout: Layout, tasks: int) -> list[Stage]
                     NearDedupResolve(
                         str(work / "buckets"), str(work), str(layout.work("exact_dedup")), str(work),
                         config.provenance_priority, config.dedup.n_grams, config.dedup.threshold,
+                        signatures_folder=str(work / "signatures"), hashes_per_bucket=mh.hashes_per_bucket,
                     ),
                 ],
                 1,

@@ -39,3 +39,24 @@ def test_build_names_an_unknown_adapter(tmp_path):
     result = runner.invoke(app, ["build", str(config), "--output", str(tmp_path / "out")])
     assert result.exit_code == 1
     assert "nosuch" in result.output and "frenchmedmcqa" in result.output
+
+
+def test_demo_builds_the_dataset_its_mixes_and_cards(tmp_path, monkeypatch):
+    """The Quickstart's main job, from a fresh folder: every config loads by name from the current directory."""
+    import datasets
+    from huggingface_hub import DatasetCard
+
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["demo"])
+    assert result.exit_code == 0, result.output
+    folder = tmp_path / "medinjection-fr"
+    sizes = {}
+    for name in ("native", "translated", "synthetic", "nat", "trad", "syn", "nat_trad", "nat_syn", "trad_syn", "all"):
+        loaded = datasets.load_dataset("medinjection-fr", name)
+        assert set(loaded) == {"train", "validation", "test"}, name
+        sizes[name] = loaded["train"].num_rows
+    assert len({sizes[m] for m in ("nat", "trad", "syn", "nat_trad", "nat_syn", "trad_syn", "all")}) == 1
+    card = DatasetCard.load(folder / "README.md")
+    assert {c["config_name"] for c in card.data.configs} >= {"native", "nat_trad", "all"}
+    for subset in ("native", "translated", "synthetic"):
+        assert (folder / "cards" / f"{subset}.md").is_file()
