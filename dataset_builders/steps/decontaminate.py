@@ -20,7 +20,6 @@ words cannot be matched this way; they are counted (``too_short``) and left to n
 
 from __future__ import annotations
 
-import gzip
 import json
 from collections import Counter
 from pathlib import Path
@@ -41,11 +40,16 @@ INDEX_FILE = "index.npz"
 ITEMS_FILE = "eval_items.jsonl"
 
 
+def ngram_hash_set(text: str, n: int) -> set[int]:
+    """The 64-bit hashes of the word n-grams of ``text`` (simplified: ``minhash_text.simplify``)."""
+    tokens = words(text)
+    return {xxh64_intdigest(" ".join(tokens[i : i + n])) for i in range(len(tokens) - n + 1)}
+
+
 def ngram_hashes(text: str, n: int) -> np.ndarray:
     """Sorted unique 64-bit hashes of the word n-grams of ``text`` (simplified: ``minhash_text.simplify``)."""
-    tokens = words(text)
-    grams = {" ".join(tokens[i : i + n]) for i in range(len(tokens) - n + 1)}
-    return np.unique(np.fromiter((xxh64_intdigest(g) for g in grams), dtype=np.uint64, count=len(grams)))
+    grams = ngram_hash_set(text, n)
+    return np.unique(np.fromiter(grams, dtype=np.uint64, count=len(grams)))
 
 
 def eval_set_items(spec, base_dir: str):
@@ -98,7 +102,7 @@ class DecontaminationIndex(PipelineStep):
         if self.own_eval_folder is not None:
             removed = self.removed_ids()
             for name in sorted(self.own_eval_folder.list_files(subdirectory=EVAL_DIR)):
-                with self.own_eval_folder.open(name, "rb") as raw, gzip.open(raw, "rt") as handle:
+                with self.own_eval_folder.open(name, "rb") as handle:
                     for line in handle:
                         row = json.loads(line)
                         if row["id"] in removed:
@@ -145,6 +149,7 @@ class DecontaminationFilter(RecordFilter):
         self.threshold = threshold
         self.splits = set(splits)
         self._index = None
+        self._indexed: set[int] = set()
 
     def load(self):
         with self.index_folder.open(INDEX_FILE, "rb") as handle:
@@ -152,6 +157,9 @@ class DecontaminationFilter(RecordFilter):
             hashes, owners, sizes = arrays["hashes"], arrays["owners"], arrays["sizes"]
         with self.index_folder.open(ITEMS_FILE, "r") as handle:
             items = [json.loads(line) for line in handle]
+        # a Python set of the indexed hashes answers "shares no n-gram" (most records) in about a
+        # microsecond; the sorted arrays then count the shared n-grams of the few others
+        self._indexed = set(hashes.tolist())
         return hashes, owners, sizes, items
 
     def match(self, text: str) -> tuple[dict, int, int] | None:
@@ -159,17 +167,12 @@ class DecontaminationFilter(RecordFilter):
         if self._index is None:
             self._index = self.load()
         hashes, owners, sizes, items = self._index
-        grams = ngram_hashes(text, self.n_grams)
-        if grams.size == 0 or hashes.size == 0:
+        shared_grams = self._indexed.intersection(ngram_hash_set(text, self.n_grams))
+        if not shared_grams:
             return None
-        # one searchsorted tells which n-grams are indexed at all; most records share none
+        grams = np.fromiter(shared_grams, dtype=np.uint64, count=len(shared_grams))
         lo = np.searchsorted(hashes, grams, side="left")
-        np.minimum(lo, hashes.size - 1, out=lo)
-        indexed = hashes[lo] == grams
-        if not indexed.any():
-            return None
-        lo = lo[indexed]
-        hi = np.searchsorted(hashes, grams[indexed], side="right")
+        hi = np.searchsorted(hashes, grams, side="right")
         hits = Counter()
         for start, stop in zip(lo.tolist(), hi.tolist(), strict=True):
             hits.update(owners[start:stop].tolist())

@@ -23,11 +23,11 @@ the write stage, so every dropped record lands in ``rejects/near_dedup/`` with i
 
 from __future__ import annotations
 
-import gzip
 import json
 from collections import defaultdict
 
 import numpy as np
+import orjson
 from datatrove.io import DataFolderLike, get_datafolder
 from datatrove.pipeline.base import PipelineStep
 from xxhash import xxh64_intdigest
@@ -194,10 +194,10 @@ class NearDedupResolve(PipelineStep):
             by_file[key >> 32].add(key & 0xFFFFFFFF)
         rows = {}
         for file_id, docs in sorted(by_file.items()):
-            with self.keys_folder.open(f"{KEYS_DIR}/{file_id:05d}.jsonl.gz", "rb") as raw, gzip.open(raw, "rt") as handle:
+            with self.keys_folder.open(f"{KEYS_DIR}/{file_id:05d}.jsonl", "rb") as handle:
                 for index, line in enumerate(handle):
                     if index in docs:
-                        row = json.loads(line)
+                        row = orjson.loads(line)
                         if row["id"] not in removed:
                             row["grams"] = shingles(row.pop("text"), self.n_grams)
                             context = row.pop("context", "")
