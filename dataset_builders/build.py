@@ -32,6 +32,7 @@ from medinjection.dataset_builders import generate
 from medinjection.dataset_builders.dedup import dedup_filters, dedup_stages
 from medinjection.dataset_builders.layout import BUILD_DIR, Layout, Stage
 from medinjection.dataset_builders.sources import get_adapter
+from medinjection.dataset_builders.steps.exact_dedup import ExactDedupKeys
 from medinjection.dataset_builders.steps.finalize import Finalize
 from medinjection.dataset_builders.steps.language import LanguageFilter, load_backend
 from medinjection.dataset_builders.steps.normalize import TextNormalizer
@@ -62,6 +63,7 @@ def prepare_stage(config: BuildConfig, layout: Layout, tasks: int, progress: boo
             TextNormalizer(),
             SchemaValidator(rejects_dir=rejects),
             LanguageFilter(lang.languages, lang.threshold, lang.backend, lang.seed, rejects_dir=rejects),
+            ExactDedupKeys(str(layout.work("exact_dedup"))),
             JsonlWriter(str(layout.prepared), output_filename="${rank}.jsonl", compression=None, adapter=prepared_row),
         ],
         tasks,

@@ -56,7 +56,7 @@ def dedup_stages(config: BuildConfig, layout: Layout, tasks: int) -> list[Stage]
     stages = [
         Stage(
             "exact_dedup_index",
-            [JsonlReader(str(layout.prepared)), ExactDedupIndex(str(layout.work("exact_dedup")), config.provenance_priority)],
+            [ExactDedupIndex(str(layout.work("exact_dedup")), config.provenance_priority)],  # reads the key files
             1,
         ),
     ]

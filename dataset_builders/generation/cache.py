@@ -46,11 +46,21 @@ class ResponseCache:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(str(self.path), timeout=60, isolation_level=None, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        # NORMAL in WAL mode: a commit survives a killed process (only a power cut can lose the last ones).
-        self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA busy_timeout=60000")
-        self.db.execute(SCHEMA)
+        # Several tasks open one cache at once. Switching a new file to WAL takes an exclusive lock and
+        # SQLite may answer "database is locked" at once rather than wait (seen under load in the
+        # demo build): retry for up to a minute.
+        for attempt in range(600):
+            try:
+                self.db.execute("PRAGMA journal_mode=WAL")
+                # NORMAL in WAL mode: a commit survives a killed process (only a power cut can lose the last ones).
+                self.db.execute("PRAGMA synchronous=NORMAL")
+                self.db.execute(SCHEMA)
+                break
+            except sqlite3.OperationalError as err:
+                if "locked" not in str(err) or attempt == 599:
+                    raise
+                time.sleep(0.1)
 
     def get(self, key: str) -> dict[str, Any] | None:
         row = self.db.execute(
@@ -89,7 +99,7 @@ class ResponseCache:
     def put_many(self, rows: Iterable[dict[str, Any]]) -> int:
         """Load entries (``dump`` rows) in one transaction, keeping answers already present."""
         count = 0
-        self.db.execute("BEGIN")
+        self.db.execute("BEGIN IMMEDIATE")  # take the write lock now (waiting for it), not mid-transaction
         try:
             for row in rows:
                 params = row["params"]

