@@ -85,11 +85,15 @@ def base_groups(threshold: float) -> list[int]:
     for item in base_items():
         answers = {letter: normalize_text(text) for letter, text in item["answers"].items()}
         texts = sorted(answers.values(), key=str.casefold)
-        rows.append({
-            "grams": shingles(simplify(" ".join([normalize_text(item["question"]), *texts]).casefold()), 1),
-            "type": "MCQ",
-            "correct": sorted(answers[x].casefold() for x in item["correct_answers"]),
-        })
+        rows.append(
+            {
+                "grams": shingles(
+                    simplify(" ".join([normalize_text(item["question"]), *texts]).casefold()), 1
+                ),
+                "type": "MCQ",
+                "correct": sorted(answers[x].casefold() for x in item["correct_answers"]),
+            }
+        )
     group = list(range(len(rows)))
 
     def find(x: int) -> int:
@@ -110,10 +114,21 @@ def english_items() -> list[dict]:
     rows = []
     for path in sorted((SHARED / "mmlu-medical").glob("*.csv")):
         for row in csv.reader(path.open(encoding="utf-8")):
-            rows.append({"question": row[0], "answers": dict(zip("abcd", row[1:5], strict=True)), "correct": [row[5].lower()]})
+            rows.append(
+                {
+                    "question": row[0],
+                    "answers": dict(zip("abcd", row[1:5], strict=True)),
+                    "correct": [row[5].lower()],
+                }
+            )
     for item in json.loads((SHARED / "pubmedqa" / "ori_pqal.json").read_text()).values():
-        rows.append({"question": item["QUESTION"], "answers": {"a": "yes", "b": "no", "c": "maybe"},
-                     "correct": ["abc"["yes no maybe".split().index(item["final_decision"])]]})
+        rows.append(
+            {
+                "question": item["QUESTION"],
+                "answers": {"a": "yes", "b": "no", "c": "maybe"},
+                "correct": ["abc"["yes no maybe".split().index(item["final_decision"])]],
+            }
+        )
     return rows
 
 
@@ -123,9 +138,15 @@ def mutate_words(text: str, rng: random.Random, vocab: list[str], share: float) 
 
 def distinct(base: dict, k: int, rng: random.Random, vocab: list[str]) -> dict:
     answers = {letter: mutate_words(text, rng, vocab, 0.4) for letter, text in base["answers"].items()}
-    return {"id": f"d{k}", "question": mutate_words(base["question"], rng, vocab, 0.4), "answers": answers,
-            "correct_answers": list(base["correct_answers"]), "type": base["type"],
-            "subject_name": base.get("subject_name", ""), "nbr_correct_answers": base.get("nbr_correct_answers")}
+    return {
+        "id": f"d{k}",
+        "question": mutate_words(base["question"], rng, vocab, 0.4),
+        "answers": answers,
+        "correct_answers": list(base["correct_answers"]),
+        "type": base["type"],
+        "subject_name": base.get("subject_name", ""),
+        "nbr_correct_answers": base.get("nbr_correct_answers"),
+    }
 
 
 def reorder(item: dict, rng: random.Random) -> dict:
@@ -166,8 +187,11 @@ def twin(item: dict, kind: str, rng: random.Random, vocab: list[str]) -> dict:
         return reorder(item, rng)
     if kind == "reworded":
         return {**item, "question": reword(item["question"], rng, vocab)}
-    return {**item, "question": retranslate(item["question"], rng),
-            "answers": {letter: retranslate(text, rng) for letter, text in item["answers"].items()}}
+    return {
+        **item,
+        "question": retranslate(item["question"], rng),
+        "answers": {letter: retranslate(text, rng) for letter, text in item["answers"].items()},
+    }
 
 
 def make_sources(records: int, cache: Path, seed: int = 0, planted_share: float = 0.05) -> dict:
@@ -202,15 +226,29 @@ def make_sources(records: int, cache: Path, seed: int = 0, planted_share: float 
     for k in range(n_english):
         row = english[k % len(english)]
         rows.setdefault(("translated", "train"), []).append(
-            {"id": f"e{k}", "question": row["question"], "answers": row["answers"], "correct_answers": row["correct"],
-             "type": "single", "subject_name": "english"})
+            {
+                "id": f"e{k}",
+                "question": row["question"],
+                "answers": row["answers"],
+                "correct_answers": row["correct"],
+                "type": "single",
+                "subject_name": "english",
+            }
+        )
     for (prov, split), items in rows.items():
         folder = cache / prov
         folder.mkdir(parents=True, exist_ok=True)
         for start in range(0, len(items), SHARD):
             (folder / f"{split}_{start // SHARD:03d}.json").write_text(
-                json.dumps(items[start : start + SHARD], ensure_ascii=False), encoding="utf-8")
-    manifest = {"records": records, "planted": planted, "english": n_english, "distinct": n_distinct, "bases": len(bases)}
+                json.dumps(items[start : start + SHARD], ensure_ascii=False), encoding="utf-8"
+            )
+    manifest = {
+        "records": records,
+        "planted": planted,
+        "english": n_english,
+        "distinct": n_distinct,
+        "bases": len(bases),
+    }
     manifest_path.write_text(json.dumps(manifest))
     return manifest
 
@@ -255,7 +293,14 @@ def stage_seconds(root: Path) -> dict[str, float]:
         stamps = []
         for log in (folder / "logs").glob("*.log"):
             lines = [line for line in log.read_text().splitlines() if line[:2] == "20" and " | " in line]
-            stamps += [datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S.%f").timestamp() for line in (lines[0], lines[-1])] if lines else []
+            stamps += (
+                [
+                    datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S.%f").timestamp()
+                    for line in (lines[0], lines[-1])
+                ]
+                if lines
+                else []
+            )
         if stamps:
             times[folder.name] = round(max(stamps) - min(stamps), 1)
     return times
@@ -290,12 +335,21 @@ def evaluate(root: Path, manifest: dict, threshold: float) -> dict:
                 continue
             elif base.get(row["id"], -1) == base.get(row["kept_id"], -2):
                 same_base += 1
-            elif row["id"] in base and row["kept_id"] in base and (
-                groups[base[row["id"]]] == groups[base[row["kept_id"]]]
+            elif (
+                row["id"] in base
+                and row["kept_id"] in base
+                and (groups[base[row["id"]]] == groups[base[row["kept_id"]]])
             ):
                 same_item += 1
             else:
-                wrong.append({"id": row["id"], "kept_id": row["kept_id"], "reason": row["reason"], "detail": row["detail"]})
+                wrong.append(
+                    {
+                        "id": row["id"],
+                        "kept_id": row["kept_id"],
+                        "reason": row["reason"],
+                        "detail": row["detail"],
+                    }
+                )
     total = Counter(pairs.values())
     found = Counter(found.values())
     return {
@@ -331,16 +385,33 @@ def main() -> None:
         make_sources(args.records, cache)
         return
     if not (cache / "manifest.json").exists():  # in a child process, so its memory is not this build's
-        subprocess.run([sys.executable, __file__, "--records", str(args.records), "--cache", str(cache), "--only-sources"],
-                       check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--records",
+                str(args.records),
+                "--cache",
+                str(cache),
+                "--only-sources",
+            ],
+            check=True,
+        )
     manifest = json.loads((cache / "manifest.json").read_text())
     print(f"sources ready in {time.time() - started:.1f}s at {cache}", file=sys.stderr)
     config_path = cache / "bench.yaml"
-    config_path.write_text(yaml.safe_dump({
-        "name": "bench",
-        "sources": [{"adapter": "frenchmedmcqa", "path": prov, "provenance": prov} for prov in ("native", "translated", "synthetic")],
-        "executor": {"type": "local", "tasks": args.tasks, "workers": args.workers},
-    }))
+    config_path.write_text(
+        yaml.safe_dump(
+            {
+                "name": "bench",
+                "sources": [
+                    {"adapter": "frenchmedmcqa", "path": prov, "provenance": prov}
+                    for prov in ("native", "translated", "synthetic")
+                ],
+                "executor": {"type": "local", "tasks": args.tasks, "workers": args.workers},
+            }
+        )
+    )
     config = load_build_config(config_path)
     shutil.rmtree(output, ignore_errors=True)
     load_before = os.getloadavg()[0]
@@ -368,19 +439,25 @@ def main() -> None:
     }
     for stage, seconds in stage_seconds(output).items():
         result[f"{stage}_s"] = seconds
-    result.update({
-        "kept": stats["records"]["kept"],
-        "rejects": stats["rejects"],
-        "planted": quality["planted"],
-        "planted_found": quality["planted_found"],
-        "recall_by_kind": quality["recall_by_kind"],
-        "planted_duplicate_recall": round(quality["planted_found"] / max(quality["planted"], 1), 4),
-        "wrongly_merged": quality["wrongly_merged"],
-        "same_base_merged": quality["same_base_merged"],
-        "same_item_bases_merged": quality["same_item_bases_merged"],
-    })
+    result.update(
+        {
+            "kept": stats["records"]["kept"],
+            "rejects": stats["rejects"],
+            "planted": quality["planted"],
+            "planted_found": quality["planted_found"],
+            "recall_by_kind": quality["recall_by_kind"],
+            "planted_duplicate_recall": round(quality["planted_found"] / max(quality["planted"], 1), 4),
+            "wrongly_merged": quality["wrongly_merged"],
+            "same_base_merged": quality["same_base_merged"],
+            "same_item_bases_merged": quality["same_item_bases_merged"],
+        }
+    )
     if quality["wrong_examples"]:
-        print("wrongly merged (first 5):", json.dumps(quality["wrong_examples"], ensure_ascii=False, indent=1), file=sys.stderr)
+        print(
+            "wrongly merged (first 5):",
+            json.dumps(quality["wrong_examples"], ensure_ascii=False, indent=1),
+            file=sys.stderr,
+        )
     print(json.dumps(result))
 
 

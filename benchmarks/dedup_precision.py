@@ -77,7 +77,8 @@ def main() -> None:
             continue
         a, b = reject["record"], records[reject["kept_id"]]
         similarity = shingle_jaccard(
-            shingles(simplify(near_dedup_text(a)), args.n_grams), shingles(simplify(near_dedup_text(b)), args.n_grams)
+            shingles(simplify(near_dedup_text(a)), args.n_grams),
+            shingles(simplify(near_dedup_text(b)), args.n_grams),
         )
         pairs.append((round(similarity, 3), a, b))
     pairs.sort(key=lambda p: -p[0])

@@ -102,7 +102,10 @@ def requests_per_s(port: int, concurrency: int, n: int, folder: Path) -> float:
         Request(
             [
                 {"role": "system", "content": "Tu es un traducteur médical."},
-                {"role": "user", "content": f"Traduis en français (c{concurrency}, item {i}) : What is the treatment?"},
+                {
+                    "role": "user",
+                    "content": f"Traduis en français (c{concurrency}, item {i}) : What is the treatment?",
+                },
             ],
             "v1",
         )
@@ -116,7 +119,9 @@ def requests_per_s(port: int, concurrency: int, n: int, folder: Path) -> float:
     failed = sum(a.text is None for a in answers)
     cached = sum(a.cached for a in answers)
     if failed or cached:
-        raise SystemExit(f"concurrency {concurrency}: {failed} failed and {cached} cached answers out of {len(answers)}")
+        raise SystemExit(
+            f"concurrency {concurrency}: {failed} failed and {cached} cached answers out of {len(answers)}"
+        )
     if len(cache) != n:
         raise SystemExit(f"concurrency {concurrency}: the cache holds {len(cache)} answers, expected {n}")
     cache.close()
@@ -173,7 +178,9 @@ def main() -> None:
                 results[f"requests_per_s_c{concurrency}"] = round(rate, 1)
                 print(f"concurrency {concurrency}: {rate:,.0f} requests/s", flush=True)
             lookups, fill_s = cache_lookups_per_s(args.cache_entries, args.lookups, folder, args.seed)
-            print(f"cache of {args.cache_entries:,} entries (filled in {fill_s:.1f} s): {lookups:,.0f} lookups/s")
+            print(
+                f"cache of {args.cache_entries:,} entries (filled in {fill_s:.1f} s): {lookups:,.0f} lookups/s"
+            )
     finally:
         server.terminate()
         server.join(10)

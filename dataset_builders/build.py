@@ -59,12 +59,21 @@ def prepare_stage(config: BuildConfig, layout: Layout, tasks: int, progress: boo
     return Stage(
         "prepare",
         [
-            SourceReader([*config.sources, *generate.generated_specs(config, layout)], str(config.base_dir), config.split, config.seed, rejects, progress),
+            SourceReader(
+                [*config.sources, *generate.generated_specs(config, layout)],
+                str(config.base_dir),
+                config.split,
+                config.seed,
+                rejects,
+                progress,
+            ),
             TextNormalizer(),
             SchemaValidator(rejects_dir=rejects),
             LanguageFilter(lang.languages, lang.threshold, lang.backend, lang.seed, rejects_dir=rejects),
             ExactDedupKeys(str(layout.work("exact_dedup"))),
-            JsonlWriter(str(layout.prepared), output_filename="${rank}.jsonl", compression=None, adapter=prepared_row),
+            JsonlWriter(
+                str(layout.prepared), output_filename="${rank}.jsonl", compression=None, adapter=prepared_row
+            ),
         ],
         tasks,
     )
@@ -97,7 +106,19 @@ def make_stages(config: BuildConfig, layout: Layout, tasks: int, progress: bool 
         *dedup_stages(config, layout, tasks),
         write_stage(config, layout, tasks),
     ]
-    stages.append(Stage("finalize", [Finalize(str(layout.root), generate.with_generation_sources(config_snapshot(config), config), counted_steps(stages))], 1))
+    stages.append(
+        Stage(
+            "finalize",
+            [
+                Finalize(
+                    str(layout.root),
+                    generate.with_generation_sources(config_snapshot(config), config),
+                    counted_steps(stages),
+                )
+            ],
+            1,
+        )
+    )
     return stages
 
 
@@ -129,11 +150,18 @@ def make_executors(stages: list[Stage], config: BuildConfig, layout: Layout, wor
     previous = None
     executors = []
     for stage in stages:
-        common = dict(pipeline=stage.pipeline, tasks=stage.tasks, logging_dir=str(layout.logs(stage.name)), depends=previous)
+        common = dict(
+            pipeline=stage.pipeline,
+            tasks=stage.tasks,
+            logging_dir=str(layout.logs(stage.name)),
+            depends=previous,
+        )
         if executor.type == "local":
             from datatrove.executor import LocalPipelineExecutor
 
-            current = LocalPipelineExecutor(**common, workers=min(workers, stage.tasks) if workers > 0 else -1)
+            current = LocalPipelineExecutor(
+                **common, workers=min(workers, stage.tasks) if workers > 0 else -1
+            )
         elif executor.type == "slurm":
             from datatrove.executor import SlurmPipelineExecutor
 

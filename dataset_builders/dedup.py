@@ -56,29 +56,48 @@ def dedup_stages(config: BuildConfig, layout: Layout, tasks: int) -> list[Stage]
     stages = [
         Stage(
             "exact_dedup_index",
-            [ExactDedupIndex(str(layout.work("exact_dedup")), config.provenance_priority)],  # reads the key files
+            [
+                ExactDedupIndex(str(layout.work("exact_dedup")), config.provenance_priority)
+            ],  # reads the key files
             1,
         ),
     ]
     own_eval = decont and config.decontamination.own_test_splits
     if near or own_eval:
-        keys = [JsonlReader(str(layout.prepared)), MinhashText(str(work), write_keys=near, write_eval=own_eval)]
+        keys = [
+            JsonlReader(str(layout.prepared)),
+            MinhashText(str(work), write_keys=near, write_eval=own_eval),
+        ]
         if near:
-            keys.append(MinhashSignature(str(work / "signatures"), config=signature_config(minhash_config(config)),
-                                         language=WORD_TOKENIZER))
+            keys.append(
+                MinhashSignature(
+                    str(work / "signatures"),
+                    config=signature_config(minhash_config(config)),
+                    language=WORD_TOKENIZER,
+                )
+            )
         stages.append(Stage("minhash_signatures", keys, tasks))
     if near:
         mh = minhash_config(config)
         stages += [
-            Stage("minhash_buckets", [MinhashBuckets(str(work / "signatures"), str(work / "buckets"), config=mh)],
-                  bucket_tasks(mh.num_buckets, tasks)),
+            Stage(
+                "minhash_buckets",
+                [MinhashBuckets(str(work / "signatures"), str(work / "buckets"), config=mh)],
+                bucket_tasks(mh.num_buckets, tasks),
+            ),
             Stage(
                 "minhash_clusters",
                 [
                     NearDedupResolve(
-                        str(work / "buckets"), str(work), str(layout.work("exact_dedup")), str(work),
-                        config.provenance_priority, config.dedup.n_grams, config.dedup.threshold,
-                        signatures_folder=str(work / "signatures"), hashes_per_bucket=mh.hashes_per_bucket,
+                        str(work / "buckets"),
+                        str(work),
+                        str(layout.work("exact_dedup")),
+                        str(work),
+                        config.provenance_priority,
+                        config.dedup.n_grams,
+                        config.dedup.threshold,
+                        signatures_folder=str(work / "signatures"),
+                        hashes_per_bucket=mh.hashes_per_bucket,
                     ),
                 ],
                 1,
@@ -86,13 +105,22 @@ def dedup_stages(config: BuildConfig, layout: Layout, tasks: int) -> list[Stage]
         ]
     if decont:
         dc = config.decontamination
-        stages.append(Stage(
-            "decontamination_index",
-            [DecontaminationIndex(str(layout.work("decontamination")), dc.n_grams, dc.eval_sets, str(config.base_dir),
-                                  str(work) if own_eval else None,
-                                  [str(layout.work("exact_dedup")), *([str(work)] if near else [])])],
-            1,
-        ))
+        stages.append(
+            Stage(
+                "decontamination_index",
+                [
+                    DecontaminationIndex(
+                        str(layout.work("decontamination")),
+                        dc.n_grams,
+                        dc.eval_sets,
+                        str(config.base_dir),
+                        str(work) if own_eval else None,
+                        [str(layout.work("exact_dedup")), *([str(work)] if near else [])],
+                    )
+                ],
+                1,
+            )
+        )
     return stages
 
 
@@ -103,6 +131,9 @@ def dedup_filters(config: BuildConfig, layout: Layout) -> list:
         filters.append(NearDedupFilter(str(layout.work("near_dedup")), rejects_dir=rejects))
     if config.decontamination.enabled:
         dc = config.decontamination
-        filters.append(DecontaminationFilter(str(layout.work("decontamination")), dc.n_grams, dc.threshold, dc.splits,
-                                             rejects_dir=rejects))
+        filters.append(
+            DecontaminationFilter(
+                str(layout.work("decontamination")), dc.n_grams, dc.threshold, dc.splits, rejects_dir=rejects
+            )
+        )
     return filters

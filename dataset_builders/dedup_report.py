@@ -39,8 +39,17 @@ def removal_counts(rejects: Path) -> tuple[dict, Counter, list[dict]]:
                 if reason == "contamination":
                     eval_set = eval_sets.get(row["kept_id"], "unknown set")
                     contaminated[eval_set] += 1
-                    listed.append({"id": row["id"], "provenance": prov, "source": source, "split": row["split"],
-                                   "eval_id": row["kept_id"], "eval_set": eval_set, "detail": row["detail"]})
+                    listed.append(
+                        {
+                            "id": row["id"],
+                            "provenance": prov,
+                            "source": source,
+                            "split": row["split"],
+                            "eval_id": row["kept_id"],
+                            "eval_set": eval_set,
+                            "detail": row["detail"],
+                        }
+                    )
     removed = {
         step: {
             "by_provenance": {p: dict(sorted(c.items())) for p, c in sorted(by_prov[step].items())},
@@ -77,7 +86,11 @@ def provenance_totals(stats: dict) -> dict:
     out = {}
     for prov, entry in sorted(totals.items()):
         rejected = dict(sorted(entry["rejected"].items()))
-        out[prov or "(unknown)"] = {"in": entry["kept"] + sum(rejected.values()), "kept": entry["kept"], "rejected": rejected}
+        out[prov or "(unknown)"] = {
+            "in": entry["kept"] + sum(rejected.values()),
+            "kept": entry["kept"],
+            "rejected": rejected,
+        }
     return out
 
 
@@ -109,7 +122,8 @@ def _removed(removed: dict, step: str, prov: str, source: str | None = None) -> 
 def settings_lines(config: dict) -> list[str]:
     dedup, decont = config.get("dedup", {}), config.get("decontamination", {})
     eval_sets = (["the build's own test splits"] if decont.get("own_test_splits") else []) + [
-        f"{s.get('name') or s['adapter']} ({', '.join(s.get('splits', []))})" for s in decont.get("eval_sets", [])
+        f"{s.get('name') or s['adapter']} ({', '.join(s.get('splits', []))})"
+        for s in decont.get("eval_sets", [])
     ]
     return [
         f"- Kept copy of a duplicate: provenance {' > '.join(config['provenance_priority'])}, then split "
@@ -120,7 +134,9 @@ def settings_lines(config: dict) -> list[str]:
         "options agree and so do the contexts" + ("" if dedup.get("enabled", True) else " (disabled)") + ".",
         f"- Decontamination: word {decont.get('n_grams')}-grams; a record of {', '.join(decont.get('splits', []))} is "
         f"removed when it holds at least {decont.get('threshold')} of an evaluation item's n-grams. Evaluation sets: "
-        + (", ".join(eval_sets) or "none") + ("" if decont.get("enabled", True) else " (disabled)") + ".",
+        + (", ".join(eval_sets) or "none")
+        + ("" if decont.get("enabled", True) else " (disabled)")
+        + ".",
     ]
 
 
@@ -141,31 +157,82 @@ def write_dedup_report(root: Path, stats: dict, config: dict) -> None:
     ]
     rows = []
     for prov, entry in stats["provenances"].items():
-        sources = sorted({s for step in removed.values() for s in step.get("by_provenance_source", {}).get(prov, {})}
-                         | {c["source"] for c in stats["composition"] if c["provenance"] == prov})
+        sources = sorted(
+            {s for step in removed.values() for s in step.get("by_provenance_source", {}).get(prov, {})}
+            | {c["source"] for c in stats["composition"] if c["provenance"] == prov}
+        )
         for source in sources:
-            kept = sum(c["count"] for c in stats["composition"] if c["provenance"] == prov and c["source"] == source)
+            kept = sum(
+                c["count"] for c in stats["composition"] if c["provenance"] == prov and c["source"] == source
+            )
             counts = [_removed(removed, step, prov, source) for step in DEDUP_STEPS]
             other = sum(_removed(removed, step, prov, source) for step in removed if step not in DEDUP_STEPS)
-            rows.append([prov, source, f"{kept + sum(counts) + other:,}", f"{kept:,}", *(f"{n:,}" for n in counts)])
+            rows.append(
+                [prov, source, f"{kept + sum(counts) + other:,}", f"{kept:,}", *(f"{n:,}" for n in counts)]
+            )
         counts = [_removed(removed, step, prov) for step in DEDUP_STEPS]
-        rows.append([f"**{prov}**", "all", f"{entry['in']:,}", f"{entry['kept']:,}", *(f"{n:,}" for n in counts)])
-    parts.append(_table(rows, ["provenance", "source", "in", "kept", "exact duplicates", "near duplicates", "contaminated"]))
-    parts += ["", "`in` counts every record read; the records the other steps removed (malformed rows, non-French "
-              "text, ...) are in `stats.json` and `rejects/`."]
+        rows.append(
+            [f"**{prov}**", "all", f"{entry['in']:,}", f"{entry['kept']:,}", *(f"{n:,}" for n in counts)]
+        )
+    parts.append(
+        _table(
+            rows,
+            ["provenance", "source", "in", "kept", "exact duplicates", "near duplicates", "contaminated"],
+        )
+    )
+    parts += [
+        "",
+        "`in` counts every record read; the records the other steps removed (malformed rows, non-French "
+        "text, ...) are in `stats.json` and `rejects/`.",
+    ]
     parts += ["", "## Contamination", ""]
     contamination = stats["contamination"]
     if contamination["by_eval_set"]:
-        parts.append(_table([[name, f"{n:,}"] for name, n in contamination["by_eval_set"].items()],
-                            ["evaluation set", "training items removed"]))
-        parts += ["", "Removed training items and the evaluation item each matched"
-                  + (f" (the first {len(contamination['examples'])} of {contamination['total']:,} by id)"
-                     if contamination["total"] > len(contamination["examples"]) else "") + ":", ""]
-        parts.append(_table(
-            [[f"`{row['id']}`", row["provenance"], row["source"], row["split"], f"`{row['eval_id']}`", row["eval_set"],
-              row["detail"].split(" of evaluation item")[0]] for row in contamination["examples"]],
-            ["training item", "provenance", "source", "split", "evaluation item", "evaluation set", "shared n-grams"]))
-        parts.append("\nThe full list, with the matching evaluation item of each, is `rejects/decontamination/`.")
+        parts.append(
+            _table(
+                [[name, f"{n:,}"] for name, n in contamination["by_eval_set"].items()],
+                ["evaluation set", "training items removed"],
+            )
+        )
+        parts += [
+            "",
+            "Removed training items and the evaluation item each matched"
+            + (
+                f" (the first {len(contamination['examples'])} of {contamination['total']:,} by id)"
+                if contamination["total"] > len(contamination["examples"])
+                else ""
+            )
+            + ":",
+            "",
+        ]
+        parts.append(
+            _table(
+                [
+                    [
+                        f"`{row['id']}`",
+                        row["provenance"],
+                        row["source"],
+                        row["split"],
+                        f"`{row['eval_id']}`",
+                        row["eval_set"],
+                        row["detail"].split(" of evaluation item")[0],
+                    ]
+                    for row in contamination["examples"]
+                ],
+                [
+                    "training item",
+                    "provenance",
+                    "source",
+                    "split",
+                    "evaluation item",
+                    "evaluation set",
+                    "shared n-grams",
+                ],
+            )
+        )
+        parts.append(
+            "\nThe full list, with the matching evaluation item of each, is `rejects/decontamination/`."
+        )
     else:
         parts.append("No training item matched an evaluation item.")
     (root / "dedup_report.md").write_text("\n".join(parts) + "\n", encoding="utf-8")

@@ -60,16 +60,25 @@ def make_step(config: BuildConfig, task: str, layout: Layout, limit: int | None 
     )
 
 
-def generation_stage(config: BuildConfig, task: str, layout: Layout, tasks: int, limit: int | None = None) -> Stage:
+def generation_stage(
+    config: BuildConfig, task: str, layout: Layout, tasks: int, limit: int | None = None
+) -> Stage:
     writer = JsonlWriter(
-        str(generated_dir(layout, task)), output_filename="${source}/${rank}.jsonl", compression=None, adapter=_record_only
+        str(generated_dir(layout, task)),
+        output_filename="${source}/${rank}.jsonl",
+        compression=None,
+        adapter=_record_only,
     )
     return Stage(task, [make_step(config, task, layout, limit), writer], tasks)
 
 
 def generation_stages(config: BuildConfig, layout: Layout, tasks: int) -> list[Stage]:
     """The translate and synthesize stages the config declares (none when it declares neither)."""
-    return [generation_stage(config, task, layout, tasks) for task in STEPS if task_config(config, task) is not None]
+    return [
+        generation_stage(config, task, layout, tasks)
+        for task in STEPS
+        if task_config(config, task) is not None
+    ]
 
 
 def source_names(config: BuildConfig, task: str) -> list[str]:
@@ -87,7 +96,11 @@ def generated_specs(config: BuildConfig, layout: Layout) -> list[SourceSpec]:
         provenance = "translated" if task == "translate" else "synthetic"
         for name in source_names(config, task):
             path = generated_dir(layout, task) / name
-            specs.append(SourceSpec(adapter="generated", path=str(path), provenance=provenance, options={"source": name}))
+            specs.append(
+                SourceSpec(
+                    adapter="generated", path=str(path), provenance=provenance, options={"source": name}
+                )
+            )
     return specs
 
 
@@ -149,10 +162,22 @@ def dry_run(config: BuildConfig, task: str, layout: Layout, limit: int | None = 
     price = section.backend.prices.get(section.backend.model)
     cost = (prompt * price.input + completion * price.output) / 1e6 if price else 0.0
     failed = Counter(job.error is not None for job in jobs)[True]
-    return DryRun(task, len(jobs), len(misses), len(asked) - len(misses), failed, prompt, completion, cost, section.backend.model)
+    return DryRun(
+        task,
+        len(jobs),
+        len(misses),
+        len(asked) - len(misses),
+        failed,
+        prompt,
+        completion,
+        cost,
+        section.backend.model,
+    )
 
 
-def run_generation(config: BuildConfig, task: str, output: Path, tasks: int = 1, limit: int | None = None, workers: int = 1) -> dict:
+def run_generation(
+    config: BuildConfig, task: str, output: Path, tasks: int = 1, limit: int | None = None, workers: int = 1
+) -> dict:
     """Run one generation stage on its own (``medinjection translate|synthesize``) into ``output``:
     generated/, rejects/, usage/ and datatrove logs; returns the summed usage."""
     from datatrove.executor import LocalPipelineExecutor
@@ -160,7 +185,11 @@ def run_generation(config: BuildConfig, task: str, output: Path, tasks: int = 1,
     layout = Layout(output.resolve())
     stage = generation_stage(config, task, layout, tasks, limit)
     executor = LocalPipelineExecutor(
-        pipeline=stage.pipeline, tasks=tasks, workers=workers, logging_dir=str(layout.logs(task)), skip_completed=False
+        pipeline=stage.pipeline,
+        tasks=tasks,
+        workers=workers,
+        logging_dir=str(layout.logs(task)),
+        skip_completed=False,
     )
     executor.run()
     usage: Counter = Counter()

@@ -24,7 +24,9 @@ DEFAULT_CHAT_VERSION = "v1"
 def load_chat_template(version: str = DEFAULT_CHAT_VERSION) -> dict[str, Any]:
     path = resources.files("medinjection") / "prompts" / "chat" / f"{version}.yaml"
     if not path.is_file():
-        known = sorted(p.name.removesuffix(".yaml") for p in path.parent.iterdir() if p.name.endswith(".yaml"))
+        known = sorted(
+            p.name.removesuffix(".yaml") for p in path.parent.iterdir() if p.name.endswith(".yaml")
+        )
         raise ValueError(f"unknown chat format version {version!r}; known: {known}")
     return yaml.safe_load(path.read_text(encoding="utf-8"))
 

@@ -23,10 +23,16 @@ def fail(message: str, code: int = 1) -> None:
 @app.command()
 def build(
     config: Annotated[str, typer.Argument(help="A build config YAML, or a bundled name: demo, full.")],
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Dataset folder (default: the config's `output`).")] = None,
-    tasks: Annotated[int | None, typer.Option(help="Datatrove tasks (default: the config's executor.tasks).")] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Dataset folder (default: the config's `output`).")
+    ] = None,
+    tasks: Annotated[
+        int | None, typer.Option(help="Datatrove tasks (default: the config's executor.tasks).")
+    ] = None,
     workers: Annotated[int | None, typer.Option(help="Parallel workers for the local executor.")] = None,
-    overwrite: Annotated[bool, typer.Option(help="Rebuild a folder that holds a build of another config.")] = False,
+    overwrite: Annotated[
+        bool, typer.Option(help="Rebuild a folder that holds a build of another config.")
+    ] = False,
 ) -> None:
     """Build the dataset folder (data/<config>/<split>-*.parquet, rejects/, stats.json, README.md)."""
     from medinjection.config import ConfigError, load_build_config
@@ -43,14 +49,18 @@ def build(
 
     stats = json.loads((root / "stats.json").read_text())
     records = stats["records"]
-    typer.echo(f"built {root}: {records['kept']} records kept, {records['rejected']} rejected (of {records['in']} read)")
+    typer.echo(
+        f"built {root}: {records['kept']} records kept, {records['rejected']} rejected (of {records['in']} read)"
+    )
     for provenance, splits in stats["splits"].items():
         typer.echo(f"  {provenance}: " + ", ".join(f"{split} {n}" for split, n in splits.items()))
 
 
 @app.command()
 def demo(
-    output: Annotated[Path, typer.Option("--output", "-o", help="Where to build the demo dataset folder.")] = Path("medinjection-fr"),
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Where to build the demo dataset folder.")
+    ] = Path("medinjection-fr"),
     seed: Annotated[int, typer.Option(help="Seed of the mixes.")] = 0,
 ) -> None:
     """The Quickstart's main job, offline: build the bundled demo dataset, its seven mixes and its cards.

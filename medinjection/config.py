@@ -259,7 +259,9 @@ def load_build_config(path_or_name: str | Path) -> BuildConfig:
     if not path.exists():
         bundled = bundled_configs()
         if str(path_or_name) not in bundled:
-            raise ConfigError(f"no config file {str(path)!r} and no bundled config of that name; bundled: {sorted(bundled)}")
+            raise ConfigError(
+                f"no config file {str(path)!r} and no bundled config of that name; bundled: {sorted(bundled)}"
+            )
         path = bundled[str(path_or_name)]
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))

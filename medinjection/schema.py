@@ -181,7 +181,9 @@ def validate_record(record: dict[str, Any]) -> None:
         raise RecordError("no_correct_answer", "no correct letter", rid)
     missing = sorted(set(correct) - set(letters))
     if missing:
-        raise RecordError("letter_not_in_options", f"correct letter(s) {missing} not in options {letters}", rid)
+        raise RecordError(
+            "letter_not_in_options", f"correct letter(s) {missing} not in options {letters}", rid
+        )
     if record["type"] == "MCQU" and len(set(correct)) != 1:
         raise RecordError("type_mismatch", f"MCQU with {len(set(correct))} correct letters {correct}", rid)
 

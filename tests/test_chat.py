@@ -9,9 +9,17 @@ from medinjection.schema import new_record
 
 
 def record(kind="MCQ", **extra):
-    base = dict(source="demo", source_id="1", provenance="native", type=kind, instruction="Quelle est la bonne réponse ?")
+    base = dict(
+        source="demo",
+        source_id="1",
+        provenance="native",
+        type=kind,
+        instruction="Quelle est la bonne réponse ?",
+    )
     if kind != "OEQ":
-        base |= dict(options=[{"letter": L, "text": f"option {L}"} for L in "ABCD"], correct_letters=["C", "A"])
+        base |= dict(
+            options=[{"letter": L, "text": f"option {L}"} for L in "ABCD"], correct_letters=["C", "A"]
+        )
     base |= extra
     return new_record(**base)
 
@@ -39,8 +47,18 @@ def test_the_parser_reads_back_what_the_format_writes():
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("B", {"B"}), ("A, C", {"A", "C"}), ("A,C", {"A", "C"}), (" D. ", {"D"}), ("A;B", {"A", "B"}),
-     ("E", None), ("La réponse est A", None), ("", None), ("a", None), ("A C", None)],
+    [
+        ("B", {"B"}),
+        ("A, C", {"A", "C"}),
+        ("A,C", {"A", "C"}),
+        (" D. ", {"D"}),
+        ("A;B", {"A", "B"}),
+        ("E", None),
+        ("La réponse est A", None),
+        ("", None),
+        ("a", None),
+        ("A C", None),
+    ],
 )
 def test_strict_parser(text, expected):
     assert parse_letters(text, ["A", "B", "C", "D"]) == (frozenset(expected) if expected else None)

@@ -18,7 +18,9 @@ def all_commands(command, prefix: tuple[str, ...] = ()):
             yield from all_commands(sub, (*prefix, name))
 
 
-@pytest.mark.parametrize("path", list(all_commands(get_command(app))), ids=lambda p: " ".join(p) or "medinjection")
+@pytest.mark.parametrize(
+    "path", list(all_commands(get_command(app))), ids=lambda p: " ".join(p) or "medinjection"
+)
 def test_every_command_has_help(path):
     result = runner.invoke(app, [*path, "--help"])
     assert result.exit_code == 0, result.output
@@ -51,7 +53,18 @@ def test_demo_builds_the_dataset_its_mixes_and_cards(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     folder = tmp_path / "medinjection-fr"
     sizes = {}
-    for name in ("native", "translated", "synthetic", "nat", "trad", "syn", "nat_trad", "nat_syn", "trad_syn", "all"):
+    for name in (
+        "native",
+        "translated",
+        "synthetic",
+        "nat",
+        "trad",
+        "syn",
+        "nat_trad",
+        "nat_syn",
+        "trad_syn",
+        "all",
+    ):
         loaded = datasets.load_dataset("medinjection-fr", name)
         assert set(loaded) == {"train", "validation", "test"}, name
         sizes[name] = loaded["train"].num_rows

@@ -23,7 +23,9 @@ def test_unknown_key_is_named_with_the_allowed_ones(tmp_path):
 
 
 def test_hub_sources_need_a_pinned_revision(tmp_path):
-    path = write(tmp_path, {"name": "x", "sources": [{"adapter": "mediqal", "hub_id": "ANR-MALADES/MediQAl"}]})
+    path = write(
+        tmp_path, {"name": "x", "sources": [{"adapter": "mediqal", "hub_id": "ANR-MALADES/MediQAl"}]}
+    )
     with pytest.raises(ConfigError, match="pinned revision"):
         load_build_config(path)
 
@@ -35,7 +37,9 @@ def test_slurm_needs_its_section(tmp_path):
 
 
 def test_relative_paths_resolve_against_the_config_folder(tmp_path):
-    config = load_build_config(write(tmp_path, {"name": "x", "sources": [{"adapter": "frenchmedmcqa", "path": "data"}]}))
+    config = load_build_config(
+        write(tmp_path, {"name": "x", "sources": [{"adapter": "frenchmedmcqa", "path": "data"}]})
+    )
     assert config.resolve("data") == tmp_path / "data"
 
 
@@ -45,6 +49,12 @@ def test_unknown_bundled_name_lists_the_bundled_ones():
 
 
 def test_a_branch_is_not_a_pinned_revision(tmp_path):
-    path = write(tmp_path, {"name": "x", "sources": [{"adapter": "mediqal", "hub_id": "ANR-MALADES/MediQAl", "revision": "main"}]})
+    path = write(
+        tmp_path,
+        {
+            "name": "x",
+            "sources": [{"adapter": "mediqal", "hub_id": "ANR-MALADES/MediQAl", "revision": "main"}],
+        },
+    )
     with pytest.raises(ConfigError, match="branch"):
         load_build_config(path)

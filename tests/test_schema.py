@@ -24,7 +24,11 @@ def mcq(**overrides):
         provenance="native",
         type="MCQ",
         instruction="Quels antibiotiques sont des bêta-lactamines ?",
-        options=[{"letter": "A", "text": "Amoxicilline"}, {"letter": "B", "text": "Céfazoline"}, {"letter": "C", "text": "Gentamicine"}],
+        options=[
+            {"letter": "A", "text": "Amoxicilline"},
+            {"letter": "B", "text": "Céfazoline"},
+            {"letter": "C", "text": "Gentamicine"},
+        ],
         correct_letters=["A", "B"],
         answer="A, B",
     )
@@ -57,7 +61,10 @@ def test_new_record_refuses_unknown_fields():
         ({"instruction": "  "}, "empty_text"),
         ({"instruction": None}, "missing_field"),
         ({"options": [{"letter": "A", "text": "x"}]}, "too_few_options"),
-        ({"options": [{"letter": "A", "text": "x"}, {"letter": "A", "text": "y"}]}, "duplicate_option_letters"),
+        (
+            {"options": [{"letter": "A", "text": "x"}, {"letter": "A", "text": "y"}]},
+            "duplicate_option_letters",
+        ),
         ({"options": [{"letter": "A", "text": "x"}, {"letter": "B", "text": ""}]}, "empty_option"),
         ({"correct_letters": []}, "no_correct_answer"),
         ({"correct_letters": ["D"]}, "letter_not_in_options"),

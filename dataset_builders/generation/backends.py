@@ -67,7 +67,10 @@ class Usage:
         return total
 
     def as_dict(self, prices: dict[str, Any] | None = None) -> dict[str, Any]:
-        out = {k: getattr(self, k) for k in ("requests", "cache_hits", "failures", "retries", "prompt_tokens", "completion_tokens")}
+        out = {
+            k: getattr(self, k)
+            for k in ("requests", "cache_hits", "failures", "retries", "prompt_tokens", "completion_tokens")
+        }
         out["cost_usd"] = round(self.cost(prices or {}), 6)
         return out
 
@@ -130,7 +133,12 @@ class OpenAIBackend:
 
     def payload(self, messages: list[dict[str, str]]) -> dict[str, Any]:
         cfg = self.config
-        body: dict[str, Any] = {"model": cfg.model, "messages": messages, "temperature": cfg.temperature, "max_tokens": cfg.max_tokens}
+        body: dict[str, Any] = {
+            "model": cfg.model,
+            "messages": messages,
+            "temperature": cfg.temperature,
+            "max_tokens": cfg.max_tokens,
+        }
         if cfg.seed is not None:
             body["seed"] = cfg.seed
         if cfg.json_mode:
@@ -157,15 +165,24 @@ class OpenAIBackend:
                         if not isinstance(text, str):
                             raise TypeError("message content is not a string")
                     except (ValueError, KeyError, IndexError, TypeError) as err:
-                        last = f"unreadable response body ({type(err).__name__}: {err}): {response.text[:200]!r}"
+                        last = (
+                            f"unreadable response body ({type(err).__name__}: {err}): {response.text[:200]!r}"
+                        )
                     else:
                         usage = data.get("usage") or {}
-                        return Completion(text, int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0), attempt + 1)
+                        return Completion(
+                            text,
+                            int(usage.get("prompt_tokens") or 0),
+                            int(usage.get("completion_tokens") or 0),
+                            attempt + 1,
+                        )
                 elif response.status_code in RETRY_STATUS:
                     last = f"HTTP {response.status_code}: {response.text[:200]}"
                     retry_after = response.headers.get("retry-after")
                 else:
-                    raise GenerationError(f"HTTP {response.status_code} from {self.base_url}: {response.text[:500]}")
+                    raise GenerationError(
+                        f"HTTP {response.status_code} from {self.base_url}: {response.text[:500]}"
+                    )
             if attempt < cfg.max_retries:
                 await asyncio.sleep(backoff_delay(attempt, cfg.backoff_s, cfg.max_backoff_s, retry_after))
         raise GenerationError(f"gave up after {cfg.max_retries + 1} attempts; last error: {last}")
@@ -193,7 +210,9 @@ class TransformersBackend:
         import torch
 
         cfg = self.config
-        inputs = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+        inputs = self.tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+        )
         kwargs: dict[str, Any] = {"max_new_tokens": cfg.max_tokens, "do_sample": cfg.temperature > 0}
         if cfg.temperature > 0:
             kwargs["temperature"] = cfg.temperature
@@ -219,11 +238,15 @@ class VLLMBackend:
         try:
             from vllm import LLM, SamplingParams
         except ImportError:
-            raise ImportError("backend type 'vllm' needs vLLM: pip install vllm (on a machine with a GPU)") from None
+            raise ImportError(
+                "backend type 'vllm' needs vLLM: pip install vllm (on a machine with a GPU)"
+            ) from None
         self.config = config
         self.model = config.model
         self.llm = LLM(model=config.model, seed=config.seed or 0)
-        self.params = SamplingParams(temperature=config.temperature, max_tokens=config.max_tokens, seed=config.seed)
+        self.params = SamplingParams(
+            temperature=config.temperature, max_tokens=config.max_tokens, seed=config.seed
+        )
         self._lock = threading.Lock()
 
     def _generate(self, messages: list[dict[str, str]]) -> Completion:
@@ -250,4 +273,9 @@ def make_backend(config: GenerationBackendConfig) -> Backend:
 
 def request_params(config: GenerationBackendConfig) -> dict[str, Any]:
     """The parameters that change an answer (part of the cache key)."""
-    return {"temperature": config.temperature, "max_tokens": config.max_tokens, "seed": config.seed, "json_mode": config.json_mode}
+    return {
+        "temperature": config.temperature,
+        "max_tokens": config.max_tokens,
+        "seed": config.seed,
+        "json_mode": config.json_mode,
+    }

@@ -75,7 +75,9 @@ class ResponseCache:
         for start in range(0, len(keys), 500):
             chunk = keys[start : start + 500]
             marks = ",".join("?" * len(chunk))
-            found.update(k for (k,) in self.db.execute(f"SELECT key FROM responses WHERE key IN ({marks})", chunk))
+            found.update(
+                k for (k,) in self.db.execute(f"SELECT key FROM responses WHERE key IN ({marks})", chunk)
+            )
         return found
 
     def put(
@@ -93,7 +95,17 @@ class ResponseCache:
         """Write one answer and commit it (autocommit) before returning."""
         self.db.execute(
             "INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (key, model, prompt_version, json.dumps(params, sort_keys=True), in_hash, response, prompt_tokens, completion_tokens, time.time()),
+            (
+                key,
+                model,
+                prompt_version,
+                json.dumps(params, sort_keys=True),
+                in_hash,
+                response,
+                prompt_tokens,
+                completion_tokens,
+                time.time(),
+            ),
         )
 
     def put_many(self, rows: Iterable[dict[str, Any]]) -> int:
@@ -105,14 +117,25 @@ class ResponseCache:
                 params = row["params"]
                 key = cache_key(row["model"], row["prompt_version"], params, row["input_hash"])
                 if row.get("key") and row["key"] != key:
-                    raise ValueError(f"cache entry {row['key']}: its key does not match its model/prompt/params/input")
+                    raise ValueError(
+                        f"cache entry {row['key']}: its key does not match its model/prompt/params/input"
+                    )
                 response = row["response"]
                 if not isinstance(response, str):
                     response = json.dumps(response, ensure_ascii=False)
                 self.db.execute(
                     "INSERT OR IGNORE INTO responses VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (key, row["model"], row["prompt_version"], json.dumps(params, sort_keys=True), row["input_hash"],
-                     response, row.get("prompt_tokens", 0), row.get("completion_tokens", 0), time.time()),
+                    (
+                        key,
+                        row["model"],
+                        row["prompt_version"],
+                        json.dumps(params, sort_keys=True),
+                        row["input_hash"],
+                        response,
+                        row.get("prompt_tokens", 0),
+                        row.get("completion_tokens", 0),
+                        time.time(),
+                    ),
                 )
                 count += 1
             self.db.execute("COMMIT")
@@ -137,9 +160,19 @@ class ResponseCache:
         return self.put_many(rows())
 
     def dump(self) -> Iterator[dict[str, Any]]:
-        for key, model, version, params, in_hash, response, pt, ct, _ in self.db.execute("SELECT * FROM responses ORDER BY key"):
-            yield {"key": key, "model": model, "prompt_version": version, "params": json.loads(params),
-                   "input_hash": in_hash, "response": response, "prompt_tokens": pt, "completion_tokens": ct}
+        for key, model, version, params, in_hash, response, pt, ct, _ in self.db.execute(
+            "SELECT * FROM responses ORDER BY key"
+        ):
+            yield {
+                "key": key,
+                "model": model,
+                "prompt_version": version,
+                "params": json.loads(params),
+                "input_hash": in_hash,
+                "response": response,
+                "prompt_tokens": pt,
+                "completion_tokens": ct,
+            }
 
     def __len__(self) -> int:
         return self.db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]

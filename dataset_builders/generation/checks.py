@@ -40,7 +40,10 @@ def parse_options(value: Any) -> list[dict[str, str]]:
         return []
     if not isinstance(value, list) or not all(isinstance(o, dict) for o in value):
         raise RecordError("invalid_structure", "options is not a list of {letter, text} objects")
-    return [{"letter": _text(o.get("letter"), "letter").upper(), "text": _text(o.get("text"), "text")} for o in value]
+    return [
+        {"letter": _text(o.get("letter"), "letter").upper(), "text": _text(o.get("text"), "text")}
+        for o in value
+    ]
 
 
 def item_text(item: dict[str, Any]) -> str:
@@ -51,7 +54,9 @@ def item_text(item: dict[str, Any]) -> str:
     return " ".join(p for p in parts if p)
 
 
-def check_translation(english: dict[str, Any], answer: dict[str, Any], min_ratio: float, max_ratio: float) -> dict[str, Any]:
+def check_translation(
+    english: dict[str, Any], answer: dict[str, Any], min_ratio: float, max_ratio: float
+) -> dict[str, Any]:
     """The French fields of a translation, checked against the English item (letters, key, length)."""
     options = parse_options(answer.get("options"))
     french = {
@@ -79,13 +84,19 @@ def check_translation(english: dict[str, Any], answer: dict[str, Any], min_ratio
             raise RecordError("answer_key_changed", "an open-ended item came back with answer letters")
     else:
         got = answer.get("correct_letters")
-        if not isinstance(got, list) or sorted(str(x).strip().upper() for x in got) != sorted(english["correct_letters"]):
-            raise RecordError("answer_key_changed", f"correct letters {got!r} instead of {english['correct_letters']}")
+        if not isinstance(got, list) or sorted(str(x).strip().upper() for x in got) != sorted(
+            english["correct_letters"]
+        ):
+            raise RecordError(
+                "answer_key_changed", f"correct letters {got!r} instead of {english['correct_letters']}"
+            )
         french["answer"] = english["answer"]
     en_len, fr_len = len(item_text(english)), len(item_text({**french, "type": english["type"]}))
     ratio = fr_len / max(en_len, 1)
     if not min_ratio <= ratio <= max_ratio:
-        raise RecordError("length_ratio", f"French/English length ratio {ratio:.2f} outside [{min_ratio}, {max_ratio}]")
+        raise RecordError(
+            "length_ratio", f"French/English length ratio {ratio:.2f} outside [{min_ratio}, {max_ratio}]"
+        )
     return french
 
 
@@ -127,7 +138,9 @@ def words(text: str) -> list[str]:
     return _WORD.findall(text.casefold())
 
 
-def copy_of_seed(generated: str, seed: str, max_common_chars: int, max_overlap: float, n: int = 8) -> str | None:
+def copy_of_seed(
+    generated: str, seed: str, max_common_chars: int, max_overlap: float, n: int = 8
+) -> str | None:
     """Why ``generated`` is a copy of ``seed`` (a long common run of characters, or most of its word
     n-grams found in the seed), or None."""
     a, b = " ".join(words(generated)), " ".join(words(seed))

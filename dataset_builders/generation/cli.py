@@ -12,10 +12,18 @@ import typer
 
 from medinjection.config import ConfigError, load_build_config
 
-ConfigArg = Annotated[str, typer.Argument(help="A build config YAML with a translate:/synthesize: section, or a bundled name.")]
-LimitOpt = Annotated[int | None, typer.Option("--limit", help="At most N rows per source (seeds, for synthesis).")]
-DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Print the requests to make and their estimated cost; ask nothing.")]
-OutputOpt = Annotated[Path | None, typer.Option("--output", "-o", help="Where to write (default: <config output>-<task>).")]
+ConfigArg = Annotated[
+    str, typer.Argument(help="A build config YAML with a translate:/synthesize: section, or a bundled name.")
+]
+LimitOpt = Annotated[
+    int | None, typer.Option("--limit", help="At most N rows per source (seeds, for synthesis).")
+]
+DryRunOpt = Annotated[
+    bool, typer.Option("--dry-run", help="Print the requests to make and their estimated cost; ask nothing.")
+]
+OutputOpt = Annotated[
+    Path | None, typer.Option("--output", "-o", help="Where to write (default: <config output>-<task>).")
+]
 TasksOpt = Annotated[int, typer.Option(help="Datatrove tasks (rows are spread over them).")]
 
 
@@ -41,11 +49,23 @@ def _run(task: str, config: str, limit: int | None, dry_run: bool, output: Path 
     typer.echo(json.dumps(usage, sort_keys=True))
 
 
-def translate(config: ConfigArg, limit: LimitOpt = None, dry_run: DryRunOpt = False, output: OutputOpt = None, tasks: TasksOpt = 1) -> None:
+def translate(
+    config: ConfigArg,
+    limit: LimitOpt = None,
+    dry_run: DryRunOpt = False,
+    output: OutputOpt = None,
+    tasks: TasksOpt = 1,
+) -> None:
     """Translate the config's English sources into French through the LLM and the response cache."""
     _run("translate", config, limit, dry_run, output, tasks)
 
 
-def synthesize(config: ConfigArg, limit: LimitOpt = None, dry_run: DryRunOpt = False, output: OutputOpt = None, tasks: TasksOpt = 1) -> None:
+def synthesize(
+    config: ConfigArg,
+    limit: LimitOpt = None,
+    dry_run: DryRunOpt = False,
+    output: OutputOpt = None,
+    tasks: TasksOpt = 1,
+) -> None:
     """Generate French items from the config's seed texts through the LLM and the response cache."""
     _run("synthesize", config, limit, dry_run, output, tasks)

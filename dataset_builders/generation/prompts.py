@@ -18,7 +18,11 @@ def load_prompt(task: str, version: str) -> dict[str, Any]:
     folder = resources.files("medinjection") / "prompts" / task
     path = folder / f"{version}.yaml"
     if not path.is_file():
-        known = sorted(p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml")) if folder.is_dir() else []
+        known = (
+            sorted(p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml"))
+            if folder.is_dir()
+            else []
+        )
         raise ValueError(f"unknown {task} prompt version {version!r}; known: {known}")
     template = yaml.safe_load(path.read_text(encoding="utf-8"))
     for key in ("version", "system", "user"):
@@ -33,7 +37,9 @@ def render(task: str, version: str, **fields: Any) -> tuple[str, list[dict[str, 
     user = template["user"]
     if isinstance(user, dict):  # one text per item type
         user = user[fields["type"]]
-    extra = {k: v.format(**fields) if isinstance(v, str) else v for k, v in (template.get("blocks") or {}).items()}
+    extra = {
+        k: v.format(**fields) if isinstance(v, str) else v for k, v in (template.get("blocks") or {}).items()
+    }
     messages = [
         {"role": "system", "content": template["system"].strip()},
         {"role": "user", "content": user.format(**fields, **extra).strip()},

@@ -41,7 +41,14 @@ class LLMStep(PipelineStep):
     type = "🤖 - GENERATE"
     task = ""  # prompt folder: translate | synthesize
 
-    def __init__(self, config: GenerationConfig, base_dir: str, cache_path: str, rejects_dir: str | None = None, usage_dir: str | None = None):
+    def __init__(
+        self,
+        config: GenerationConfig,
+        base_dir: str,
+        cache_path: str,
+        rejects_dir: str | None = None,
+        usage_dir: str | None = None,
+    ):
         super().__init__()
         self.config = config
         self.base_dir = base_dir
@@ -70,7 +77,9 @@ class LLMStep(PipelineStep):
     def iter_jobs(self, rank: int = 0, world_size: int = 1) -> Iterator[Job]:
         for spec in self.specs():
             if self.config.limit is not None:
-                spec = spec.model_copy(update={"limit": min(spec.limit or self.config.limit, self.config.limit)})
+                spec = spec.model_copy(
+                    update={"limit": min(spec.limit or self.config.limit, self.config.limit)}
+                )
             adapter = get_adapter(spec.adapter)(spec, Path(self.base_dir))
             for index, raw in enumerate(adapter.iter_raw()):
                 if index % world_size != rank:
@@ -79,8 +88,15 @@ class LLMStep(PipelineStep):
                     record = adapter.map_row(raw)
                 except RecordError as err:
                     rid = make_id(adapter.name, f"{raw.location}#{index}")
-                    record = {"id": rid, "source": adapter.name, "provenance": adapter.provenance_value, "raw": raw.row}
-                    yield Job(adapter.name, record, error=RecordError(err.reason, f"{raw.location}: {err.detail}"))
+                    record = {
+                        "id": rid,
+                        "source": adapter.name,
+                        "provenance": adapter.provenance_value,
+                        "raw": raw.row,
+                    }
+                    yield Job(
+                        adapter.name, record, error=RecordError(err.reason, f"{raw.location}: {err.detail}")
+                    )
                     continue
                 yield from self.jobs_for(adapter, record)
 
@@ -104,7 +120,9 @@ class LLMStep(PipelineStep):
             for batch in self.batches(rank, world_size):
                 asked = [job for job in batch if job.request is not None]
                 with self.track_time(unit="batch"):
-                    answers = dict(zip(map(id, asked), generator.generate([job.request for job in asked]), strict=True))
+                    answers = dict(
+                        zip(map(id, asked), generator.generate([job.request for job in asked]), strict=True)
+                    )
                 for job in batch:
                     self.stat_update("total")
                     self.stat_update(f"source:{job.source}:total")
@@ -125,13 +143,26 @@ class LLMStep(PipelineStep):
             if writer:
                 writer.close()
             usage = generator.usage.as_dict(self.config.backend.prices)
-            for key in ("requests", "cache_hits", "failures", "retries", "prompt_tokens", "completion_tokens"):
+            for key in (
+                "requests",
+                "cache_hits",
+                "failures",
+                "retries",
+                "prompt_tokens",
+                "completion_tokens",
+            ):
                 if usage[key]:
                     self.stat_update(f"usage_{key}", value=usage[key])
             if self.usage_dir:
                 path = Path(self.usage_dir) / f"{self.name}-{rank:05d}.json"
                 path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(json.dumps({"step": self.name, "rank": rank, "model": self.config.backend.model, **usage}, indent=2) + "\n")
+                path.write_text(
+                    json.dumps(
+                        {"step": self.name, "rank": rank, "model": self.config.backend.model, **usage},
+                        indent=2,
+                    )
+                    + "\n"
+                )
             generator.close()
             cache.close()
 

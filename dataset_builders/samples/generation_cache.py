@@ -35,17 +35,21 @@ def main() -> None:
             else:
                 answer = answers[task][job.extra["seed"]["source_id"]][job.record["type"]]
             in_hash = input_hash(job.request.messages)
-            rows.append({
-                "key": cache_key(backend.model, job.request.prompt_version, params, in_hash),
-                "model": backend.model,
-                "prompt_version": job.request.prompt_version,
-                "params": params,
-                "input_hash": in_hash,
-                "item": job.record["id"],
-                "response": answer,
-            })
+            rows.append(
+                {
+                    "key": cache_key(backend.model, job.request.prompt_version, params, in_hash),
+                    "model": backend.model,
+                    "prompt_version": job.request.prompt_version,
+                    "params": params,
+                    "input_hash": in_hash,
+                    "item": job.record["id"],
+                    "response": answer,
+                }
+            )
     out = HERE / "generation_cache.jsonl"
-    out.write_text("".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in rows), encoding="utf-8")
+    out.write_text(
+        "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in rows), encoding="utf-8"
+    )
     print(f"wrote {len(rows)} entries to {out}")
 
 

@@ -93,7 +93,9 @@ def read_table(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
         for index, row in enumerate(pq.read_table(path).to_pylist()):
             yield index, row
     else:
-        raise SourceUnavailable(f"{path}: unsupported file type {suffix!r} (use .json, .jsonl, .csv or .parquet)")
+        raise SourceUnavailable(
+            f"{path}: unsupported file type {suffix!r} (use .json, .jsonl, .csv or .parquet)"
+        )
 
 
 def _json_line(line: str, path: Path, index: int) -> dict[str, Any]:
@@ -191,7 +193,9 @@ class SourceAdapter(ABC):
     def repeat_key(self, row: dict[str, Any]) -> bytes:
         if self.id_field and row.get(self.id_field) is not None:
             return str(row[self.id_field]).encode()
-        return hashlib.blake2b(orjson.dumps(row, option=orjson.OPT_SORT_KEYS, default=str), digest_size=12).digest()
+        return hashlib.blake2b(
+            orjson.dumps(row, option=orjson.OPT_SORT_KEYS, default=str), digest_size=12
+        ).digest()
 
     def read_local(self) -> Iterator[RawRow]:
         for path in self.local_files():
@@ -212,7 +216,9 @@ class SourceAdapter(ABC):
                     row = dict(row)
                     if config:
                         row.setdefault("_config", config)
-                    yield RawRow(row, split, f"{hub_id}@{self.spec.revision}:{config or ''}:{split_name}:{index}")
+                    yield RawRow(
+                        row, split, f"{hub_id}@{self.spec.revision}:{config or ''}:{split_name}:{index}"
+                    )
 
     # ---- mapping -------------------------------------------------------------------------------
     @abstractmethod

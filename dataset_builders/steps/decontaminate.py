@@ -123,7 +123,9 @@ class DecontaminationIndex(PipelineStep):
                 if grams.size == 0:
                     self.stat_update("too_short")
                     continue
-                items_out.write(json.dumps({"id": item_id, "set": set_name, "ngrams": int(grams.size)}) + "\n")
+                items_out.write(
+                    json.dumps({"id": item_id, "set": set_name, "ngrams": int(grams.size)}) + "\n"
+                )
                 hashes.append(grams)
                 owners.append(np.full(grams.size, len(sizes), dtype=np.uint32))
                 sizes.append(grams.size)
@@ -132,7 +134,12 @@ class DecontaminationIndex(PipelineStep):
             all_owners = np.concatenate(owners) if owners else np.zeros(0, dtype=np.uint32)
             order = np.argsort(all_hashes, kind="stable")
             with self.output_folder.open(INDEX_FILE, "wb") as out:
-                np.savez(out, hashes=all_hashes[order], owners=all_owners[order], sizes=np.asarray(sizes, dtype=np.uint32))
+                np.savez(
+                    out,
+                    hashes=all_hashes[order],
+                    owners=all_owners[order],
+                    sizes=np.asarray(sizes, dtype=np.uint32),
+                )
         return
         yield
 
@@ -141,8 +148,14 @@ class DecontaminationFilter(RecordFilter):
     name = "decontamination"
     step_name = "decontamination"
 
-    def __init__(self, index_folder: DataFolderLike, n_grams: int, threshold: float, splits: list[str],
-                 rejects_dir: str | None = None):
+    def __init__(
+        self,
+        index_folder: DataFolderLike,
+        n_grams: int,
+        threshold: float,
+        splits: list[str],
+        rejects_dir: str | None = None,
+    ):
         super().__init__(rejects_dir=rejects_dir)
         self.index_folder = get_datafolder(index_folder)
         self.n_grams = n_grams
@@ -195,6 +208,9 @@ class DecontaminationFilter(RecordFilter):
         if found is None:
             return True
         item, shared, total = found
-        return self.reject(doc, "contamination",
-                           f"{shared} of the {total} {self.n_grams}-grams of evaluation item {item['id']} ({item['set']})",
-                           item["id"])
+        return self.reject(
+            doc,
+            "contamination",
+            f"{shared} of the {total} {self.n_grams}-grams of evaluation item {item['id']} ({item['set']})",
+            item["id"],
+        )

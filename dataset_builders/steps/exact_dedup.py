@@ -65,7 +65,12 @@ class ExactDedupKeys(PipelineStep):
         with self.output_folder.open(f"{KEYS_DIR}/{rank:05d}.jsonl", "wb") as out:
             for doc in data:
                 meta = doc.metadata
-                out.write(orjson.dumps([exact_key(doc), meta["provenance"], meta["split"], doc.id, answer_key(meta)]) + b"\n")
+                out.write(
+                    orjson.dumps(
+                        [exact_key(doc), meta["provenance"], meta["split"], doc.id, answer_key(meta)]
+                    )
+                    + b"\n"
+                )
                 yield doc
 
 
@@ -109,14 +114,32 @@ class ExactDedupIndex(PipelineStep):
                     ids = [doc_id for _, doc_id, _ in members]
                     for _, doc_id, _ in members:
                         others = ", ".join(i for i in ids if i != doc_id)
-                        out.write(json.dumps({"id": doc_id, "reason": "conflicting_answer", "kept_id": "",
-                                              "detail": f"same question as {others} with answers {sorted(answers)}"}) + "\n")
+                        out.write(
+                            json.dumps(
+                                {
+                                    "id": doc_id,
+                                    "reason": "conflicting_answer",
+                                    "kept_id": "",
+                                    "detail": f"same question as {others} with answers {sorted(answers)}",
+                                }
+                            )
+                            + "\n"
+                        )
                         self.stat_update("conflicting_answer")
                     continue
                 kept = members[0][1]
                 for _, doc_id, _ in members[1:]:
-                    out.write(json.dumps({"id": doc_id, "reason": "exact_duplicate", "kept_id": kept,
-                                          "detail": f"same normalised question and options as {kept}"}) + "\n")
+                    out.write(
+                        json.dumps(
+                            {
+                                "id": doc_id,
+                                "reason": "exact_duplicate",
+                                "kept_id": kept,
+                                "detail": f"same normalised question and options as {kept}",
+                            }
+                        )
+                        + "\n"
+                    )
                     self.stat_update("exact_duplicate")
         return
         yield

@@ -51,7 +51,9 @@ def count_outputs(root: Path) -> Counter:
 
     counts = Counter()
     # only the provenance folders: the training mixes (data/<mix>/) hold copies of train rows
-    for path in sorted(p for provenance in PROVENANCES for p in (root / "data" / provenance).glob("*.parquet")):
+    for path in sorted(
+        p for provenance in PROVENANCES for p in (root / "data" / provenance).glob("*.parquet")
+    ):
         table = pq.read_table(path, columns=["provenance", "source", "type"])
         split = path.name.split("-", 1)[0]
         for row in table.to_pylist():
@@ -113,7 +115,9 @@ def compute_stats(root: Path, config: dict, counted_steps: list[tuple[str, list[
     for (_step, reason), n in rejects_by_step.items():
         rejects_total[reason] += n
     stats = {
-        "build": {key: config[key] for key in ("name", "seed", "provenance_priority", "filters", "split", "sources")},
+        "build": {
+            key: config[key] for key in ("name", "seed", "provenance_priority", "filters", "split", "sources")
+        },
         "records": {
             "in": sum(source_in.values()),
             "kept": sum(outputs.values()),
@@ -136,7 +140,9 @@ def check_integrity(stats: dict, rejects_by_step: Counter) -> None:
     for step in stats["steps"]:
         rejected = sum(step["rejected"].values())
         if step["in"] != step["kept"] + rejected:
-            problems.append(f"step {step['step']}: in {step['in']} != kept {step['kept']} + rejected {rejected}")
+            problems.append(
+                f"step {step['step']}: in {step['in']} != kept {step['kept']} + rejected {rejected}"
+            )
         if previous_kept is not None and not step.get("entry") and step["in"] != previous_kept:
             problems.append(f"step {step['step']}: in {step['in']} != previous step's kept {previous_kept}")
         previous_kept = step["kept"]
@@ -149,7 +155,9 @@ def check_integrity(stats: dict, rejects_by_step: Counter) -> None:
     for name, source in stats["sources"].items():
         rejected = sum(source["rejected"].values())
         if source["in"] != source["kept"] + rejected:
-            problems.append(f"source {name}: in {source['in']} != kept {source['kept']} + rejected {rejected}")
+            problems.append(
+                f"source {name}: in {source['in']} != kept {source['kept']} + rejected {rejected}"
+            )
     if stats["records"]["in"] != stats["records"]["kept"] + stats["records"]["rejected"]:
         problems.append(f"records: {stats['records']}")
     if problems:
@@ -186,7 +194,11 @@ def check_ids(root: Path) -> None:
         # duplicate of a test item, contaminated, or excluded by review): follow the chain to a record
         # that was written or removed for a reason of its own
         seen = {record_id}
-        while kept_id not in written and removed.get(kept_id, ("", ""))[0] in TWIN_REASONS and kept_id not in seen:
+        while (
+            kept_id not in written
+            and removed.get(kept_id, ("", ""))[0] in TWIN_REASONS
+            and kept_id not in seen
+        ):
             seen.add(kept_id)
             kept_id = removed[kept_id][1]
         if kept_id not in written and removed.get(kept_id, ("", ""))[0] in ("", *TWIN_REASONS):

@@ -79,6 +79,10 @@ class LanguageFilter(RecordFilter):
         doc.metadata["language"] = best if score >= self.threshold else top
         doc.metadata["language_score"] = score
         if score < self.threshold:
-            found = ", ".join(f"{lang}:{prob:.3f}" for lang, prob in sorted(langs.items(), key=lambda x: -x[1]))
-            return self.reject(doc, "non_french", f"P({best})={score:.3f} < {self.threshold}; detected {found or 'nothing'}")
+            found = ", ".join(
+                f"{lang}:{prob:.3f}" for lang, prob in sorted(langs.items(), key=lambda x: -x[1])
+            )
+            return self.reject(
+                doc, "non_french", f"P({best})={score:.3f} < {self.threshold}; detected {found or 'nothing'}"
+            )
         return True

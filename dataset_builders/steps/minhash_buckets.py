@@ -74,7 +74,12 @@ class MinhashBuckets(MinhashDedupBuckets):
                 if not same.any():
                     break
                 later, earlier = order[k:][same], order[:-k][same]
-                chunks.append(np.stack([file_ids[earlier], records["doc"][earlier], file_ids[later], records["doc"][later]], axis=1))
+                chunks.append(
+                    np.stack(
+                        [file_ids[earlier], records["doc"][earlier], file_ids[later], records["doc"][later]],
+                        axis=1,
+                    )
+                )
             pairs = np.concatenate(chunks) if chunks else np.empty((0, 4), dtype=np.uint32)
             out.write(pairs.astype("<u4").tobytes())
             self.stat_update("total_matches", value=int(len(pairs)))

@@ -32,8 +32,13 @@ EVAL_DIR = "eval"
 _WORD = re.compile(r"\w+")
 _MARKS = regex.compile(r"\p{Mn}+")
 # the text handed to MinhashDedupSignature is simplified already: its own pass does nothing
-ALREADY_SIMPLIFIED = TextNormConfig(lowercase=False, norm_whitespace=False, remove_punctuation=False,
-                                    norm_unicode_diacritics=False, norm_numbers=False)
+ALREADY_SIMPLIFIED = TextNormConfig(
+    lowercase=False,
+    norm_whitespace=False,
+    remove_punctuation=False,
+    norm_unicode_diacritics=False,
+    norm_numbers=False,
+)
 
 
 def simplify(text: str) -> str:
@@ -115,11 +120,21 @@ class MinhashText(PipelineStep):
                     text = simplify(near_dedup_text(meta))
                     doc.text = text
                     if keys:
-                        keys.write(orjson.dumps({
-                            "id": doc.id, "provenance": meta["provenance"], "source": meta["source"],
-                            "split": meta["split"], "type": meta["type"], "correct": correct_options(meta),
-                            "text": text, "context": simplify(meta.get("context") or ""),
-                        }) + b"\n")
+                        keys.write(
+                            orjson.dumps(
+                                {
+                                    "id": doc.id,
+                                    "provenance": meta["provenance"],
+                                    "source": meta["source"],
+                                    "split": meta["split"],
+                                    "type": meta["type"],
+                                    "correct": correct_options(meta),
+                                    "text": text,
+                                    "context": simplify(meta.get("context") or ""),
+                                }
+                            )
+                            + b"\n"
+                        )
                     if evals and meta["split"] == "test":
                         evals.write(orjson.dumps({"id": doc.id, "set": "test split", "text": text}) + b"\n")
                 self.stat_update("total")

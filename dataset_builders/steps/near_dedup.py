@@ -75,7 +75,9 @@ def same_answer(a: dict, b: dict) -> bool:
     if len(a["correct"]) != len(b["correct"]):
         return False
     others = [word_set(text) for text in b["correct"]]
-    return all(any(jaccard(word_set(text), other) >= OPTION_MATCH for other in others) for text in a["correct"])
+    return all(
+        any(jaccard(word_set(text), other) >= OPTION_MATCH for other in others) for text in a["correct"]
+    )
 
 
 class NearDedupResolve(PipelineStep):
@@ -262,16 +264,22 @@ class NearDedupResolve(PipelineStep):
                 members.sort(key=self.priority)
                 kept: list[dict] = []
                 for row in members:
-                    twin = next(((other, s) for other in kept if (s := self.twins(row, other)) is not None), None)
+                    twin = next(
+                        ((other, s) for other in kept if (s := self.twins(row, other)) is not None), None
+                    )
                     if twin is None:
                         kept.append(row)
                         continue
                     other, similarity = twin
-                    decisions.append({
-                        "id": row["id"], "reason": "near_duplicate", "kept_id": other["id"],
-                        "detail": f"Jaccard {similarity:.2f} of {self.n_grams}-grams with {other['id']} "
-                                  f"({other['provenance']}, {other['split']}, {other['source']})",
-                    })
+                    decisions.append(
+                        {
+                            "id": row["id"],
+                            "reason": "near_duplicate",
+                            "kept_id": other["id"],
+                            "detail": f"Jaccard {similarity:.2f} of {self.n_grams}-grams with {other['id']} "
+                            f"({other['provenance']}, {other['split']}, {other['source']})",
+                        }
+                    )
                     self.stat_update("near_duplicate")
             with self.output_folder.open(DECISIONS_FILE, "w") as out:
                 for decision in sorted(decisions, key=lambda d: d["id"]):

@@ -33,7 +33,9 @@ def normalize_record(record: dict) -> dict:
         {"letter": str(opt.get("letter", "")).strip().upper(), "text": normalize_text(opt.get("text"))}
         for opt in record.get("options") or []
     ]
-    record["correct_letters"] = sorted({str(letter).strip().upper() for letter in record.get("correct_letters") or []})
+    record["correct_letters"] = sorted(
+        {str(letter).strip().upper() for letter in record.get("correct_letters") or []}
+    )
     return record
 
 

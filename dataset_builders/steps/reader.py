@@ -63,7 +63,13 @@ class SourceReader(PipelineStep):
                 adapter = get_adapter(spec.adapter)(spec, Path(self.base_dir))
                 rows = adapter.iter_raw()
                 if self.progress:
-                    rows = tqdm(rows, desc=f"read {spec.adapter} [task {rank}]", unit=" rows", mininterval=2, leave=False)
+                    rows = tqdm(
+                        rows,
+                        desc=f"read {spec.adapter} [task {rank}]",
+                        unit=" rows",
+                        mininterval=2,
+                        leave=False,
+                    )
                 for index, raw in enumerate(rows):
                     if index % world_size != rank:
                         continue
@@ -87,11 +93,17 @@ class SourceReader(PipelineStep):
         try:
             record = adapter.map_row(raw)
         except RecordError as err:
-            source_id = str(raw.row.get("id", raw.row.get("_key", index))) if isinstance(raw.row, dict) else str(index)
+            source_id = (
+                str(raw.row.get("id", raw.row.get("_key", index)))
+                if isinstance(raw.row, dict)
+                else str(index)
+            )
             from medinjection.schema import make_id
 
             doc = Document(text="", id=make_id(adapter.name, f"{raw.location}#{source_id}"))
-            doc.metadata.update(source=adapter.name, provenance=adapter.provenance_value, raw=_jsonable(raw.row))
+            doc.metadata.update(
+                source=adapter.name, provenance=adapter.provenance_value, raw=_jsonable(raw.row)
+            )
             detail = err.detail if raw.location in err.detail else f"{raw.location}: {err.detail}"
             mark_rejected(doc, self.name, err.reason, detail)
             return doc

@@ -67,9 +67,13 @@ class Synthesize(LLMStep):
         record = dict(job.record)
         item = check_synthetic(parse_json_object(text), record["type"], self.config.n_options)
         record.update(item)
-        record["answer"] = item["answer"] if record["type"] == "OEQ" else format_letters(item["correct_letters"])
+        record["answer"] = (
+            item["answer"] if record["type"] == "OEQ" else format_letters(item["correct_letters"])
+        )
         seed = job.extra["seed"]
-        copied = copy_of_seed(item_text(record), seed["context"], self.config.max_common_chars, self.config.max_ngram_overlap)
+        copied = copy_of_seed(
+            item_text(record), seed["context"], self.config.max_common_chars, self.config.max_ngram_overlap
+        )
         if copied:
             raise RecordError("copied_seed", copied)
         if self._lang is None:
@@ -79,6 +83,10 @@ class Synthesize(LLMStep):
         if score < self.config.language_threshold:
             raise RecordError("non_french", f"P(fr)={score:.3f} < {self.config.language_threshold}")
         record["language_score"] = score
-        record["generation"] = {"model": self.config.backend.model, "prompt_version": job.request.prompt_version, "seed_id": seed["id"]}
+        record["generation"] = {
+            "model": self.config.backend.model,
+            "prompt_version": job.request.prompt_version,
+            "seed_id": seed["id"],
+        }
         validate_record(record)
         return record

@@ -23,7 +23,9 @@ ITEM_KEYS = ("type", "instruction", "context", "options", "correct_letters", "an
 
 def translation_request(record: dict[str, Any], version: str) -> Request:
     """The request that translates one English record (the same record always gives the same key)."""
-    item = {key: record.get(key) or ([] if key in ("options", "correct_letters") else "") for key in ITEM_KEYS}
+    item = {
+        key: record.get(key) or ([] if key in ("options", "correct_letters") else "") for key in ITEM_KEYS
+    }
     label, messages = render("translate", version, item_json=json.dumps(item, ensure_ascii=False, indent=1))
     return Request(messages, label)
 
@@ -45,7 +47,9 @@ class Translate(LLMStep):
 
     def accept(self, job: Job, text: str) -> dict[str, Any]:
         english = job.record
-        french = check_translation(english, parse_json_object(text), self.config.min_length_ratio, self.config.max_length_ratio)
+        french = check_translation(
+            english, parse_json_object(text), self.config.min_length_ratio, self.config.max_length_ratio
+        )
         record = {key: value for key, value in english.items() if key != "split"}
         record.update(french)
         record["provenance"] = "translated"
@@ -55,9 +59,16 @@ class Translate(LLMStep):
         score = probs.get("fr", 0.0)
         if score < self.config.language_threshold:
             found = ", ".join(f"{k}:{v:.2f}" for k, v in sorted(probs.items(), key=lambda x: -x[1]))
-            raise RecordError("non_french", f"P(fr)={score:.3f} < {self.config.language_threshold}; detected {found or 'nothing'}")
+            raise RecordError(
+                "non_french",
+                f"P(fr)={score:.3f} < {self.config.language_threshold}; detected {found or 'nothing'}",
+            )
         record["language"], record["language_score"] = "fr", score
-        record["generation"] = {"model": self.config.backend.model, "prompt_version": job.request.prompt_version, "seed_id": english["id"]}
+        record["generation"] = {
+            "model": self.config.backend.model,
+            "prompt_version": job.request.prompt_version,
+            "seed_id": english["id"],
+        }
         record["original"] = {
             "language": english.get("language") or "en",
             "instruction": english.get("instruction") or "",

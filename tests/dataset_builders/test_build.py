@@ -20,7 +20,12 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "build"
 
 
 def write_config(folder: Path, sources: list[dict], **extra) -> Path:
-    config = {"name": "test", "sources": sources, "executor": {"type": "local", "tasks": 2, "workers": 1}, **extra}
+    config = {
+        "name": "test",
+        "sources": sources,
+        "executor": {"type": "local", "tasks": 2, "workers": 1},
+        **extra,
+    }
     path = folder / "build.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
@@ -47,7 +52,12 @@ def kept_rows(root: Path) -> list[dict]:
 
 
 def digest(root: Path) -> dict[str, str]:
-    files = [*root.glob("data/*/*.parquet"), *root.glob("rejects/*/*.jsonl"), root / "stats.json", root / "README.md"]
+    files = [
+        *root.glob("data/*/*.parquet"),
+        *root.glob("rejects/*/*.jsonl"),
+        root / "stats.json",
+        root / "README.md",
+    ]
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(files)}
 
 
@@ -71,7 +81,10 @@ EXPECTED_REJECTS = {
     "fx111": ("exact_dedup", "conflicting_answer"),
     "fx112": ("exact_dedup", "conflicting_answer"),
     "fx003": ("exact_dedup", "exact_duplicate"),
-    "fx004#1|fx004": ("exact_dedup", "exact_duplicate"),  # a second row with the id of fx004 gets an id of its own
+    "fx004#1|fx004": (
+        "exact_dedup",
+        "exact_duplicate",
+    ),  # a second row with the id of fx004 gets an id of its own
 }
 
 
@@ -79,8 +92,14 @@ def test_every_reject_reason_lands_in_rejects_with_its_step(bad_build):
     found = {}
     for row in rejects(bad_build):
         source_id = row["record"].get("source_id") or json.dumps(row.get("raw", {}))
-        key = next((k for k in EXPECTED_REJECTS if any(part == source_id or part in json.dumps(row.get("raw", {}))
-                                                       for part in k.split("|"))), None)
+        key = next(
+            (
+                k
+                for k in EXPECTED_REJECTS
+                if any(part == source_id or part in json.dumps(row.get("raw", {})) for part in k.split("|"))
+            ),
+            None,
+        )
         assert key, f"unexpected reject {row}"
         found[key] = (row["step"], row["reason"])
         assert row["detail"], f"reject {key} has no detail"

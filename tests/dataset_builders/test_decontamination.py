@@ -14,7 +14,9 @@ SAMPLES = Path(__file__).resolve().parents[2] / "dataset_builders" / "samples"
 
 def test_a_translation_of_an_english_eval_item_is_contamination(tmp_path):
     demo = load_build_config("demo")
-    mmlu = EvalSetSpec(adapter="mmlu_medical", path=str(SAMPLES / "english" / "mmlu"), splits=["train"], name="MMLU sample")
+    mmlu = EvalSetSpec(
+        adapter="mmlu_medical", path=str(SAMPLES / "english" / "mmlu"), splits=["train"], name="MMLU sample"
+    )
     config = demo.model_copy(
         update={"decontamination": demo.decontamination.model_copy(update={"eval_sets": [mmlu]})}
     )

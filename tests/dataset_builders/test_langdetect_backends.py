@@ -23,7 +23,9 @@ def shared_texts(shared_data) -> list[str]:
 
 
 def test_langdetect_rs_gives_the_same_probabilities_as_langdetect(shared_data):
-    pytest.importorskip("langdetect_rs", reason="langdetect-rs not installed: pip install 'medinjection[fast]'")
+    pytest.importorskip(
+        "langdetect_rs", reason="langdetect-rs not installed: pip install 'medinjection[fast]'"
+    )
     texts = shared_texts(shared_data)
     reference, fast = load_backend("langdetect", 0), load_backend("langdetect_rs", 0)
     assert reference.__name__ == "langdetect" and fast.__name__ == "langdetect_rs"

@@ -474,11 +474,15 @@ def test_batched_signatures_write_the_files_datatrove_writes(shared_data, tmp_pa
             for k, item in enumerate(items)
         ]
 
-    config = MinhashConfig(n_grams=1, num_buckets=20, hashes_per_bucket=4, seed=1, hash_config=HashConfig(precision=32))
+    config = MinhashConfig(
+        n_grams=1, num_buckets=20, hashes_per_bucket=4, seed=1, hash_config=HashConfig(precision=32)
+    )
     written = {}
     for name, step in (("ours", MinhashSignature), ("datatrove", MinhashDedupSignature)):
         folder = tmp_path / name
         step(str(folder), config=signature_config(config), language=WORD_TOKENIZER).run(iter(docs()), 0, 1)
-        written[name] = {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*.sig"))}
+        written[name] = {
+            p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*.sig"))
+        }
     assert len(written["ours"]) == 20
     assert written["ours"] == written["datatrove"]

@@ -33,18 +33,37 @@ def test_build_renders_one_array_job_per_stage_chained_by_dependencies(tmp_path,
 
     fixture = Path(__file__).resolve().parents[1] / FIXTURE
     config_path = tmp_path / "build.yaml"
-    config_path.write_text(yaml.safe_dump({
-        "name": "slurm-test",
-        "sources": [{"adapter": "frenchmedmcqa", "path": str(fixture)}],
-        "executor": {"type": "slurm", "tasks": 4, "workers": 3,
-                     "slurm": {"partition": "cpu", "time": "02:00:00", "cpus_per_task": 2, "mem_per_cpu_gb": 3,
-                               "qos": "high", "job_name": "mi", "env_command": "source /opt/venv/bin/activate",
-                               "sbatch_args": {"account": "medlab"}}},
-    }))
+    config_path.write_text(
+        yaml.safe_dump(
+            {
+                "name": "slurm-test",
+                "sources": [{"adapter": "frenchmedmcqa", "path": str(fixture)}],
+                "executor": {
+                    "type": "slurm",
+                    "tasks": 4,
+                    "workers": 3,
+                    "slurm": {
+                        "partition": "cpu",
+                        "time": "02:00:00",
+                        "cpus_per_task": 2,
+                        "mem_per_cpu_gb": 3,
+                        "qos": "high",
+                        "job_name": "mi",
+                        "env_command": "source /opt/venv/bin/activate",
+                        "sbatch_args": {"account": "medlab"},
+                    },
+                },
+            }
+        )
+    )
     config = load_build_config(config_path)
     build(config, tmp_path / "out", progress=False)
 
-    stages = make_stages(config, __import__("medinjection.dataset_builders.layout", fromlist=["Layout"]).Layout(tmp_path / "out"), 4)
+    stages = make_stages(
+        config,
+        __import__("medinjection.dataset_builders.layout", fromlist=["Layout"]).Layout(tmp_path / "out"),
+        4,
+    )
     # each stage: its array job, then datatrove's merge-stats job
     assert len(submitted) == 2 * len(stages)
     stage_jobs = submitted[0::2]
@@ -67,6 +86,10 @@ def test_build_renders_one_array_job_per_stage_chained_by_dependencies(tmp_path,
         # what a Slurm node would load: the pickled executor with this stage's pipeline
         with pik.open("rb") as handle:
             executor = dill.load(handle)
-        assert [type(step).__name__ for step in executor.pipeline] == [type(step).__name__ for step in stage.pipeline]
+        assert [type(step).__name__ for step in executor.pipeline] == [
+            type(step).__name__ for step in stage.pipeline
+        ]
     names = [stage.name for stage in stages]
-    assert {"minhash_signatures", "minhash_buckets", "minhash_clusters", "decontamination_index"} <= set(names)
+    assert {"minhash_signatures", "minhash_buckets", "minhash_clusters", "decontamination_index"} <= set(
+        names
+    )

@@ -298,12 +298,15 @@ def test_frenchmedmcqa_real_files_map_with_the_source_flag(shared_data):
     source = json.loads((shared_data / "frenchmedmcqa" / "train.json").read_text())
     source += json.loads((shared_data / "frenchmedmcqa" / "dev.json").read_text())
     assert not errors and len(source) == 2483 and len(records) == 2483
-    assert [sid for sid in records if "#" in sid] == [f"{next(iter(Counter(i['id'] for i in source).most_common(1)))[0]}#1"]
+    assert [sid for sid in records if "#" in sid] == [
+        f"{next(iter(Counter(i['id'] for i in source).most_common(1)))[0]}#1"
+    ]
     splits = Counter(r["source_split"] for r in records.values())
     assert splits == {"train": 2171, "validation": 312}
     flag = {item["id"]: item["type"] for item in source}
     assert all(
-        r["type"] == {"simple": "MCQU", "multiple": "MCQ"}[flag[r["source_id"].split("#")[0]]] for r in records.values()
+        r["type"] == {"simple": "MCQU", "multiple": "MCQ"}[flag[r["source_id"].split("#")[0]]]
+        for r in records.values()
     )
 
 

@@ -30,7 +30,9 @@ def translate_item(item: dict, tag: str = "") -> dict:
         "type": item["type"],
         "instruction": french_like(len(item["instruction"]), tag),
         "context": french_like(len(item["context"])) if item.get("context") else "",
-        "options": [{"letter": o["letter"], "text": french_like(len(o["text"]))} for o in item.get("options") or []],
+        "options": [
+            {"letter": o["letter"], "text": french_like(len(o["text"]))} for o in item.get("options") or []
+        ],
         "correct_letters": list(item.get("correct_letters") or []),
         "answer": item["answer"] if item.get("options") else french_like(len(item["answer"])),
     }
@@ -112,7 +114,8 @@ class FaultServer:
                 status, payload, extra = await self._answer(body)
                 data = payload.encode()
                 writer.write(
-                    f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {len(data)}\r\n{extra}\r\n".encode() + data
+                    f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {len(data)}\r\n{extra}\r\n".encode()
+                    + data
                 )
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
@@ -153,7 +156,9 @@ class FaultServer:
             "id": "x",
             "object": "chat.completion",
             "model": body.get("model"),
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+            "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
+            ],
             "usage": {"prompt_tokens": 100, "completion_tokens": 50, "total_tokens": 150},
         }
         return "200 OK", json.dumps(reply, ensure_ascii=False), ""

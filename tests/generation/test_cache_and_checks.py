@@ -56,7 +56,9 @@ def test_concurrent_processes_write_one_cache_in_wal_mode(tmp_path):
 def test_jsonl_round_trip_and_bad_key(tmp_path):
     cache = ResponseCache(tmp_path / "a.sqlite")
     key = cache_key("m", "v", {}, "h")
-    cache.put(key, model="m", prompt_version="v", params={}, in_hash="h", response='{"a": 1}', prompt_tokens=3)
+    cache.put(
+        key, model="m", prompt_version="v", params={}, in_hash="h", response='{"a": 1}', prompt_tokens=3
+    )
     rows = list(cache.dump())
     other = ResponseCache(tmp_path / "b.sqlite")
     assert other.put_many(rows) == 1 and other.get(key)["prompt_tokens"] == 3
@@ -73,14 +75,22 @@ ENGLISH = {
     "type": "MCQ",
     "instruction": "Which drugs are beta-blockers?",
     "context": "",
-    "options": [{"letter": "A", "text": "Atenolol"}, {"letter": "B", "text": "Amlodipine"}, {"letter": "C", "text": "Bisoprolol"}],
+    "options": [
+        {"letter": "A", "text": "Atenolol"},
+        {"letter": "B", "text": "Amlodipine"},
+        {"letter": "C", "text": "Bisoprolol"},
+    ],
     "correct_letters": ["A", "C"],
     "answer": "A, C",
 }
 FRENCH = {
     "instruction": "Quels médicaments sont des bêtabloquants ?",
     "context": "",
-    "options": [{"letter": "A", "text": "L'aténolol"}, {"letter": "B", "text": "L'amlodipine"}, {"letter": "C", "text": "Le bisoprolol"}],
+    "options": [
+        {"letter": "A", "text": "L'aténolol"},
+        {"letter": "B", "text": "L'amlodipine"},
+        {"letter": "C", "text": "Le bisoprolol"},
+    ],
     "correct_letters": ["C", "A"],
     "answer": "A, C",
 }
@@ -133,8 +143,10 @@ def test_synthesis_structure(kind, answer, reason):
 
 
 def test_copy_of_seed():
-    seed = ("Un homme de 58 ans, fumeur, diabétique de type 2, consulte aux urgences pour une douleur thoracique "
-            "constrictive apparue au repos il y a deux heures, irradiant vers le bras gauche.")
+    seed = (
+        "Un homme de 58 ans, fumeur, diabétique de type 2, consulte aux urgences pour une douleur thoracique "
+        "constrictive apparue au repos il y a deux heures, irradiant vers le bras gauche."
+    )
     assert copy_of_seed("Quelle artère est occluse dans un infarctus inférieur ?", seed, 120, 0.5) is None
     assert "characters in a row" in copy_of_seed(seed + " Quel diagnostic ?", seed, 60, 0.5)
     assert "8-grams" in copy_of_seed(seed[:120], seed, 1000, 0.5)

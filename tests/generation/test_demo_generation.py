@@ -27,7 +27,11 @@ def test_demo_generation_offline(tmp_path):
     assert len(translated) == 8 and all(r["original"]["language"] == "en" for r in translated)
     assert sorted(r["type"] for r in synthetic) == ["MCQ", "MCQ", "MCQU", "MCQU", "OEQ", "OEQ"]
     assert {r["generation"]["prompt_version"] for r in synthetic} == {"synthesize-v1"}
-    rejects = [json.loads(line) for p in (root / "rejects" / "translate").glob("*.jsonl") for line in p.read_text().splitlines()]
+    rejects = [
+        json.loads(line)
+        for p in (root / "rejects" / "translate").glob("*.jsonl")
+        for line in p.read_text().splitlines()
+    ]
     assert [(r["reason"], r["source"]) for r in rejects] == [("answer_key_changed", "mmlu_medical")]
     stats = json.loads((root / "stats.json").read_text())
     assert stats["sources"]["seed_texts"] == {"in": 6, "kept": 6, "rejected": {}}

@@ -31,14 +31,18 @@ def cached_hashes(path) -> set[str]:
 def test_kill_and_resume_never_pays_twice(tmp_path):
     with FaultServer(delay_s=0.05) as server:
         config = write_config(
-            tmp_path, server.url, [{"adapter": "mmlu_medical", "path": str(write_mmlu_csv(tmp_path / "en", N))}],
+            tmp_path,
+            server.url,
+            [{"adapter": "mmlu_medical", "path": str(write_mmlu_csv(tmp_path / "en", N))}],
             concurrency=CONCURRENCY,
         )
         process = translate(config, tmp_path / "out")
         deadline = time.time() + 60
         while sum(server.answered.values()) < N // 3 and time.time() < deadline and process.poll() is None:
             time.sleep(0.02)
-        assert process.poll() is None, "the run ended before it could be killed: " + process.stdout.read().decode()
+        assert process.poll() is None, (
+            "the run ended before it could be killed: " + process.stdout.read().decode()
+        )
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(10)
         time.sleep(0.3)  # let the server finish answering what was in flight
@@ -58,5 +62,9 @@ def test_kill_and_resume_never_pays_twice(tmp_path):
     # Paid twice at most for the answers in flight at the kill (sent, not yet written).
     assert sum(1 for n in server.answered.values() if n > 1) <= CONCURRENCY
     assert cached_hashes(tmp_path / "cache.sqlite") == set(server.requests)
-    rows = [json.loads(line) for p in (tmp_path / "out" / "_build" / "generated" / "translate").glob("*/*.jsonl") for line in p.read_text().splitlines()]
+    rows = [
+        json.loads(line)
+        for p in (tmp_path / "out" / "_build" / "generated" / "translate").glob("*/*.jsonl")
+        for line in p.read_text().splitlines()
+    ]
     assert len(rows) == N

@@ -35,11 +35,21 @@ def translated_build(shared_data, tmp_path_factory):
         "translate": {
             "sources": [
                 {"adapter": "mmlu_medical", "path": str(shared_data / "mmlu-medical")},
-                {"adapter": "pubmedqa", "path": str(shared_data / "pubmedqa" / "ori_pqal.json"), "limit": PUBMEDQA_LIMIT,
-                 "options": {"format": "both"}},
+                {
+                    "adapter": "pubmedqa",
+                    "path": str(shared_data / "pubmedqa" / "ori_pqal.json"),
+                    "limit": PUBMEDQA_LIMIT,
+                    "options": {"format": "both"},
+                },
             ],
             # nothing listens there: every answer must come from the pre-filled cache
-            "backend": {"type": "openai", "model": "prefilled", "base_url": "http://127.0.0.1:9/v1", "max_retries": 0, "timeout_s": 1},
+            "backend": {
+                "type": "openai",
+                "model": "prefilled",
+                "base_url": "http://127.0.0.1:9/v1",
+                "max_retries": 0,
+                "timeout_s": 1,
+            },
             "cache": str(folder / "cache.sqlite"),
         },
     }
@@ -51,10 +61,19 @@ def translated_build(shared_data, tmp_path_factory):
     entries = []
     for job in step.iter_jobs():
         english[job.record["id"]] = job.record
-        item = json.loads(job.request.messages[1]["content"].split("Item (JSON) :\n", 1)[1].rsplit("\n\nRéponds", 1)[0])
+        item = json.loads(
+            job.request.messages[1]["content"].split("Item (JSON) :\n", 1)[1].rsplit("\n\nRéponds", 1)[0]
+        )
         h = input_hash(job.request.messages)
-        entries.append({"model": "prefilled", "prompt_version": job.request.prompt_version, "params": params,
-                        "input_hash": h, "response": json.dumps(translate_item(item, tag=job.record["id"][-6:]), ensure_ascii=False)})
+        entries.append(
+            {
+                "model": "prefilled",
+                "prompt_version": job.request.prompt_version,
+                "params": params,
+                "input_hash": h,
+                "response": json.dumps(translate_item(item, tag=job.record["id"][-6:]), ensure_ascii=False),
+            }
+        )
     ResponseCache(folder / "cache.sqlite").put_many(entries)
     root = build(cfg, folder / "out", progress=False)
     return root, english
@@ -62,7 +81,9 @@ def translated_build(shared_data, tmp_path_factory):
 
 def test_letters_and_keys_match_the_english(translated_build):
     root, english = translated_build
-    rows = [r for p in sorted((root / "data").glob("translated/*.parquet")) for r in pq.read_table(p).to_pylist()]
+    rows = [
+        r for p in sorted((root / "data").glob("translated/*.parquet")) for r in pq.read_table(p).to_pylist()
+    ]
     assert {r["source"] for r in rows} == {"mmlu_medical", "pubmedqa"}
     assert len(rows) > 0.8 * len(english)  # the rest: later steps (exact duplicates, language filter)
     for row in rows:
@@ -70,7 +91,10 @@ def test_letters_and_keys_match_the_english(translated_build):
         assert row["id"] == en["id"] and row["type"] == en["type"] and row["provenance"] == "translated"
         assert [o["letter"] for o in row["options"]] == [o["letter"] for o in en["options"]]
         assert row["correct_letters"] == sorted(en["correct_letters"])
-        assert row["original"]["options"] == en["options"] and row["original"]["instruction"] == en["instruction"]
+        assert (
+            row["original"]["options"] == en["options"]
+            and row["original"]["instruction"] == en["instruction"]
+        )
         if row["type"] != "OEQ":
             assert row["answer"] == en["answer"]
         assert row["language"] == "fr" and row["generation"]["prompt_version"] == "translate-v1"

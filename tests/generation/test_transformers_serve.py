@@ -30,12 +30,21 @@ def make_tiny_qwen3(out: Path) -> Path:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast, Qwen3Config, Qwen3ForCausalLM
 
-    lines = ["Le patient présente une douleur thoracique.", "Quelle est la bonne réponse ?", '{"instruction": "texte"}'] * 50
+    lines = [
+        "Le patient présente une douleur thoracique.",
+        "Quelle est la bonne réponse ?",
+        '{"instruction": "texte"}',
+    ] * 50
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-    tok.train_from_iterator(lines, trainers.BpeTrainer(vocab_size=600, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok.train_from_iterator(
+        lines,
+        trainers.BpeTrainer(
+            vocab_size=600, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+        ),
+    )
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>")
     fast.chat_template = (
         "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
@@ -43,8 +52,17 @@ def make_tiny_qwen3(out: Path) -> Path:
     )
     fast.save_pretrained(out)
     torch.manual_seed(0)
-    config = Qwen3Config(vocab_size=len(fast), hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                         num_key_value_heads=2, head_dim=16, eos_token_id=fast.eos_token_id, pad_token_id=fast.pad_token_id)
+    config = Qwen3Config(
+        vocab_size=len(fast),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        eos_token_id=fast.eos_token_id,
+        pad_token_id=fast.pad_token_id,
+    )
     Qwen3ForCausalLM(config).save_pretrained(out)
     return out
 
@@ -62,7 +80,12 @@ def served(tiny_model, tmp_path_factory):
         port = s.getsockname()[1]
     env = {**os.environ, "HF_HUB_CACHE": str(tmp_path_factory.mktemp("hub")), "HF_HUB_OFFLINE": "1"}
     log = (tmp_path_factory.mktemp("serve") / "serve.log").open("w")
-    process = subprocess.Popen([TRANSFORMERS, "serve", str(tiny_model), "--port", str(port)], stdout=log, stderr=subprocess.STDOUT, env=env)
+    process = subprocess.Popen(
+        [TRANSFORMERS, "serve", str(tiny_model), "--port", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 90
@@ -85,10 +108,23 @@ def test_translation_against_transformers_serve(served, tiny_model, tmp_path):
         "name": "serve-test",
         "sources": [],
         "translate": {
-            "sources": [{"adapter": "mmlu_medical", "path": str(SAMPLES / "english" / "mmlu")},
-                        {"adapter": "pubmedqa", "path": str(SAMPLES / "english" / "pubmedqa"), "options": {"format": "both"}}],
-            "backend": {"type": "openai", "model": str(tiny_model), "base_url": served, "max_tokens": 12,
-                        "json_mode": False, "concurrency": 4, "timeout_s": 60},
+            "sources": [
+                {"adapter": "mmlu_medical", "path": str(SAMPLES / "english" / "mmlu")},
+                {
+                    "adapter": "pubmedqa",
+                    "path": str(SAMPLES / "english" / "pubmedqa"),
+                    "options": {"format": "both"},
+                },
+            ],
+            "backend": {
+                "type": "openai",
+                "model": str(tiny_model),
+                "base_url": served,
+                "max_tokens": 12,
+                "json_mode": False,
+                "concurrency": 4,
+                "timeout_s": 60,
+            },
             "cache": str(tmp_path / "cache.sqlite"),
         },
     }
@@ -96,12 +132,20 @@ def test_translation_against_transformers_serve(served, tiny_model, tmp_path):
     path.write_text(yaml.safe_dump(config))
     cfg = load_build_config(path)
     usage = run_generation(cfg, "translate", tmp_path / "out")
-    rejects = [json.loads(line) for p in (tmp_path / "out" / "rejects" / "translate").glob("*.jsonl") for line in p.read_text().splitlines()]
+    rejects = [
+        json.loads(line)
+        for p in (tmp_path / "out" / "rejects" / "translate").glob("*.jsonl")
+        for line in p.read_text().splitlines()
+    ]
     kept = list((tmp_path / "out" / "_build" / "generated").rglob("*.jsonl"))
     assert len(rejects) == 9 and not kept  # 5 MMLU + 2 x 2 PubMedQA items, all answered with non-JSON
     assert {r["reason"] for r in rejects} == {"invalid_json"}
     assert all(r["raw"]["output"] for r in rejects)
-    assert usage["requests"] == 9 and usage["prompt_tokens"] > 9 * 50 and 0 < usage["completion_tokens"] <= 9 * 12
+    assert (
+        usage["requests"] == 9
+        and usage["prompt_tokens"] > 9 * 50
+        and 0 < usage["completion_tokens"] <= 9 * 12
+    )
     assert len(ResponseCache(tmp_path / "cache.sqlite")) == 9
     again = run_generation(cfg, "translate", tmp_path / "out2")
     assert again.get("requests", 0) == 0 and again["cache_hits"] == 9
@@ -115,4 +159,8 @@ def test_in_process_transformers_backend(tiny_model, tmp_path):
     second = generator.generate([Request(messages, "translate-v1")])[0]
     generator.close()
     assert first.text is not None and not first.cached and second.cached and second.text == first.text
-    assert generator.usage.requests == 1 and 0 < generator.usage.completion_tokens <= 6 and generator.usage.prompt_tokens > 5
+    assert (
+        generator.usage.requests == 1
+        and 0 < generator.usage.completion_tokens <= 6
+        and generator.usage.prompt_tokens > 5
+    )

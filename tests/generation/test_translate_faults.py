@@ -66,7 +66,11 @@ def faulty_run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("faults")
     with PlannedServer() as server:
         config = load_build_config(
-            write_config(folder, server.url, [{"adapter": "mmlu_medical", "path": str(write_mmlu_csv(folder / "en", N))}])
+            write_config(
+                folder,
+                server.url,
+                [{"adapter": "mmlu_medical", "path": str(write_mmlu_csv(folder / "en", N))}],
+            )
         )
         usage = run_generation(config, "translate", folder / "out")
         first = dict(server.requests)
@@ -81,7 +85,9 @@ def test_every_item_accepted_or_rejected_with_reason(faulty_run):
     rejected = read_rows(folder / "out", "rejects/translate/*.jsonl")
     assert len(kept) + len(rejected) == N
     numbers = lambda rows, key: {int(r[key].split("item number ")[1].split()[0]) for r in rows}  # noqa: E731
-    got_rejects = {int(r["record"]["instruction"].split("item number ")[1].split()[0]): r["reason"] for r in rejected}
+    got_rejects = {
+        int(r["record"]["instruction"].split("item number ")[1].split()[0]): r["reason"] for r in rejected
+    }
     want = {i: EXPECTED_REJECT[i % 10] for i in range(N) if i % 10 in EXPECTED_REJECT}
     assert got_rejects == want
     assert numbers([r["original"] for r in kept], "instruction") == set(range(N)) - set(want)
@@ -100,7 +106,11 @@ def test_accepted_rows_keep_letters_and_key(faulty_run):
         assert [o["letter"] for o in row["options"]] == [o["letter"] for o in row["original"]["options"]]
         assert row["answer"] == row["original"]["answer"] and row["correct_letters"] == [row["answer"]]
         assert row["provenance"] == "translated" and row["language"] == "fr"
-        assert row["generation"] == {"model": "test-model", "prompt_version": "translate-v1", "seed_id": row["id"]}
+        assert row["generation"] == {
+            "model": "test-model",
+            "prompt_version": "translate-v1",
+            "seed_id": row["id"],
+        }
 
 
 def test_retries_then_second_run_asks_only_the_failed(faulty_run):
@@ -123,8 +133,14 @@ def test_retries_then_second_run_asks_only_the_failed(faulty_run):
 def test_dry_run_counts_misses_and_cost(tmp_path):
     from gen_configs import write_config, write_mmlu_csv
 
-    config = write_config(tmp_path, "http://127.0.0.1:9/v1", [{"adapter": "mmlu_medical", "path": str(write_mmlu_csv(tmp_path / "en", 12))}])
-    result = CliRunner().invoke(app, ["translate", str(config), "--dry-run", "--limit", "5", "--output", str(tmp_path / "o")])
+    config = write_config(
+        tmp_path,
+        "http://127.0.0.1:9/v1",
+        [{"adapter": "mmlu_medical", "path": str(write_mmlu_csv(tmp_path / "en", 12))}],
+    )
+    result = CliRunner().invoke(
+        app, ["translate", str(config), "--dry-run", "--limit", "5", "--output", str(tmp_path / "o")]
+    )
     assert result.exit_code == 0, result.output
     assert "5 items, 0 answers in the cache, 5 requests to make to test-model" in result.output
     assert "estimated cost $0.00" in result.output and not (tmp_path / "o" / "_build" / "generated").exists()
