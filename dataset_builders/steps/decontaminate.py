@@ -162,7 +162,6 @@ class DecontaminationFilter(RecordFilter):
         self.threshold = threshold
         self.splits = set(splits)
         self._index = None
-        self._indexed: set[int] = set()
 
     def load(self):
         with self.index_folder.open(INDEX_FILE, "rb") as handle:
@@ -172,15 +171,14 @@ class DecontaminationFilter(RecordFilter):
             items = [json.loads(line) for line in handle]
         # a Python set of the indexed hashes answers "shares no n-gram" (most records) in about a
         # microsecond; the sorted arrays then count the shared n-grams of the few others
-        self._indexed = set(hashes.tolist())
-        return hashes, owners, sizes, items
+        return hashes, owners, sizes, items, set(hashes.tolist())
 
     def match(self, text: str) -> tuple[dict, int, int] | None:
         """The evaluation item with the largest share of its n-grams in ``text``, if over the threshold."""
         if self._index is None:
             self._index = self.load()
-        hashes, owners, sizes, items = self._index
-        shared_grams = self._indexed.intersection(ngram_hash_set(text, self.n_grams))
+        hashes, owners, sizes, items, indexed = self._index
+        shared_grams = indexed.intersection(ngram_hash_set(text, self.n_grams))
         if not shared_grams:
             return None
         grams = np.fromiter(shared_grams, dtype=np.uint64, count=len(shared_grams))

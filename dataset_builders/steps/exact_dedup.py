@@ -83,14 +83,8 @@ class ExactDedupIndex(PipelineStep):
         self.output_folder = get_datafolder(output_folder)
         self.provenance_priority = {p: i for i, p in enumerate(provenance_priority)}
 
-    def key_rows(self, data: DocumentsPipeline):
-        """(key, provenance, split, id, answer) of every record: from the documents when given, else
-        from the key files ``ExactDedupKeys`` wrote."""
-        if data is not None:
-            for doc in data:
-                meta = doc.metadata
-                yield exact_key(doc), meta["provenance"], meta["split"], doc.id, answer_key(meta)
-            return
+    def key_rows(self):
+        """(key, provenance, split, id, answer) of every record, from the files ``ExactDedupKeys`` wrote."""
         for name in sorted(self.output_folder.list_files(subdirectory=KEYS_DIR)):
             with self.output_folder.open(name, "rb") as handle:
                 for line in handle:
@@ -100,7 +94,7 @@ class ExactDedupIndex(PipelineStep):
         if world_size != 1:
             raise ValueError(f"{self.name} must run as a single task (got world_size={world_size})")
         groups: dict[str, list[tuple]] = defaultdict(list)
-        for key, provenance, split, doc_id, answer in self.key_rows(data):
+        for key, provenance, split, doc_id, answer in self.key_rows():
             priority = (self.provenance_priority[provenance], SPLIT_PRIORITY[split], doc_id)
             groups[key].append((priority, doc_id, answer))
             self.stat_update("total")

@@ -63,14 +63,14 @@ class MinhashBuckets(MinhashDedupBuckets):
             # a record is paired with up to PAIR_WINDOW earlier records of equal band signature, not
             # only the previous one: the pairs are checked one by one (contexts, answers) and never
             # joined transitively, so a chain a-b-c where a-b fails its check must still offer a-c
+            ordered = [column[order] for column in hashes]
             chunks = []
             for k in range(1, PAIR_WINDOW + 1):
                 if len(order) <= k:
                     break
                 same = np.ones(len(order) - k, dtype=bool)
-                for column in hashes:
-                    ordered = column[order]
-                    same &= ordered[k:] == ordered[:-k]
+                for column in ordered:
+                    same &= column[k:] == column[:-k]
                 if not same.any():
                     break
                 later, earlier = order[k:][same], order[:-k][same]

@@ -167,10 +167,6 @@ class MinhashSignature(MinhashDedupSignature):
         starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
         return np.minimum.reduceat(phv, starts, axis=0).astype(self.config.hash_config.np_dtype)
 
-    def get_signature(self, shingles: np.ndarray) -> list[list[int]]:
-        mins = self.signature_rows([shingles.reshape(-1)])[0]
-        return mins.reshape(self.config.num_buckets, self.config.hashes_per_bucket).tolist()
-
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1):
         rows = self.config.hashes_per_bucket
         fmt = f"<{self.config.hash_config.struct_format}"

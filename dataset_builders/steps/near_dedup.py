@@ -136,31 +136,30 @@ class NearDedupResolve(PipelineStep):
         codes = np.unique(dense[:, 0] * len(keys) + dense[:, 1])
         return np.stack([keys[codes // len(keys)], keys[codes % len(keys)]], axis=1)
 
-    def signatures(self) -> tuple[np.ndarray, dict[int, int]]:
+    def signatures(self) -> tuple[np.ndarray, np.ndarray]:
         """Every record's whole MinHash signature (one row per record, bands side by side), read back
-        from the band files ``bucket_NNN/<task>.minhash.sig``, and the first row of each task."""
+        from the band files ``bucket_NNN/<task>.minhash.sig``, and the first row of each task
+        (indexed by task number)."""
         r = self.hashes_per_bucket
-        names = sorted(self.signatures_folder.list_files(glob_pattern="bucket_*/*.minhash.sig"))
-        if not names:
-            return np.zeros((0, 0), dtype=np.uint32), {}
-        bands = sorted({int(name.split("/")[0].removeprefix("bucket_")) for name in names})
         # 32-bit hashes: the only precision the config allows (64-bit ones trip datatrove's bucket stage)
         dtype = np.dtype([(f"h{i}", "<u4") for i in range(r)] + [("doc", "<u4")])
-        per_task: dict[int, int] = defaultdict(int)
         files = {}
-        for name in names:
+        for name in self.signatures_folder.list_files(glob_pattern="bucket_*/*.minhash.sig"):
+            folder, filename = name.split("/")[-2:]
             with self.signatures_folder.open(name, "rb") as handle:
-                records = np.frombuffer(handle.read(), dtype=dtype)
-            task = int(name.rsplit("/", 1)[-1].split(".")[0])
-            band = int(name.split("/")[0].removeprefix("bucket_"))
-            files[(band, task)] = records
+                files[int(folder.removeprefix("bucket_")), int(filename.split(".")[0])] = np.frombuffer(
+                    handle.read(), dtype=dtype
+                )
+        if not files:
+            return np.zeros((0, 0), dtype=np.uint32), np.zeros(0, dtype=np.int64)
+        bands = sorted({band for band, _ in files})
+        tasks = max(task for _, task in files) + 1
+        sizes = np.zeros(tasks, dtype=np.int64)
+        for (_, task), records in files.items():
             if len(records):
-                per_task[task] = max(per_task[task], int(records["doc"].max()) + 1)
-        offsets, total = {}, 0
-        for task in sorted(per_task):
-            offsets[task] = total
-            total += per_task[task]
-        sig = np.zeros((total, len(bands) * r), dtype=np.uint32)
+                sizes[task] = max(sizes[task], int(records["doc"].max()) + 1)
+        offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+        sig = np.zeros((int(sizes.sum()), len(bands) * r), dtype=np.uint32)
         for (band, task), records in files.items():
             rows = offsets[task] + records["doc"].astype(np.int64)
             column = bands.index(band) * r
@@ -172,14 +171,11 @@ class NearDedupResolve(PipelineStep):
         sig, offsets = self.signatures()
         if not len(sig):
             return rows
-        table = np.zeros(max(offsets) + 1, dtype=np.int64)
-        for task, offset in offsets.items():
-            table[task] = offset
         keep = np.zeros(len(rows), dtype=bool)
         for start in range(0, len(rows), 500_000):
             chunk = rows[start : start + 500_000]
-            a = table[chunk[:, 0]] + chunk[:, 1]
-            b = table[chunk[:, 2]] + chunk[:, 3]
+            a = offsets[chunk[:, 0]] + chunk[:, 1]
+            b = offsets[chunk[:, 2]] + chunk[:, 3]
             estimate = (sig[a] == sig[b]).mean(axis=1)
             keep[start : start + len(chunk)] = estimate >= self.threshold - ESTIMATE_MARGIN
         self.stat_update("dropped_by_minhash_estimate", value=int((~keep).sum()))
@@ -242,18 +238,8 @@ class NearDedupResolve(PipelineStep):
                 return x
 
             self.stat_update("candidate_pairs", value=len(pairs))
-            threshold = self.threshold
             for a, b in pairs.tolist():
-                row_a, row_b = rows.get(a), rows.get(b)
-                if row_a is None or row_b is None:
-                    continue
-                # the n-gram Jaccard first, inline: most candidate pairs stop here
-                grams_a, grams_b = row_a["grams"], row_b["grams"]
-                shared = len(grams_a & grams_b)
-                union = len(grams_a) + len(grams_b) - shared
-                if union and shared < threshold * union:
-                    continue
-                if self.twins(row_a, row_b) is not None:
+                if a in rows and b in rows and self.twins(rows[a], rows[b]) is not None:
                     self.stat_update("checked_pairs")
                     parent[find(a)] = find(b)
             groups: dict[int, list[dict]] = defaultdict(list)
