@@ -1,0 +1,1 @@
+"""Training: the TRL SFT recipe logic behind ``recipes/train.py`` and ``medinjection train``."""
