@@ -110,8 +110,9 @@ def make_build(root: Path, records: int, seed: int = 0) -> str:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from medinjection.chat import to_messages
-    from medinjection.schema import FEATURES, new_record
+    from medinjection.chat import DEFAULT_CHAT_VERSION, to_messages
+    from medinjection.dataset_builders.layout import shard_schema
+    from medinjection.schema import new_record
 
     base, kind = base_records()
     total_paper = sum(PAPER.values())
@@ -148,11 +149,11 @@ def make_build(root: Path, records: int, seed: int = 0) -> str:
                     )
                     record["messages"] = to_messages(record)
                     rows.append(record)
-                pq.write_table(
-                    pa.Table.from_pylist(rows, schema=FEATURES.arrow_schema),
+                pq.write_table(  # as the build writes shards: the chat format version in the footer
+                    pa.Table.from_pylist(rows, schema=shard_schema(DEFAULT_CHAT_VERSION)),
                     folder / f"{split}-{shard:05d}.parquet",
                 )
-    (root / "bench.json").write_text(json.dumps({"records": records, "base": kind}))
+    (root / "bench.json").write_text(json.dumps({"records": records, "base": kind, "footer": "chat_version"}))
     return kind
 
 
@@ -161,13 +162,15 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=sum(PAPER.values()))
     parser.add_argument("--size", type=int, default=33_493)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--types", default="paper", help="task types of the mixes (medinjection mix --types)")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/medinjection-bench-mixes"))
     args = parser.parse_args()
 
     root = args.workdir / f"build-{args.records}"
     marker = root / "bench.json"
     started = time.perf_counter()
-    if marker.exists() and json.loads(marker.read_text())["records"] == args.records:
+    previous = json.loads(marker.read_text()) if marker.exists() else {}
+    if previous.get("records") == args.records and previous.get("footer") == "chat_version":
         kind, make_s = json.loads(marker.read_text())["base"], 0.0
     else:
         kind = make_build(root, args.records)
@@ -175,7 +178,8 @@ def main() -> None:
     print(f"build folder {root} ({kind}) ready in {make_s:.1f} s", file=sys.stderr)
     code = (
         "from medinjection.dataset_builders.mixes import build_mixes; "
-        f"r = build_mixes({str(root)!r}, size={args.size}, seed={args.seed}, write_card=False); print(r.size)"
+        f"r = build_mixes({str(root)!r}, size={args.size}, seed={args.seed}, write_card=False, "
+        f"types={args.types!r}); print(r.size)"
     )
     started = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
@@ -192,6 +196,7 @@ def main() -> None:
                 "mixes": 7,
                 "size": int(done.stdout.strip().splitlines()[-1]),
                 "seed": args.seed,
+                "types": args.types,
                 "wall_s": round(wall, 2),
                 "peak_rss_gib": round(peak_kib / 2**20, 3),
                 "mix_files_mib": round(mix_bytes / 2**20, 1),

@@ -5,16 +5,19 @@
 and one card per provenance subset (``cards/<provenance>.md``, the README of that subset when it
 is published alone: ``medinjection publish dataset DIR --config native``).
 
-Everything in a card is computed from the folder: ``stats.json`` (pipeline, steps, rejects,
-composition), ``mixes.json`` (the training mixes), the Parquet files (generation models and prompt
-versions, split sizes and bytes), ``rejects/`` (what each filter removed), ``dedup_report.md`` and
-``quality/review_report.json`` when present. The template is ``cards/templates/dataset_card.md``;
-a template variable without a value is an error (``CardError``), never an empty string.
+Everything in a card is computed from the folder, found through ``Layout`` (the folder's one owner):
+``stats.json`` (pipeline, steps, rejects, composition, chat format version), ``mixes.json`` (the
+training mixes, their task types), the Parquet files (generation models and prompt versions, split
+sizes and bytes), ``rejects/`` (what each filter removed), ``dedup_report.md`` (per evaluation set:
+items indexed, rows unreadable, training items removed) and ``quality/review_report.json`` when
+present. The licence is computed from the sources' licences (``card_license``): theirs when they all
+agree, else ``other`` with each source's licence in the card. The template is
+``cards/templates/dataset_card.md``; a template variable without a value is an error
+(``CardError``), never an empty string.
 """
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from importlib import resources
 from pathlib import Path
@@ -27,15 +30,14 @@ import typer
 import yaml
 from huggingface_hub import DatasetCard, DatasetCardData
 
+from medinjection.dataset_builders.layout import Layout, LayoutError
 from medinjection.schema import FEATURES, PROVENANCES, REJECT_REASONS, SPLITS, TYPES
 
-RELEASE_LICENSE = "mit"
 PRETTY_NAME = "MedInjection-FR"
-CARDS_DIR = "cards"
 TEMPLATE = "dataset_card.md"
-MIXES_FILE = "mixes.json"
-DEDUP_REPORT = "dedup_report.md"
-REVIEW_REPORT = Path("quality") / "review_report.json"
+# Licences a source adapter may declare when its publisher states none: they block `publish`
+# unless the user says they checked (--allow-unknown-license).
+UNKNOWN_LICENSES = ("unknown", "")
 TASK_CATEGORIES = ["question-answering", "multiple-choice", "text-generation"]
 LANGUAGE_CREATORS = {
     "native": "expert-generated",
@@ -51,12 +53,15 @@ class CardError(ValueError):
 # ---- facts from the folder ---------------------------------------------------------------------
 
 
-def load_json(path: Path) -> dict | None:
-    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+def _read(layout: Layout, path: Path) -> dict | None:
+    try:
+        return layout.read_json(path)
+    except LayoutError as err:
+        raise CardError(str(err)) from None
 
 
 def load_stats(root: Path) -> dict:
-    stats = load_json(root / "stats.json")
+    stats = _read(Layout(root), Layout(root).stats_path)
     if stats is None:
         raise CardError(f"{root}: no stats.json; build the dataset first (medinjection build)")
     return stats
@@ -64,20 +69,29 @@ def load_stats(root: Path) -> dict:
 
 def load_mixes(root: Path) -> dict | None:
     """``mixes.json``, checked against the mix folders (a stale file is an error, not ignored)."""
-    mixes = load_json(root / MIXES_FILE)
+    layout = Layout(root)
+    mixes = _read(layout, layout.mixes_path)
     if mixes is None:
         return None
     missing = [f for mix in mixes["mixes"].values() for f in mix["files"] if not (root / f).is_file()]
     if missing:
         raise CardError(
-            f"{root / MIXES_FILE} lists mix files that are missing ({', '.join(missing[:3])}); "
+            f"{layout.mixes_path} lists mix files that are missing ({', '.join(missing[:3])}); "
             "rebuild the mixes (medinjection mix) or delete mixes.json"
         )
+    for key in ("types", "chat_version"):
+        if key not in mixes:
+            raise CardError(
+                f"{layout.mixes_path} has no {key!r} (written by an older medinjection mix); rebuild the mixes"
+            )
     return mixes
 
 
 def split_files(root: Path, config: str, split: str) -> list[Path]:
-    return sorted((root / "data" / config).glob(f"{split}-*.parquet"))
+    try:
+        return [s.path for s in Layout(root).provenance_shards([config], [split])]
+    except LayoutError as err:
+        raise CardError(str(err)) from None
 
 
 def parquet_rows_bytes(paths: list[Path]) -> tuple[int, int, int]:
@@ -92,37 +106,36 @@ def parquet_rows_bytes(paths: list[Path]) -> tuple[int, int, int]:
 
 
 def provenances_present(root: Path) -> list[str]:
-    return [p for p in PROVENANCES if any((root / "data" / p).glob("*.parquet"))]
+    try:
+        return Layout(root).provenances_present()
+    except LayoutError as err:
+        raise CardError(str(err)) from None
 
 
 def config_files(root: Path, mixes: dict | None, subset: str | None) -> dict[str, dict[str, list[str]]]:
     """config → split → repo-relative paths (globs) of its files; mixes take the shared eval sets."""
+    layout = Layout(root)
     present = provenances_present(root)
     configs: dict[str, dict[str, list[str]]] = {}
     for provenance in [subset] if subset else present:
         configs[provenance] = {
-            split: [f"data/{provenance}/{split}-*"]
+            split: [layout.split_pattern(provenance, split)]
             for split in SPLITS
             if split_files(root, provenance, split)
         }
     if mixes and not subset:
         for mix in mixes["mixes"]:
-            configs[mix] = {"train": [f"data/{mix}/train-*"]}
+            configs[mix] = {"train": [layout.split_pattern(mix, "train")]}
             for split in ("validation", "test"):
-                paths = [f"data/{p}/{split}-*" for p in present if split_files(root, p, split)]
+                paths = [layout.split_pattern(p, split) for p in present if split_files(root, p, split)]
                 if paths:
                     configs[mix][split] = paths
     return configs
 
 
 def resolve(root: Path, patterns: list[str]) -> list[Path]:
-    return sorted(
-        {
-            p
-            for pattern in patterns
-            for p in root.glob(pattern + ".parquet" if pattern.endswith("*") else pattern)
-        }
-    )
+    layout = Layout(root)
+    return sorted({p for pattern in patterns for p in layout.glob(pattern)})
 
 
 def configs_block(root: Path, configs: dict[str, dict[str, list[str]]]) -> list[dict]:
@@ -190,31 +203,43 @@ def source_info(stats: dict) -> dict[str, dict[str, Any]]:
 def generation_counts(root: Path, provenances: list[str]) -> Counter:
     """(provenance, source, model, prompt_version) → rows, read from the Parquet files of the provenances."""
     counts = Counter()
-    for provenance in provenances:
-        for path in sorted((root / "data" / provenance).glob("*.parquet")):
-            table = pq.read_table(path, columns=["source", "generation"])
-            for row in table.to_pylist():
-                gen = row["generation"]
-                if gen and (gen.get("model") or gen.get("prompt_version")):
-                    counts[
-                        (provenance, row["source"], gen.get("model") or "", gen.get("prompt_version") or "")
-                    ] += 1
+    for shard in Layout(root).provenance_shards(provenances):
+        table = pq.read_table(shard.path, columns=["source", "generation"])
+        for row in table.to_pylist():
+            gen = row["generation"]
+            if gen and (gen.get("model") or gen.get("prompt_version")):
+                counts[
+                    (shard.config, row["source"], gen.get("model") or "", gen.get("prompt_version") or "")
+                ] += 1
     return counts
 
 
 def count_rejects(root: Path) -> Counter:
     """Rejects by (step, reason, source, provenance), read from ``rejects/``."""
     counts = Counter()
-    for path in sorted((root / "rejects").glob("*/*.jsonl")):
-        with path.open(encoding="utf-8") as handle:
-            for line in handle:
-                row = json.loads(line)
-                counts[(row["step"], row["reason"], row["source"], row.get("provenance") or "")] += 1
+    for row in Layout(root).iter_rejects():
+        counts[(row["step"], row["reason"], row["source"], row.get("provenance") or "")] += 1
     return counts
 
 
+def card_license(sources: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The card's licence from the licences of its sources: theirs when they all agree, else
+    ``other`` (each source's licence is then in the card); ``unknown`` lists the sources whose
+    publisher states no licence (they block ``publish`` unless the user checked them)."""
+    by_source = {name: str(info["license"]).lower() for name, info in sorted(sources.items())}
+    distinct = sorted(set(by_source.values()))
+    if not distinct:
+        raise CardError("no source to take a licence from")
+    return {
+        "license": distinct[0] if len(distinct) == 1 else "other",
+        "by_source": by_source,
+        "distinct": distinct,
+        "unknown": sorted(name for name, value in by_source.items() if value in UNKNOWN_LICENSES),
+    }
+
+
 def review_facts(root: Path, subset: str | None) -> dict | None:
-    report = load_json(root / REVIEW_REPORT)
+    report = _read(Layout(root), Layout(root).review_report_path)
     if report is None:
         return None
 
@@ -318,7 +343,7 @@ def card_facts(root: Path, subset: str | None = None, repo_id: str | None = None
         "backend": lang["backend"],
         "filters_yaml": yaml.safe_dump(stats["build"]["filters"], sort_keys=False, allow_unicode=True),
     }
-    dedup_report = root / DEDUP_REPORT
+    dedup_report = Layout(root).dedup_report_path
     scope = f"{subset} subset" if subset else "dataset"
     mix_facts = None
     if mixes:
@@ -328,7 +353,20 @@ def card_facts(root: Path, subset: str | None = None, repo_id: str | None = None
             row.update({p: info["by_provenance"].get(p, 0) for p in PROVENANCES})
             row.update({t: info["by_type"].get(t, 0) for t in TYPES})
             rows.append(row)
-        mix_facts = {key: mixes[key] for key in ("size", "requested_size", "seed", "rule")} | {"rows": rows}
+        mix_facts = {key: mixes[key] for key in ("size", "requested_size", "seed", "rule", "chat_version")}
+        mix_facts |= {
+            "rows": rows,
+            "types": ", ".join(mixes["types"]),
+            "preset": mixes.get("types_preset") or "",
+            "paper_types": list(mixes["types"]) == ["MCQ", "MCQU"],
+            "left_out": ", ".join(t for t in TYPES if t not in mixes["types"]),
+        }
+    chat_version = stats["build"].get("chat_version")
+    if chat_version is None and records_of(composition):
+        raise CardError(
+            f"{root}: stats.json records no chat format version (built by an older medinjection); rebuild"
+        )
+    licence = card_license({s: sources[s] for s in subset_sources})
     title = f"{PRETTY_NAME} — {subset} subset" if subset else PRETTY_NAME
     records = sum(by_prov.values())
     summary = (
@@ -401,10 +439,19 @@ def card_facts(root: Path, subset: str | None = None, repo_id: str | None = None
             {"source": s, "license": sources[s]["license"], "homepage": sources[s]["homepage"]}
             for s in subset_sources
         ],
+        "license": licence["license"],
+        "license_sources": ", ".join(f"{s} ({v})" for s, v in licence["by_source"].items()),
+        "unknown_licenses": ", ".join(licence["unknown"]),
+        "chat_version": chat_version or "none (no record written)",
         "_provenances": provenances,
         "_configs": configs,
         "_sources": {s: sources[s] for s in subset_sources},
+        "_license": licence,
     }
+
+
+def records_of(composition: list[dict]) -> int:
+    return sum(c["count"] for c in composition)
 
 
 # ---- the card ----------------------------------------------------------------------------------
@@ -419,7 +466,7 @@ def card_data(root: Path, facts: dict[str, Any]) -> DatasetCardData:
         source_datasets = ["original", *source_datasets]
     data = DatasetCardData(
         pretty_name=facts["title"],
-        license=RELEASE_LICENSE,
+        license=facts["_license"]["license"],
         language=["fr"],
         multilinguality="monolingual",
         language_creators=sorted({LANGUAGE_CREATORS[p] for p in provenances}),
@@ -466,14 +513,14 @@ def render_card(root: str | Path, subset: str | None = None, repo_id: str | None
 
 
 def card_path(root: Path, subset: str | None) -> Path:
-    return root / "README.md" if subset is None else root / CARDS_DIR / f"{subset}.md"
+    return Layout(root).card_path(subset)
 
 
 def write_cards(root: str | Path) -> list[Path]:
     """Write ``README.md`` (the whole dataset) and ``cards/<provenance>.md`` (each subset); return the paths."""
     root = Path(root)
     present = provenances_present(root)
-    for stale in sorted((root / CARDS_DIR).glob("*.md")):
+    for stale in Layout(root).subset_cards():
         if stale.stem not in present:
             stale.unlink()
     paths = []
@@ -495,14 +542,15 @@ def write_dataset_readme(root: Path, stats: dict | None = None) -> DatasetCard:
     try:
         load_mixes(root)
     except CardError:
-        (root / MIXES_FILE).unlink()
+        Layout(root).mixes_path.unlink()
     write_cards(root)
-    return DatasetCard.load(root / "README.md")
+    return DatasetCard.load(card_path(root, None))
 
 
 def check_cards(root: str | Path) -> list[str]:
     """Problems with the folder's cards (empty: they validate): missing or stale files, metadata that
-    does not round-trip through ``DatasetCardData``, configs whose files do not exist."""
+    does not round-trip through ``DatasetCardData``, a licence or language other than computed,
+    configs whose files do not exist."""
     root = Path(root)
     problems = []
     for subset in [None, *provenances_present(root)]:
@@ -518,7 +566,13 @@ def check_cards(root: str | Path) -> list[str]:
         meta = card.data.to_dict()
         if DatasetCardData(**meta).to_dict() != meta:
             problems.append(f"{path.relative_to(root)}: metadata does not round-trip through DatasetCardData")
-        for key, expected in (("license", RELEASE_LICENSE), ("language", ["fr"])):
+        try:
+            expected_card = render_card(root, subset)
+        except CardError as err:
+            problems.append(f"{path.relative_to(root)}: cannot be regenerated ({err})")
+            continue
+        # the licence is computed from the sources: a card that claims another one is wrong
+        for key, expected in (("license", expected_card.data.license), ("language", ["fr"])):
             if meta.get(key) != expected:
                 problems.append(
                     f"{path.relative_to(root)}: {key} is {meta.get(key)!r}, expected {expected!r}"
@@ -531,12 +585,7 @@ def check_cards(root: str | Path) -> list[str]:
                         problems.append(
                             f"{path.relative_to(root)}: config {config['config_name']!r} split {entry['split']!r}: no file matches {pattern}"
                         )
-        try:
-            expected_text = render_card(root, subset).content
-        except CardError as err:
-            problems.append(f"{path.relative_to(root)}: cannot be regenerated ({err})")
-            continue
-        if card.content != expected_text:
+        if card.content != expected_card.content:
             problems.append(
                 f"{path.relative_to(root)}: does not match the data (stale or edited); run: medinjection card {root}"
             )

@@ -116,6 +116,8 @@ def dedup_stages(config: BuildConfig, layout: Layout, tasks: int) -> list[Stage]
                         str(config.base_dir),
                         str(work) if own_eval else None,
                         [str(layout.work("exact_dedup")), *([str(work)] if near else [])],
+                        split=config.split,
+                        seed=config.seed,
                     )
                 ],
                 1,

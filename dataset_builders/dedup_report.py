@@ -4,7 +4,9 @@
 by source and by (provenance, source), per reason (written into ``stats.json`` as ``removed``);
 ``write_dedup_report`` writes the human-readable ``dedup_report.md`` of the dataset folder, which the
 dataset card quotes: the settings, what the exact dedup, near dedup and decontamination removed per
-provenance and source, and the contaminated training items with the evaluation item each matched.
+provenance and source, per evaluation set the items indexed, the rows unreadable and the training
+items removed (``stats.json``: ``contamination.eval_sets``), and the contaminated training items
+with the evaluation item each matched. Every file is found through ``Layout``.
 """
 
 from __future__ import annotations
@@ -13,43 +15,42 @@ import json
 from collections import Counter, defaultdict
 from pathlib import Path
 
+from medinjection.dataset_builders.layout import Layout
+
 DEDUP_STEPS = ("exact_dedup", "near_dedup", "decontamination")
 # The report lists this many contaminated items; all of them are in rejects/decontamination/.
 LISTED_CONTAMINATIONS = 25
 
 
-def removal_counts(rejects: Path) -> tuple[dict, Counter, list[dict]]:
+def removal_counts(layout: Layout) -> tuple[dict, Counter, list[dict]]:
     """``removed`` ({step: {"by_provenance": {p: {reason: n}}, "by_source": {s: {reason: n}},
     "by_provenance_source": {p: {s: {reason: n}}}}}), contaminations by evaluation set, and the
     first ``LISTED_CONTAMINATIONS`` contaminated items (by id)."""
     by_prov: dict = defaultdict(lambda: defaultdict(Counter))
     by_source: dict = defaultdict(lambda: defaultdict(Counter))
     by_both: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(Counter)))
-    eval_sets = _eval_sets(rejects.parent / "_build" / "decontamination" / "eval_items.jsonl")
+    eval_sets = _eval_sets(layout)
     contaminated = Counter()
     listed = []
-    for path in sorted(rejects.glob("*/*.jsonl")):
-        with path.open(encoding="utf-8") as handle:
-            for line in handle:
-                row = json.loads(line)
-                step, prov, source, reason = row["step"], row["provenance"], row["source"], row["reason"]
-                by_prov[step][prov][reason] += 1
-                by_source[step][source][reason] += 1
-                by_both[step][prov][source][reason] += 1
-                if reason == "contamination":
-                    eval_set = eval_sets.get(row["kept_id"], "unknown set")
-                    contaminated[eval_set] += 1
-                    listed.append(
-                        {
-                            "id": row["id"],
-                            "provenance": prov,
-                            "source": source,
-                            "split": row["split"],
-                            "eval_id": row["kept_id"],
-                            "eval_set": eval_set,
-                            "detail": row["detail"],
-                        }
-                    )
+    for row in layout.iter_rejects():
+        step, prov, source, reason = row["step"], row["provenance"], row["source"], row["reason"]
+        by_prov[step][prov][reason] += 1
+        by_source[step][source][reason] += 1
+        by_both[step][prov][source][reason] += 1
+        if reason == "contamination":
+            eval_set = eval_sets.get(row["kept_id"], "unknown set")
+            contaminated[eval_set] += 1
+            listed.append(
+                {
+                    "id": row["id"],
+                    "provenance": prov,
+                    "source": source,
+                    "split": row["split"],
+                    "eval_id": row["kept_id"],
+                    "eval_set": eval_set,
+                    "detail": row["detail"],
+                }
+            )
     removed = {
         step: {
             "by_provenance": {p: dict(sorted(c.items())) for p, c in sorted(by_prov[step].items())},
@@ -64,7 +65,11 @@ def removal_counts(rejects: Path) -> tuple[dict, Counter, list[dict]]:
     return removed, contaminated, sorted(listed, key=lambda row: row["id"])[:LISTED_CONTAMINATIONS]
 
 
-def _eval_sets(path: Path) -> dict[str, str]:
+def _eval_sets(layout: Layout) -> dict[str, str]:
+    """Evaluation item id → the name of its set (from the index stage's item list)."""
+    from medinjection.dataset_builders.steps.decontaminate import ITEMS_FILE
+
+    path = layout.work("decontamination") / ITEMS_FILE
     if not path.exists():
         return {}
     sets = {}
@@ -73,6 +78,13 @@ def _eval_sets(path: Path) -> dict[str, str]:
             row = json.loads(line)
             sets.setdefault(row["id"], row["set"])
     return sets
+
+
+def eval_set_summaries(layout: Layout, contaminated: Counter) -> list[dict]:
+    """Per evaluation set: what the index stage read (rows, items indexed, rows unreadable) and the
+    training items it removed; an empty list when decontamination did not run."""
+    summaries = layout.read_json(layout.eval_sets_path) or []
+    return [{**summary, "removed": contaminated.get(summary["name"], 0)} for summary in summaries]
 
 
 def provenance_totals(stats: dict) -> dict:
@@ -95,12 +107,14 @@ def provenance_totals(stats: dict) -> dict:
 
 
 def add_removal_stats(root: Path, stats: dict) -> dict:
-    removed, contaminated, listed = removal_counts(root / "rejects")
+    layout = Layout(root)
+    removed, contaminated, listed = removal_counts(layout)
     stats["removed"] = removed
     stats["provenances"] = provenance_totals(stats)
     stats["contamination"] = {
         "by_eval_set": dict(sorted(contaminated.items())),
         "total": sum(contaminated.values()),
+        "eval_sets": eval_set_summaries(layout, contaminated),
         "examples": listed,
     }
     return stats
@@ -119,10 +133,43 @@ def _removed(removed: dict, step: str, prov: str, source: str | None = None) -> 
     return sum(entry.get("by_provenance_source", {}).get(prov, {}).get(source, {}).values())
 
 
+def splits_text(splits: list[str] | str) -> str:
+    return "all splits" if splits == "all" else ", ".join(splits)
+
+
+def eval_set_rows(eval_sets: list[dict]) -> list[list[str]]:
+    """The per-set table of the report (and of the card): what was read, indexed and removed."""
+    return [
+        [
+            entry["name"],
+            entry["adapter"],
+            splits_text(entry["splits"]),
+            f"{entry['rows']:,}",
+            f"{entry['indexed']:,}",
+            f"{entry['too_short']:,}",
+            f"{entry['unreadable']:,}",
+            f"{entry['removed']:,}",
+        ]
+        for entry in eval_sets
+    ]
+
+
+EVAL_SET_HEADER = [
+    "evaluation set",
+    "adapter",
+    "splits",
+    "rows read",
+    "items indexed",
+    "too short to index",
+    "rows unreadable",
+    "training items removed",
+]
+
+
 def settings_lines(config: dict) -> list[str]:
     dedup, decont = config.get("dedup", {}), config.get("decontamination", {})
     eval_sets = (["the build's own test splits"] if decont.get("own_test_splits") else []) + [
-        f"{s.get('name') or s['adapter']} ({', '.join(s.get('splits', []))})"
+        f"{s.get('name') or s['adapter']} ({splits_text(s.get('splits', ['test']))})"
         for s in decont.get("eval_sets", [])
     ]
     return [
@@ -187,6 +234,22 @@ def write_dedup_report(root: Path, stats: dict, config: dict) -> None:
     ]
     parts += ["", "## Contamination", ""]
     contamination = stats["contamination"]
+    if contamination["eval_sets"]:
+        parts += [
+            "Per evaluation set: the rows read, the items indexed (items shorter than the n-gram size "
+            "cannot be matched and are left to the near dedup), the rows its adapter could not read, "
+            "and the training items it removed.",
+            "",
+            _table(eval_set_rows(contamination["eval_sets"]), EVAL_SET_HEADER),
+            "",
+        ]
+        for entry in contamination["eval_sets"]:
+            if entry["unreadable"]:
+                reasons = ", ".join(f"{n:,} {r}" for r, n in entry["unreadable_by_reason"].items())
+                parts.append(f"Unreadable rows of {entry['name']} ({reasons}), for example:")
+                parts += ["", *(f"- {example}" for example in entry["unreadable_examples"]), ""]
+    else:
+        parts += ["Decontamination did not run (disabled, or no evaluation set).", ""]
     if contamination["by_eval_set"]:
         parts.append(
             _table(
@@ -235,4 +298,4 @@ def write_dedup_report(root: Path, stats: dict, config: dict) -> None:
         )
     else:
         parts.append("No training item matched an evaluation item.")
-    (root / "dedup_report.md").write_text("\n".join(parts) + "\n", encoding="utf-8")
+    Layout(root).dedup_report_path.write_text("\n".join(parts) + "\n", encoding="utf-8")

@@ -6,13 +6,17 @@ to ``_build/generated/<task>/<source>/<rank>.jsonl``; rejects go to ``rejects/<t
 ``prepare`` stage then reads those records like any source (``generated_specs``), so they are
 normalised, validated, language-filtered and deduplicated with the rest.
 
-The cache (default ``_build/generation-cache.sqlite``, or the config's ``cache``) makes a re-run
-free: a killed build resumes with every answer it had received.
+The cache (``default_cache_path``: ``$MEDINJECTION_GENERATION_CACHE``, else
+``~/.cache/medinjection/generation-cache.sqlite``; or the config's ``cache``) makes a re-run free: a
+killed build resumes with every answer it had received, and since the cache lives outside the build
+folder, ``build --overwrite`` (a changed filter, a new review exclusion list) pays for nothing again.
+Its keys name the model, prompt version, parameters and input, so one file serves every build.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +24,9 @@ from typing import Any
 
 from datatrove.pipeline.writers.jsonl import JsonlWriter
 
-from medinjection.config import BuildConfig, GenerationConfig, SourceSpec
+from medinjection.config import BuildConfig, ConfigError, GenerationConfig, SourceSpec
+from medinjection.dataset_builders.generation.backends import base_url
+from medinjection.dataset_builders.generation.cache import ResponseCache
 from medinjection.dataset_builders.generation.runner import Generator, estimate_tokens
 from medinjection.dataset_builders.layout import Layout, Stage
 from medinjection.dataset_builders.sources import get_adapter
@@ -38,9 +44,49 @@ def task_config(config: BuildConfig, task: str) -> GenerationConfig | None:
     return getattr(config, task)
 
 
-def cache_path(config: BuildConfig, task: str, layout: Layout) -> Path:
+CACHE_ENV = "MEDINJECTION_GENERATION_CACHE"
+OLD_CACHE_NAME = "generation-cache.sqlite"  # where earlier versions kept it: <output>/_build/
+
+
+def default_cache_path() -> Path:
+    """``$MEDINJECTION_GENERATION_CACHE``, else ``${XDG_CACHE_HOME:-~/.cache}/medinjection/generation-cache.sqlite``."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser().resolve()
+    home = Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser()
+    return (home / "medinjection" / "generation-cache.sqlite").resolve()
+
+
+def cache_path(config: BuildConfig, task: str, layout: Layout | None = None) -> Path:
+    """The response cache of ``task``: the config's ``cache``, else the default (never in the build folder)."""
     section = task_config(config, task)
-    return config.resolve(section.cache) if section.cache else layout.build / "generation-cache.sqlite"
+    return config.resolve(section.cache) if section.cache else default_cache_path()
+
+
+def cache_paths(config: BuildConfig) -> list[Path]:
+    return sorted({cache_path(config, task) for task in STEPS if task_config(config, task) is not None})
+
+
+def move_old_cache(config: BuildConfig, layout: Layout) -> int:
+    """Move the answers of a cache an earlier version kept in ``_build/`` into the current cache (so
+    that neither ``--overwrite`` nor the new default place loses them); returns how many moved."""
+    old = layout.build / OLD_CACHE_NAME
+    targets = [path for path in cache_paths(config) if path != old.resolve()]
+    if not old.is_file() or not targets:
+        return 0
+    source = ResponseCache(old)
+    try:
+        rows = list(source.dump())
+    finally:
+        source.close()
+    for path in targets:
+        target = ResponseCache(path)
+        try:
+            target.put_many(rows)
+        finally:
+            target.close()
+    for suffix in ("", "-wal", "-shm"):
+        old.with_name(old.name + suffix).unlink(missing_ok=True)
+    return len(rows)
 
 
 def generated_dir(layout: Layout, task: str) -> Path:
@@ -115,12 +161,19 @@ def with_generation_sources(snapshot: dict[str, Any], config: BuildConfig) -> di
 
 
 def check_generation_sources(config: BuildConfig) -> None:
+    """Fail before any work: a missing source or seed, or an OpenAI-compatible backend without an endpoint."""
     for task in STEPS:
         section = task_config(config, task)
         if section is None:
             continue
         for spec in section.sources if task == "translate" else section.seeds:
             get_adapter(spec.adapter)(spec, config.base_dir).check_available()
+        backend = section.backend
+        if backend.type == "openai" and base_url(backend) is None:
+            raise ConfigError(
+                f"{task}.backend (model {backend.model!r}) has no endpoint: set {task}.backend.base_url "
+                f"or ${backend.base_url_env} (there is no default; OpenAI itself is https://api.openai.com/v1)"
+            )
 
 
 @dataclass
@@ -134,12 +187,13 @@ class DryRun:
     completion_tokens: int
     cost_usd: float
     model: str
+    cache: str = ""
 
     def line(self) -> str:
         return (
             f"{self.task}: {self.items} items, {self.cached} answers in the cache, {self.requests} requests to make "
             f"to {self.model} (~{self.prompt_tokens} prompt + ~{self.completion_tokens} completion tokens, "
-            f"estimated cost ${self.cost_usd:.4f}); {self.failed_rows} source rows unreadable"
+            f"estimated cost ${self.cost_usd:.4f}); {self.failed_rows} source rows unreadable; cache {self.cache}"
         )
 
 
@@ -172,6 +226,7 @@ def dry_run(config: BuildConfig, task: str, layout: Layout, limit: int | None = 
         completion,
         cost,
         section.backend.model,
+        str(step.cache_path),
     )
 
 

@@ -1,26 +1,103 @@
-"""Where a build writes (every path derives from the output folder), and what a stage is."""
+"""The one owner of a dataset folder's layout, and what a build stage is.
+
+A built dataset folder::
+
+    medinjection-fr/
+      data/<provenance>/<split>-NNNNN.parquet   provenance shards (the build's records)
+      data/<mix>/train-NNNNN.parquet            mix shards (copies of train rows; medinjection mix)
+      rejects/<step>/NNNNN.jsonl                every rejected record, with its step and reason
+      stats.json, dedup_report.md               reports of the build
+      mixes.json                                the mixes manifest
+      README.md, cards/<provenance>.md          the dataset cards
+      quality/review_report.json                the quality review (medinjection quality review pull)
+      _build/                                   work files and datatrove logs (never published)
+
+Every reader of such a folder (finalize, the dedup report, mixes, cards, publish, quality sampling)
+goes through ``Layout``; nothing else globs it. The provenance shards are the build's records; a mix
+shard holds copies of them, so a reader that wants records reads ``provenance_shards`` and never
+sees a row twice. A folder under ``data/`` that is neither a provenance nor a mix, or a shard whose
+name does not say its split, is an error naming it, never skipped.
+
+A shard's Parquet footer carries, beside the ``datasets`` features, the chat format version its
+``messages`` were rendered with (``shard_schema``, ``shard_chat_version``).
+"""
 
 from __future__ import annotations
 
+import json
+import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 BUILD_DIR = "_build"
+DATA_DIR = "data"
+REJECTS_DIR = "rejects"
+STATS_FILE = "stats.json"
+MIXES_FILE = "mixes.json"
+DEDUP_REPORT = "dedup_report.md"
+README = "README.md"
+CARDS_DIR = "cards"
+REVIEW_REPORT = "quality/review_report.json"
+EVAL_SETS_FILE = "eval_sets.json"  # per evaluation set: items indexed, rows unreadable (decontamination)
+# The top-level entries a build writes (``build --overwrite`` starts them again).
+BUILD_OUTPUTS = (DATA_DIR, REJECTS_DIR, BUILD_DIR, STATS_FILE, README, DEDUP_REPORT)
+# Never published: work files, the rejected rows (counted in stats.json and the card).
+UNPUBLISHED = (BUILD_DIR, REJECTS_DIR)
+SHARD_METADATA_KEY = b"medinjection"
+SHARD_NAME = re.compile(r"^(?P<split>[a-z]+)-(?P<index>\d{5})\.parquet$")
+# The pattern datatrove's writer fills per record (provenance, split) and task (rank).
+WRITER_FILENAME = f"{DATA_DIR}/${{provenance}}/${{split}}-${{rank}}.parquet"
+
+
+class LayoutError(ValueError):
+    """A dataset folder holds something its layout does not allow; the message names the path."""
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One Parquet file of the folder: which config (provenance or mix), which split."""
+
+    path: Path
+    config: str
+    split: str
+    kind: str  # "provenance" | "mix"
+
+
+def shard_schema(chat_version: str):
+    """The schema every shard is written with: the record features (``datasets`` metadata included)
+    plus the chat format version of its ``messages``."""
+    from medinjection.schema import FEATURES
+
+    schema = FEATURES.arrow_schema
+    info = json.dumps({"chat_version": chat_version}).encode()
+    return schema.with_metadata({**(schema.metadata or {}), SHARD_METADATA_KEY: info})
+
+
+def shard_chat_version(path: Path) -> str | None:
+    """The chat format version recorded in a shard's footer (None when the file records none)."""
+    import pyarrow.parquet as pq
+
+    metadata = pq.read_schema(path).metadata or {}
+    if SHARD_METADATA_KEY not in metadata:
+        return None
+    return json.loads(metadata[SHARD_METADATA_KEY]).get("chat_version")
 
 
 @dataclass(frozen=True)
 class Layout:
-    """Where a build writes; every path derives from the output folder."""
+    """Where everything of a dataset folder lives; every path derives from ``root``."""
 
     root: Path
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
+    # ---- the build's own work files ------------------------------------------------------------
     @property
     def build(self) -> Path:
         return self.root / BUILD_DIR
-
-    @property
-    def rejects(self) -> Path:
-        return self.root / "rejects"
 
     @property
     def prepared(self) -> Path:
@@ -31,6 +108,189 @@ class Layout:
 
     def work(self, stage: str) -> Path:
         return self.build / stage
+
+    @property
+    def eval_sets_path(self) -> Path:
+        """Per evaluation set of the decontamination: items indexed, rows unreadable."""
+        return self.work("decontamination") / EVAL_SETS_FILE
+
+    # ---- reports, manifests, cards -------------------------------------------------------------
+    @property
+    def data(self) -> Path:
+        return self.root / DATA_DIR
+
+    @property
+    def rejects(self) -> Path:
+        return self.root / REJECTS_DIR
+
+    @property
+    def stats_path(self) -> Path:
+        return self.root / STATS_FILE
+
+    @property
+    def mixes_path(self) -> Path:
+        return self.root / MIXES_FILE
+
+    @property
+    def dedup_report_path(self) -> Path:
+        return self.root / DEDUP_REPORT
+
+    @property
+    def review_report_path(self) -> Path:
+        return self.root / REVIEW_REPORT
+
+    def card_path(self, subset: str | None = None) -> Path:
+        """``README.md`` for the whole folder, ``cards/<provenance>.md`` for one provenance subset."""
+        return self.root / README if subset is None else self.root / CARDS_DIR / f"{subset}.md"
+
+    def subset_cards(self) -> list[Path]:
+        return sorted((self.root / CARDS_DIR).glob("*.md"))
+
+    def is_built(self) -> bool:
+        return self.data.is_dir()
+
+    def read_json(self, path: Path) -> Any | None:
+        """A JSON report of the folder, or None when absent; unreadable JSON names the file."""
+        if not path.exists():
+            return None
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as err:
+            raise LayoutError(f"{path}: not valid JSON ({err})") from err
+
+    def stats(self) -> dict | None:
+        return self.read_json(self.stats_path)
+
+    def mixes_manifest(self) -> dict | None:
+        return self.read_json(self.mixes_path)
+
+    def write_json(self, path: Path, value: Any) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(value, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+    # ---- shards --------------------------------------------------------------------------------
+    def config_dir(self, config: str) -> Path:
+        return self.data / config
+
+    def shard_path(self, config: str, split: str, index: int) -> Path:
+        return self.config_dir(config) / f"{split}-{index:05d}.parquet"
+
+    def split_pattern(self, config: str, split: str) -> str:
+        """The repo-relative pattern of a config's split, as the card's ``data_files`` name it."""
+        return f"{DATA_DIR}/{config}/{split}-*"
+
+    def glob(self, pattern: str) -> list[Path]:
+        """The files a card's ``data_files`` pattern names (``data/<config>/<split>-*``)."""
+        return sorted(self.root.glob(pattern + ".parquet" if pattern.endswith("*") else pattern))
+
+    def config_kinds(self) -> dict[str, str]:
+        """Every folder under ``data/``: name → "provenance" or "mix"; any other folder is an error."""
+        from medinjection.dataset_builders.mixes import MIXES
+        from medinjection.schema import PROVENANCES
+
+        kinds = {}
+        if not self.data.is_dir():
+            return kinds
+        for folder in sorted(p for p in self.data.iterdir() if p.is_dir()):
+            if folder.name in PROVENANCES:
+                kinds[folder.name] = "provenance"
+            elif folder.name in MIXES:
+                kinds[folder.name] = "mix"
+            else:
+                raise LayoutError(
+                    f"{folder}: neither a provenance ({', '.join(PROVENANCES)}) nor a mix "
+                    f"({', '.join(MIXES)}); remove it or rename it"
+                )
+        return kinds
+
+    def _shards(self, config: str, kind: str, splits: Iterable[str] | None) -> list[Shard]:
+        from medinjection.schema import SPLITS
+
+        wanted = set(splits) if splits is not None else None
+        shards = []
+        for path in sorted(self.config_dir(config).glob("*.parquet")):
+            match = SHARD_NAME.match(path.name)
+            if match is None or match["split"] not in SPLITS:
+                raise LayoutError(
+                    f"{path}: not a shard name (<split>-NNNNN.parquet, split one of {', '.join(SPLITS)})"
+                )
+            if kind == "mix" and match["split"] != "train":
+                raise LayoutError(f"{path}: a mix holds train shards only")
+            if wanted is None or match["split"] in wanted:
+                shards.append(Shard(path, config, match["split"], kind))
+        return shards
+
+    def provenances_present(self) -> list[str]:
+        """The provenances with at least one shard, in the canonical order."""
+        from medinjection.schema import PROVENANCES
+
+        kinds = self.config_kinds()
+        return [p for p in PROVENANCES if kinds.get(p) and self._shards(p, "provenance", None)]
+
+    def mixes_present(self) -> list[str]:
+        return [name for name, kind in self.config_kinds().items() if kind == "mix"]
+
+    def provenance_shards(
+        self, provenances: Iterable[str] | None = None, splits: Iterable[str] | None = None
+    ) -> list[Shard]:
+        """The build's records: ``data/<provenance>/<split>-*.parquet`` (mix copies never included)."""
+        from medinjection.schema import PROVENANCES
+
+        chosen = list(provenances) if provenances is not None else list(PROVENANCES)
+        unknown = sorted(set(chosen) - set(PROVENANCES))
+        if unknown:
+            raise LayoutError(f"unknown provenance(s) {unknown}; known: {list(PROVENANCES)}")
+        present = self.config_kinds()
+        return [
+            shard
+            for provenance in PROVENANCES
+            if provenance in chosen and present.get(provenance)
+            for shard in self._shards(provenance, "provenance", splits)
+        ]
+
+    def mix_shards(self, mixes: Iterable[str] | None = None) -> list[Shard]:
+        """The train shards of the mixes (``data/<mix>/train-*.parquet``)."""
+        present = self.mixes_present()
+        chosen = present if mixes is None else [m for m in mixes if m in present]
+        return [shard for mix in chosen for shard in self._shards(mix, "mix", None)]
+
+    # ---- rejects -------------------------------------------------------------------------------
+    def reject_files(self) -> list[Path]:
+        return sorted(self.rejects.glob("*/*.jsonl"))
+
+    def iter_rejects(self) -> Iterator[dict]:
+        """Every rejected record (one JSON object a line); a bad line names its file and line."""
+        for path in self.reject_files():
+            with path.open(encoding="utf-8") as handle:
+                for number, line in enumerate(handle, start=1):
+                    if not line.strip():
+                        continue
+                    try:
+                        yield json.loads(line)
+                    except json.JSONDecodeError as err:
+                        raise LayoutError(f"{path}:{number}: not a JSON reject ({err})") from err
+
+    # ---- publishing ----------------------------------------------------------------------------
+    def published_files(self) -> dict[str, Path]:
+        """path in repo → file, for the whole folder: all but ``_build/``, ``rejects/`` and hidden files."""
+        files = {}
+        for path in sorted(self.root.rglob("*")):
+            rel = path.relative_to(self.root)
+            if (
+                not path.is_file()
+                or rel.parts[0] in UNPUBLISHED
+                or any(part.startswith(".") for part in rel.parts)
+            ):
+                continue
+            files[rel.as_posix()] = path
+        return files
+
+    def subset_files(self, subset: str) -> dict[str, Path]:
+        """path in repo → file of one provenance subset published alone (its card becomes README.md)."""
+        files = {"README.md": self.card_path(subset)}
+        for shard in self.provenance_shards([subset]):
+            files[shard.path.relative_to(self.root).as_posix()] = shard.path
+        return files
 
 
 @dataclass

@@ -2,10 +2,13 @@
 
 Each mix is a list of provenances (``MIXES``); every mix has the same number of train examples
 (33,493 by default, the paper's size), split equally between its provenances, with the task types
-(MCQ, MCQU, OEQ) of each provenance share in the proportions of that provenance's train split.
+of each provenance share in the proportions of that provenance's train split. Which task types a
+mix holds is ``types``: by default the paper's preset, multiple choice only (MCQ + MCQU: the
+released models were trained on those, and 33,493 is exactly the synthetic subset's number of
+multiple-choice train items); ``all`` (or ``MCQ,MCQU,OEQ``) includes the open-ended items.
 Only train items are drawn; the validation and test splits of every mix are the shared,
-provenance-labelled evaluation sets of the build (the card points the mix configs at those files;
-nothing is copied).
+provenance-labelled evaluation sets of the build, all types (the card points the mix configs at
+those files; nothing is copied; filter on the ``type`` column to match ``types``).
 
 Rules, all deterministic for a seed:
 
@@ -21,13 +24,15 @@ Rules, all deterministic for a seed:
 * row order of a mix: ``sha256(f"{seed}\\0{mix}\\0{id}")``, a seeded shuffle.
 
 Output: ``data/<mix>/train-NNNNN.parquet`` (all columns, the schema's features embedded) and
-``mixes.json`` (sizes, rule, per-mix counts by provenance, type and source, file checksums).
+``mixes.json`` (sizes, rule, ``types``, ``chat_version``, per-mix counts by provenance, type and
+source, file checksums). ``chat_version`` is the chat format version of the rows' ``messages``, read
+from the build's shards (``layout.shard_chat_version``); training records it in its manifest.
+Every path comes from ``Layout``.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
 from collections import Counter
 from dataclasses import dataclass
@@ -39,7 +44,14 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import typer
 
-from medinjection.schema import FEATURES, PROVENANCES, TYPES
+from medinjection.dataset_builders.layout import (  # noqa: F401  (MIXES_FILE: for readers of the manifest)
+    MIXES_FILE,
+    Layout,
+    LayoutError,
+    shard_chat_version,
+    shard_schema,
+)
+from medinjection.schema import PROVENANCES, TYPES
 
 MIXES: dict[str, tuple[str, ...]] = {
     "nat": ("native",),
@@ -51,8 +63,15 @@ MIXES: dict[str, tuple[str, ...]] = {
     "all": ("native", "translated", "synthetic"),
 }
 DEFAULT_SIZE = 33_493
-MIXES_FILE = "mixes.json"
 ROWS_PER_FILE = 100_000
+# Named task-type presets of `--types`; "paper" is the default: the released models were trained on
+# multiple-choice items only (their model cards), open-ended items were evaluated, not trained on.
+TYPE_PRESETS: dict[str, tuple[str, ...]] = {
+    "paper": ("MCQ", "MCQU"),
+    "multiple-choice": ("MCQ", "MCQU"),
+    "all": TYPES,
+}
+DEFAULT_TYPES = "paper"
 RULE = (
     "equal provenance shares (size // k each; the remainder one each to native, translated, synthetic "
     "in that order); type quotas by largest remainder within each share; items with the smallest "
@@ -62,6 +81,29 @@ RULE = (
 
 class MixError(ValueError):
     """The mixes cannot be built as asked (too few train items, a missing provenance)."""
+
+
+def parse_types(value: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """The task types of ``--types``: a preset name (``paper``, ``multiple-choice``, ``all``) or a
+    comma-separated list of types (``MCQ,MCQU,OEQ``); in the schema's order."""
+    if isinstance(value, str):
+        if value.strip().lower() in TYPE_PRESETS:
+            return TYPE_PRESETS[value.strip().lower()]
+        value = value.split(",")
+    chosen = {part.strip().upper() for part in value if part.strip()}
+    unknown = sorted(chosen - set(TYPES))
+    if unknown or not chosen:
+        raise MixError(
+            f"--types {','.join(value) if not isinstance(value, str) else value!r}: "
+            + (f"unknown type(s) {unknown}; " if unknown else "no type given; ")
+            + f"give a preset ({', '.join(TYPE_PRESETS)}) or types among {', '.join(TYPES)}"
+        )
+    return tuple(t for t in TYPES if t in chosen)
+
+
+def preset_name(types: tuple[str, ...]) -> str | None:
+    """The first preset with exactly these types (``paper`` for MCQ + MCQU), or None."""
+    return next((name for name, preset in TYPE_PRESETS.items() if preset == tuple(types)), None)
 
 
 @dataclass
@@ -100,7 +142,22 @@ def rank(seed: int, *parts: str) -> bytes:
 
 
 def train_files(root: Path, provenance: str) -> list[Path]:
-    return sorted((root / "data" / provenance).glob("train-*.parquet"))
+    return [shard.path for shard in Layout(root).provenance_shards([provenance], ["train"])]
+
+
+def build_chat_version(root: Path) -> str:
+    """The chat format version of the build's train rows (one for all of them, else ``MixError``)."""
+    versions = {path: shard_chat_version(path) for p in PROVENANCES for path in train_files(root, p)}
+    unrecorded = sorted(str(path.relative_to(root)) for path, v in versions.items() if not v)
+    if unrecorded:
+        raise MixError(
+            f"{root}: {', '.join(unrecorded[:3])} record(s) no chat format version (written by an older "
+            "build?); rebuild the dataset (medinjection build ... --overwrite)"
+        )
+    found = sorted(set(versions.values()))
+    if len(found) != 1:
+        raise MixError(f"{root}: the train shards mix chat format versions {found}; rebuild the dataset")
+    return found[0]
 
 
 def read_train_index(root: Path) -> dict[str, pa.Table]:
@@ -123,22 +180,29 @@ def read_train_index(root: Path) -> dict[str, pa.Table]:
     return index
 
 
-def available_by_type(index: dict[str, pa.Table]) -> dict[str, dict[str, int]]:
+def available_by_type(
+    index: dict[str, pa.Table], types: tuple[str, ...] = TYPES
+) -> dict[str, dict[str, int]]:
+    """Train items by provenance and type; types outside ``types`` count as none."""
     available = {}
     for provenance, table in index.items():
         counts = Counter(table.column("type").to_pylist())
-        available[provenance] = {t: counts.get(t, 0) for t in TYPES}
+        available[provenance] = {t: counts.get(t, 0) if t in types else 0 for t in TYPES}
     return available
 
 
-def feasible_size(requested: int, available: dict[str, dict[str, int]], allow_smaller: bool) -> int:
-    """The mix size to use; a single-provenance mix needs ``size`` items of its provenance."""
+def feasible_size(
+    requested: int, available: dict[str, dict[str, int]], allow_smaller: bool, types: tuple[str, ...] = TYPES
+) -> int:
+    """The mix size to use; a single-provenance mix needs ``size`` items of its provenance (of the
+    chosen ``types``; ``available`` counts only those)."""
+    of_types = f"train items of type {'/'.join(types)}"
     totals = {p: sum(available[p].values()) for p in PROVENANCES}
     empty = [p for p, n in totals.items() if n == 0]
     if empty:
         raise MixError(
-            f"no train items of provenance {', '.join(empty)} in the build; the seven mixes need train items "
-            f"of all of {', '.join(PROVENANCES)} (train items found: "
+            f"no {of_types} of provenance {', '.join(empty)} in the build; the seven mixes need them "
+            f"in all of {', '.join(PROVENANCES)} (found: "
             + ", ".join(f"{p} {n}" for p, n in totals.items())
             + ")"
         )
@@ -148,7 +212,7 @@ def feasible_size(requested: int, available: dict[str, dict[str, int]], allow_sm
     largest = min(totals.values())
     if not allow_smaller:
         lines = [
-            f"provenance {p!r} has {n} train items but needs {requested} (mix {single!r} is all {p})"
+            f"provenance {p!r} has {n} {of_types} but needs {requested} (mix {single!r} is all {p})"
             for p, n in short.items()
             for single in [next(m for m, ps in MIXES.items() if ps == (p,))]
         ]
@@ -161,15 +225,17 @@ def feasible_size(requested: int, available: dict[str, dict[str, int]], allow_sm
     return largest
 
 
-def select(index: dict[str, pa.Table], size: int, seed: int) -> dict[str, dict[str, list[str]]]:
+def select(
+    index: dict[str, pa.Table], size: int, seed: int, types: tuple[str, ...] = TYPES
+) -> dict[str, dict[str, list[str]]]:
     """The ids of every mix, by provenance (each list in the mix's seeded order within the provenance)."""
     ordered: dict[tuple[str, str], list[str]] = {}
     for provenance, table in index.items():
-        ids, types = table.column("id").to_pylist(), table.column("type").to_pylist()
+        ids, kinds = table.column("id").to_pylist(), table.column("type").to_pylist()
         for t in TYPES:
-            chosen = [i for i, kind in zip(ids, types, strict=True) if kind == t]
+            chosen = [i for i, kind in zip(ids, kinds, strict=True) if kind == t]
             ordered[(provenance, t)] = sorted(chosen, key=lambda i: (rank(seed, i), i))
-    counts = available_by_type(index)
+    counts = available_by_type(index, types)
     plan: dict[str, dict[str, list[str]]] = {}
     for mix, provenances in MIXES.items():
         plan[mix] = {}
@@ -179,17 +245,16 @@ def select(index: dict[str, pa.Table], size: int, seed: int) -> dict[str, dict[s
     return plan
 
 
-def gather_rows(root: Path, provenance: str, wanted: set[str]) -> pa.Table:
+def gather_rows(root: Path, provenance: str, wanted: set[str], chat_version: str) -> pa.Table:
     """Full rows of the wanted train ids of one provenance, read batch by batch (bounded memory)."""
+    schema = shard_schema(chat_version)
     value_set = pa.array(sorted(wanted), pa.string())
     parts = []
     for path in train_files(root, provenance):
         for batch in pq.ParquetFile(path).iter_batches(batch_size=20_000):
             table = pa.Table.from_batches([batch])
             parts.append(table.filter(pc.is_in(table.column("id"), value_set=value_set)))
-    table = (
-        pa.concat_tables(parts).cast(FEATURES.arrow_schema) if parts else FEATURES.arrow_schema.empty_table()
-    )
+    table = pa.concat_tables(parts).cast(schema) if parts else schema.empty_table()
     found = set(table.column("id").to_pylist())
     if found != wanted or table.num_rows != len(wanted):
         raise MixError(
@@ -199,13 +264,14 @@ def gather_rows(root: Path, provenance: str, wanted: set[str]) -> pa.Table:
 
 
 def write_mix(root: Path, mix: str, table: pa.Table) -> dict[str, str]:
-    folder = root / "data" / mix
+    layout = Layout(root)
+    folder = layout.config_dir(mix)
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
     checksums = {}
     for shard, start in enumerate(range(0, max(table.num_rows, 1), ROWS_PER_FILE)):
-        path = folder / f"train-{shard:05d}.parquet"
+        path = layout.shard_path(mix, "train", shard)
         pq.write_table(table.slice(start, ROWS_PER_FILE), path)
         checksums[str(path.relative_to(root))] = hashlib.sha256(path.read_bytes()).hexdigest()
     return checksums
@@ -231,35 +297,47 @@ def build_mixes(
     seed: int = 0,
     allow_smaller: bool = False,
     write_card: bool = True,
+    types: str | list[str] | tuple[str, ...] = DEFAULT_TYPES,
 ) -> MixResult:
     """Write the seven mixes into the dataset folder ``root`` and ``mixes.json``; refresh the cards.
 
-    Raises ``MixError`` when a provenance has fewer train items than ``size`` (unless
-    ``allow_smaller``: then the size is the largest feasible one, reported in the result).
+    ``types``: the task types of the mixes, a preset (``paper``: MCQ + MCQU, the default; ``all``)
+    or a list of types. Raises ``MixError`` when a provenance has fewer train items of those types
+    than ``size`` (unless ``allow_smaller``: then the size is the largest feasible one, reported in
+    the result).
     """
     root = Path(root)
+    chosen = parse_types(types)
     if size < 1:
         raise MixError(f"the mix size must be positive, got {size}")
-    if not (root / "data").is_dir():
+    layout = Layout(root)
+    if not layout.is_built():
         raise MixError(f"{root}: no data/ folder; build the dataset first (medinjection build)")
-    index = read_train_index(root)
-    available = available_by_type(index)
-    used = feasible_size(size, available, allow_smaller)
-    plan = select(index, used, seed)
-    del index
-    tables: dict[str, pa.Table] = {}
-    for provenance in PROVENANCES:
-        wanted = {i for mix in plan.values() for i in mix.get(provenance, [])}
-        tables[provenance] = gather_rows(root, provenance, wanted)
+    try:
+        chat_version = build_chat_version(root)
+        index = read_train_index(root)
+    except LayoutError as err:
+        raise MixError(str(err)) from None
+    available = available_by_type(index, chosen)
+    used = feasible_size(size, available, allow_smaller, chosen)
+    plan = select(index, used, seed, chosen)
     report = {
         "seed": seed,
         "requested_size": size,
         "size": used,
         "allow_smaller": allow_smaller,
+        "types": list(chosen),
+        "types_preset": preset_name(chosen),
+        "chat_version": chat_version,
         "rule": RULE,
-        "available_train": available,
+        "available_train": available_by_type(index),
         "mixes": {},
     }
+    del index
+    tables: dict[str, pa.Table] = {}
+    for provenance in PROVENANCES:
+        wanted = {i for mix in plan.values() for i in mix.get(provenance, [])}
+        tables[provenance] = gather_rows(root, provenance, wanted, chat_version)
     for mix, by_provenance in plan.items():
         parts = []
         for provenance, ids in by_provenance.items():
@@ -271,7 +349,7 @@ def build_mixes(
         table = table.take(pa.array(order, pa.int64()))
         files = write_mix(root, mix, table)
         report["mixes"][mix] = {"provenances": list(MIXES[mix]), **count_table(table), "files": files}
-    (root / MIXES_FILE).write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    layout.write_json(layout.mixes_path, report)
     if write_card:
         from medinjection.cards.dataset_card import write_cards
 
@@ -287,12 +365,22 @@ def mix_command(
         bool,
         typer.Option("--allow-smaller", help="Use the largest feasible size when a provenance is short."),
     ] = False,
+    types: Annotated[
+        str,
+        typer.Option(
+            "--types",
+            help="Task types of the mixes: a preset (paper = MCQ,MCQU, the paper's training data; "
+            "all = MCQ,MCQU,OEQ) or a comma-separated list of MCQ, MCQU, OEQ.",
+        ),
+    ] = DEFAULT_TYPES,
 ) -> None:
     """Write the seven training mixes (nat, trad, syn, nat_trad, nat_syn, trad_syn, all) as configs."""
     from medinjection.cards.dataset_card import CardError, write_cards
 
     try:
-        result = build_mixes(folder, size=size, seed=seed, allow_smaller=allow_smaller, write_card=False)
+        result = build_mixes(
+            folder, size=size, seed=seed, allow_smaller=allow_smaller, write_card=False, types=types
+        )
     except MixError as err:
         typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from None
@@ -305,8 +393,10 @@ def mix_command(
             f"{p} {info['by_provenance'][p]}" for p in PROVENANCES if p in info["by_provenance"]
         )
         typer.echo(f"  {mix:9} {info['train']} ({shares})")
+    kinds = "+".join(result.report["types"])
     typer.echo(
-        f"wrote {len(MIXES)} mixes of {result.size} train examples (seed {result.seed}) into {result.root}"
+        f"wrote {len(MIXES)} mixes of {result.size} train examples ({kinds}, seed {result.seed}, "
+        f"chat format {result.report['chat_version']}) into {result.root}"
     )
     try:
         paths = write_cards(folder)

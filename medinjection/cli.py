@@ -20,6 +20,14 @@ def fail(message: str, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
+VerboseOpt = Annotated[
+    bool,
+    typer.Option(
+        "--verbose", "-v", help="Print datatrove's logs as they come (by default: _build/build.log)."
+    ),
+]
+
+
 @app.command()
 def build(
     config: Annotated[str, typer.Argument(help="A build config YAML, or a bundled name: demo, full.")],
@@ -33,27 +41,113 @@ def build(
     overwrite: Annotated[
         bool, typer.Option(help="Rebuild a folder that holds a build of another config.")
     ] = False,
+    verbose: VerboseOpt = False,
 ) -> None:
-    """Build the dataset folder (data/<config>/<split>-*.parquet, rejects/, stats.json, README.md)."""
+    """Build the dataset folder (data/<config>/<split>-*.parquet, rejects/, stats.json, README.md).
+
+    Prints one line per stage and a summary; datatrove's logs go to <output>/_build/build.log
+    (--verbose prints them instead). Errors are printed in full.
+    """
+    build_and_report(config, output, tasks=tasks, workers=workers, overwrite=overwrite, verbose=verbose)
+
+
+def build_and_report(
+    config: str,
+    output: Path | None,
+    *,
+    tasks: int | None = None,
+    workers: int | None = None,
+    overwrite: bool = False,
+    verbose: bool = False,
+) -> Path:
+    """Run a build with a line per stage and a summary (what ``build`` and ``demo`` print)."""
+    import time
+    import traceback
+
     from medinjection.config import ConfigError, load_build_config
-    from medinjection.dataset_builders.build import BuildError
+    from medinjection.console import Console
+    from medinjection.dataset_builders.build import LOG_FILE, BuildError
     from medinjection.dataset_builders.build import build as run_build
+    from medinjection.dataset_builders.generation.backends import GenerationStageError
+    from medinjection.dataset_builders.layout import Layout
     from medinjection.dataset_builders.sources import SourceUnavailable
 
+    console = Console()
     try:
         cfg = load_build_config(config)
-        root = run_build(cfg, output, tasks=tasks, workers=workers, overwrite=overwrite)
-    except (ConfigError, BuildError, SourceUnavailable, KeyError, ImportError) as err:
-        fail(str(err).strip("'\""))
+    except ConfigError as err:
+        fail(str(err))
+    layout = Layout(Path(output or cfg.output).resolve())
+    log = layout.build / LOG_FILE
+    console.echo(f"build {config} -> {layout.root}" + ("" if verbose else f"  (datatrove's logs: {log})"))
+    started = time.perf_counter()
+    try:
+        root = run_build(
+            cfg,
+            layout.root,
+            tasks=tasks,
+            workers=workers,
+            overwrite=overwrite,
+            progress=verbose,
+            reporter=console,
+            logs_to_file=not verbose,
+        )
+    except (ConfigError, BuildError, SourceUnavailable, GenerationStageError, KeyError, ImportError) as err:
+        fail(str(err).strip("'\"") + (f"\n(datatrove's log: {log})" if log.exists() and not verbose else ""))
+    except Exception:
+        typer.echo(traceback.format_exc(), err=True)
+        fail(
+            f"the build failed (traceback above; datatrove's log: {log})"
+            if not verbose
+            else "the build failed"
+        )
+    report_build(console, root, cfg, time.perf_counter() - started, None if verbose else log)
+    return root
+
+
+def report_build(console, root: Path, cfg, seconds: float, log: Path | None) -> None:
+    """The summary of a built folder: records, splits per provenance, rejects, LLM usage, the log."""
     import json
 
-    stats = json.loads((root / "stats.json").read_text())
+    from medinjection.dataset_builders import generate
+    from medinjection.schema import PROVENANCES
+
+    stats_path = root / "stats.json"
+    if not stats_path.exists():  # Slurm: the jobs were submitted and run on their own
+        console.echo(f"{root}: the build runs on the cluster; stats.json appears when it is done")
+        return
+    stats = json.loads(stats_path.read_text())
     records = stats["records"]
-    typer.echo(
-        f"built {root}: {records['kept']} records kept, {records['rejected']} rejected (of {records['in']} read)"
+    rows = []
+    for provenance in [p for p in PROVENANCES if p in stats["splits"]]:
+        splits = stats["splits"][provenance]
+        order = [s for s in ("train", "validation", "test") if s in splits] + sorted(
+            set(splits) - {"train", "validation", "test"}
+        )
+        rows.append((provenance, ", ".join(f"{split} {splits[split]:,}" for split in order)))
+    if stats.get("rejects"):
+        reasons = ", ".join(f"{reason} {n:,}" for reason, n in sorted(stats["rejects"].items()))
+        rows.append(("rejected", f"{reasons} (each with its reason in {root / 'rejects'})"))
+    usage = [json.loads(p.read_text()) for p in sorted((root / "_build" / "usage").glob("*.json"))]
+    if usage:
+        total = {
+            k: sum(u.get(k, 0) for u in usage) for k in ("requests", "cache_hits", "failures", "cost_usd")
+        }
+        caches = ", ".join(str(p) for p in generate.cache_paths(cfg))
+        rows.append(
+            (
+                "generation",
+                f"{total['requests']:,} requests (${total['cost_usd']:.4f}), {total['cache_hits']:,} answers "
+                f"from the cache {caches}",
+            )
+        )
+    if log is not None:
+        rows.append(("log", f"{log} (--verbose prints it)"))
+    console.summary(
+        f"built {root} in {seconds:.1f} s: {records['kept']:,} records kept, "
+        f"{records['rejected']:,} rejected (of {records['in']:,} read)",
+        rows,
     )
-    for provenance, splits in stats["splits"].items():
-        typer.echo(f"  {provenance}: " + ", ".join(f"{split} {n}" for split, n in splits.items()))
 
 
 @app.command()
@@ -62,6 +156,7 @@ def demo(
         Path, typer.Option("--output", "-o", help="Where to build the demo dataset folder.")
     ] = Path("medinjection-fr"),
     seed: Annotated[int, typer.Option(help="Seed of the mixes.")] = 0,
+    verbose: VerboseOpt = False,
 ) -> None:
     """The Quickstart's main job, offline: build the bundled demo dataset, its seven mixes and its cards.
 
@@ -70,7 +165,7 @@ def demo(
     """
     from medinjection.dataset_builders.mixes import mix_command
 
-    build(config="demo", output=output, tasks=None, workers=None, overwrite=False)
+    build_and_report("demo", output, verbose=verbose)
     mix_command(output, seed=seed, allow_smaller=True)
     typer.echo(
         f"load it with: datasets.load_dataset({str(output)!r}, 'native')  "

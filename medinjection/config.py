@@ -87,10 +87,30 @@ class DedupConfig(StrictModel):
 
 
 class EvalSetSpec(SourceSpec):
-    """An evaluation set read through a source adapter; only its ``splits`` are used."""
+    """An evaluation set read through a source adapter; only its ``splits`` are used.
+
+    A set whose rows carry no split (PubMedQA's ``ori_pqal.json``) gets the same hashed split as a
+    build source would (``split`` and ``seed`` of the build); ``splits: all`` takes every row.
+    ``name`` (default: the adapter's name) names the set in the dedup report and the card.
+    """
 
     name: str | None = None
-    splits: list[Literal["train", "validation", "test"]] = ["test"]
+    splits: list[Literal["train", "validation", "test"]] | Literal["all"] = ["test"]
+
+    @field_validator("splits")
+    @classmethod
+    def _some_splits(cls, value: list[str] | str) -> list[str] | str:
+        if not value:
+            raise ValueError("give at least one split (train, validation, test) or `all`")
+        return value
+
+    @property
+    def label(self) -> str:
+        return self.name or self.adapter
+
+    def wants(self, split: str) -> bool:
+        """Whether the set's items of ``split`` are evaluation items."""
+        return self.splits == "all" or split in self.splits
 
 
 class DecontaminationConfig(StrictModel):
@@ -98,15 +118,28 @@ class DecontaminationConfig(StrictModel):
 
     ``threshold``: the fraction of an evaluation item's n-grams (question + options) found in the
     training item. ``splits``: the splits of the build that are checked (the evaluation sets are
-    the build's own test splits when ``own_test_splits``, plus ``eval_sets``).
+    the build's own test splits when ``own_test_splits``, plus ``eval_sets``). ``n_grams`` 3, not the
+    8 of long-document recipes (Tulu): exam items are 15-50 words, and on FrenchMedMCQA (dev items
+    reworded by one dropped word and one changed option) 8-grams at 0.5 catch 76 % of the copies,
+    3-grams 100 % (``benchmarks/decontamination.py``; docs/benchmarks.md).
     """
 
     enabled: bool = True
     own_test_splits: bool = True
     eval_sets: list[EvalSetSpec] = []
-    n_grams: int = Field(default=8, ge=1)
+    n_grams: int = Field(default=3, ge=1)
     threshold: float = Field(default=0.5, gt=0.0, le=1.0)
     splits: list[Literal["train", "validation"]] = ["train", "validation"]
+
+    @field_validator("eval_sets")
+    @classmethod
+    def _unique_names(cls, value: list[EvalSetSpec]) -> list[EvalSetSpec]:
+        # the report counts items and removals per set name: two sets under one name would merge
+        labels = [spec.label for spec in value]
+        repeated = sorted({label for label in labels if labels.count(label) > 1})
+        if repeated:
+            raise ValueError(f"evaluation sets share the name(s) {repeated}: give each a distinct `name`")
+        return value
 
 
 class SplitConfig(StrictModel):
@@ -166,7 +199,8 @@ class GenerationBackendConfig(StrictModel):
 
     type: Literal["openai", "transformers", "vllm"] = "openai"
     model: str
-    # openai: base URL and key from the environment unless given (OPENAI_BASE_URL, OPENAI_API_KEY).
+    # openai: the endpoint is explicit, never a silent default: `base_url`, else $OPENAI_BASE_URL (the
+    # variable named by `base_url_env`); a build with neither stops before any work. The key: $OPENAI_API_KEY.
     base_url: str | None = None
     base_url_env: str = "OPENAI_BASE_URL"
     api_key_env: str = "OPENAI_API_KEY"
@@ -185,12 +219,18 @@ class GenerationBackendConfig(StrictModel):
 class GenerationConfig(StrictModel):
     backend: GenerationBackendConfig
     prompt_version: str = "v1"
-    # The SQLite response cache; default: <output>/_build/generation-cache.sqlite.
+    # The SQLite response cache. Default: $MEDINJECTION_GENERATION_CACHE, else
+    # ${XDG_CACHE_HOME:-~/.cache}/medinjection/generation-cache.sqlite: outside the build folder, so
+    # `build --overwrite` (or deleting the folder) never throws paid answers away.
     cache: str | None = None
     # JSONL files of answers loaded into the cache before the run (the demo's pre-filled cache).
     cache_seed: list[str] = []
     batch_size: int = Field(default=256, ge=1)
     limit: int | None = Field(default=None, ge=1)
+    # Stop the stage once more than this share of its requests failed for good (checked from the
+    # 20th finished request on): a broken endpoint is not asked thousands of times. Below it, a task
+    # with failed requests still ends in error, unmarked, so that a rerun asks exactly those again.
+    max_failure_rate: float = Field(default=0.05, ge=0.0, le=1.0)
     language_threshold: float = Field(default=0.5, ge=0.0, le=1.0)
 
 

@@ -13,7 +13,9 @@
   changed. All additions, changes and deletions go in one ``HfApi.create_commit``: all or nothing.
 * Refused: a folder whose cards do not validate (``medinjection card DIR --check``), whose
   ``stats.json`` does not match the rows of the Parquet files, or whose ``mixes.json`` does not match
-  the mix files (or names an item that is not a train item).
+  the mix files (or names an item that is not a train item); and, unless ``--allow-unknown-license``,
+  a folder (or subset) with a source whose publisher states no licence (the licence gate).
+* Every file is found through ``Layout``, the folder's one owner.
 * The token comes from huggingface_hub's usual sources (``HF_TOKEN``, ``hf auth login``) through
   ``huggingface_hub.get_token()``; it is never printed, logged or written, and is masked out of any
   error message that passes through here.
@@ -22,7 +24,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import tempfile
 from collections import Counter
 from collections.abc import Callable
@@ -32,7 +33,6 @@ from typing import Annotated
 
 import typer
 
-EXCLUDED_DIRS = ("_build", "rejects")
 KEEP_REMOTE = (".gitattributes",)
 
 
@@ -93,29 +93,17 @@ def hashes(path: Path) -> tuple[str, str]:
 
 def selection(root: Path, config: str | None = None) -> dict[str, Path]:
     """path in repo → local file, for the whole folder or one provenance subset."""
-    if config is not None:
-        from medinjection.cards.dataset_card import card_path
+    from medinjection.dataset_builders.layout import Layout
 
-        card = card_path(root, config)
-        if not card.is_file():
-            raise PublishError(
-                f"{root}: no card for subset {config!r} ({card}); run: medinjection card {root}"
-            )
-        files = {"README.md": card}
-        files |= {str(p.relative_to(root)): p for p in sorted((root / "data" / config).glob("*.parquet"))}
-        if len(files) == 1:
-            raise PublishError(f"{root}: no data files of subset {config!r} under data/{config}/")
-        return files
-    files = {}
-    for path in sorted(root.rglob("*")):
-        rel = path.relative_to(root)
-        if (
-            not path.is_file()
-            or rel.parts[0] in EXCLUDED_DIRS
-            or any(part.startswith(".") for part in rel.parts)
-        ):
-            continue
-        files[rel.as_posix()] = path
+    layout = Layout(root)
+    if config is None:
+        return layout.published_files()
+    card = layout.card_path(config)
+    if not card.is_file():
+        raise PublishError(f"{root}: no card for subset {config!r} ({card}); run: medinjection card {root}")
+    files = layout.subset_files(config)
+    if len(files) == 1:
+        raise PublishError(f"{root}: no data files of subset {config!r} under data/{config}/")
     return files
 
 
@@ -190,32 +178,29 @@ def operations(plan: Plan, local: dict[str, LocalFile]) -> list:
 # ---- refusal checks -------------------------------------------------------------------------------
 
 
-def recount_outputs(root: Path, folders: list[str]) -> dict[str, Counter]:
-    """Rows by (provenance, split, source, type) per folder under ``data/``, read from Parquet."""
+def recount_outputs(root: Path) -> Counter:
+    """Rows by (provenance, split, source, type) of the provenance shards, read from Parquet."""
     import pyarrow.parquet as pq
 
-    counts: dict[str, Counter] = {}
-    for folder in folders:
-        counter = Counter()
-        for path in sorted((root / "data" / folder).glob("*.parquet")):
-            split = path.name.split("-", 1)[0]
-            for row in pq.read_table(path, columns=["provenance", "source", "type"]).to_pylist():
-                counter[(row["provenance"], split, row["source"], row["type"])] += 1
-        counts[folder] = counter
-    return counts
+    from medinjection.dataset_builders.layout import Layout
+
+    counter = Counter()
+    for shard in Layout(root).provenance_shards():
+        for row in pq.read_table(shard.path, columns=["provenance", "source", "type"]).to_pylist():
+            counter[(row["provenance"], shard.split, row["source"], row["type"])] += 1
+    return counter
 
 
 def check_stats(root: Path) -> list[str]:
-    from medinjection.schema import PROVENANCES
+    from medinjection.dataset_builders.layout import Layout
 
-    path = root / "stats.json"
-    if not path.exists():
+    stats = Layout(root).stats()
+    if stats is None:
         return ["stats.json is missing"]
-    stats = json.loads(path.read_text(encoding="utf-8"))
     expected = Counter(
         {(c["provenance"], c["split"], c["source"], c["type"]): c["count"] for c in stats["composition"]}
     )
-    found = sum(recount_outputs(root, list(PROVENANCES)).values(), Counter())
+    found = recount_outputs(root)
     problems = [
         f"stats.json says {expected.get(key, 0)} rows of {key} but the Parquet files hold {found.get(key, 0)}"
         for key in sorted(set(expected) | set(found))
@@ -231,25 +216,22 @@ def check_stats(root: Path) -> list[str]:
 def check_mixes(root: Path) -> list[str]:
     import pyarrow.parquet as pq
 
-    from medinjection.dataset_builders.mixes import MIXES, MIXES_FILE
-    from medinjection.schema import PROVENANCES
+    from medinjection.dataset_builders.layout import MIXES_FILE, Layout
 
-    path = root / MIXES_FILE
-    present = [m for m in MIXES if (root / "data" / m).is_dir()]
-    if not path.exists():
+    layout = Layout(root)
+    present = layout.mixes_present()
+    report = layout.mixes_manifest()
+    if report is None:
         return [f"mix folders {present} but no {MIXES_FILE}; run: medinjection mix {root}"] if present else []
-    report = json.loads(path.read_text(encoding="utf-8"))
     problems = []
     train_ids: dict[str, set[str]] = {}
-    for provenance in PROVENANCES:
-        ids = set()
-        for f in sorted((root / "data" / provenance).glob("train-*.parquet")):
-            ids |= set(pq.read_table(f, columns=["id"]).column("id").to_pylist())
-        train_ids[provenance] = ids
+    for shard in layout.provenance_shards(splits=["train"]):
+        ids = set(pq.read_table(shard.path, columns=["id"]).column("id").to_pylist())
+        train_ids.setdefault(shard.config, set()).update(ids)
     for mix, info in report["mixes"].items():
         rows = []
-        for f in sorted((root / "data" / mix).glob("train-*.parquet")):
-            rows += pq.read_table(f, columns=["id", "provenance", "type", "source"]).to_pylist()
+        for shard in layout.mix_shards([mix]):
+            rows += pq.read_table(shard.path, columns=["id", "provenance", "type", "source"]).to_pylist()
         if len(rows) != info["train"]:
             problems.append(
                 f"{MIXES_FILE}: mix {mix!r} has {info['train']} rows but its files hold {len(rows)}"
@@ -262,19 +244,41 @@ def check_mixes(root: Path) -> list[str]:
             problems.append(
                 f"mix {mix!r}: {len(outside)} rows are not train items of their provenance (e.g. {outside[0]})"
             )
+        other_types = sorted({r["type"] for r in rows} - set(report.get("types", [])))
+        if other_types:
+            problems.append(f"mix {mix!r}: rows of type {other_types}, not in {MIXES_FILE} types")
     return problems
 
 
-def check_folder(root: Path) -> list[str]:
-    """Every reason to refuse publishing ``root`` (empty: it may be published)."""
-    from medinjection.cards.dataset_card import CardError, check_cards
+def check_licenses(root: Path, config: str | None) -> list[str]:
+    """The licence gate: sources whose publisher states no licence (empty: none)."""
+    from medinjection.cards.dataset_card import card_facts
 
-    if not (root / "data").is_dir():
+    unknown = card_facts(root, config)["_license"]["unknown"]
+    if not unknown:
+        return []
+    return [
+        f"source(s) of unknown licence: {', '.join(unknown)} (their publishers state none); check that you "
+        "may redistribute their rows, then pass --allow-unknown-license"
+    ]
+
+
+def check_folder(root: Path, config: str | None = None, allow_unknown_license: bool = False) -> list[str]:
+    """Every reason to refuse publishing ``root`` (or its subset ``config``; empty: it may be published)."""
+    from medinjection.cards.dataset_card import CardError, check_cards
+    from medinjection.dataset_builders.layout import Layout, LayoutError
+
+    if not Layout(root).is_built():
         return [f"{root} is not a built dataset folder (no data/)"]
-    problems = check_stats(root)
     try:
+        problems = check_stats(root)
         problems += check_mixes(root)
+    except LayoutError as err:
+        return [str(err)]
+    try:
         problems += check_cards(root)
+        if not allow_unknown_license:
+            problems += check_licenses(root, config)
     except (CardError, KeyError, ValueError) as err:
         problems.append(f"cards: {err}")
     return problems
@@ -304,12 +308,16 @@ def publish_dataset(
     config: str | None = None,
     endpoint: str | None = None,
     echo: Callable[[str], None] = print,
+    allow_unknown_license: bool = False,
 ) -> PublishResult:
-    """Publish ``root`` (or its provenance subset ``config``) to the dataset repo ``repo`` in one commit."""
+    """Publish ``root`` (or its provenance subset ``config``) to the dataset repo ``repo`` in one commit.
+
+    Refused when ``check_folder`` finds a problem; a source of unknown licence is one, unless
+    ``allow_unknown_license`` (the user checked that its rows may be redistributed)."""
     from medinjection.cards.dataset_card import render_card
 
     root = Path(root)
-    problems = check_folder(root)
+    problems = check_folder(root, config, allow_unknown_license)
     if problems:
         raise PublishError(f"refusing to publish {root}:\n  " + "\n  ".join(problems))
     with tempfile.TemporaryDirectory() as tmp:
@@ -392,6 +400,13 @@ def publish_dataset_command(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="List what would be added, changed and deleted; push nothing.")
     ] = False,
+    allow_unknown_license: Annotated[
+        bool,
+        typer.Option(
+            "--allow-unknown-license",
+            help="Publish although a source states no licence (you checked that its rows may be redistributed).",
+        ),
+    ] = False,
 ) -> None:
     """Publish a dataset folder in one atomic commit; no commit when nothing changed."""
     from medinjection.schema import PROVENANCES
@@ -405,7 +420,14 @@ def publish_dataset_command(
         raise typer.Exit(2)
     try:
         publish_dataset(
-            folder, repo, private=private, revision=revision, dry_run=dry_run, config=config, echo=typer.echo
+            folder,
+            repo,
+            private=private,
+            revision=revision,
+            dry_run=dry_run,
+            config=config,
+            echo=typer.echo,
+            allow_unknown_license=allow_unknown_license,
         )
     except PublishError as err:
         typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)

@@ -86,7 +86,7 @@ REJECT_REASONS = {
     "empty_option": "an option has no text",
     "no_correct_answer": "a multiple-choice item without any correct letter",
     "letter_not_in_options": "a correct letter is not among the option letters",
-    "type_mismatch": "an MCQU item with more than one correct letter, or an OEQ item with options",
+    "type_mismatch": "an MCQU item with more than one correct letter, an OEQ item with options, or a source's single/multiple flag that disagrees with its number of correct answers",
     "non_french": "the language filter did not detect French above the threshold",
     "exact_duplicate": "same normalised question and options as a kept item",
     "generation_failed": "the LLM request failed for good (after its retries); nothing was cached",

@@ -17,8 +17,6 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from medinjection.schema import PROVENANCES
-
 STRATUM_KEYS = ("provenance", "source", "type")
 
 
@@ -29,26 +27,25 @@ class SampleError(ValueError):
 def read_dataset(
     root: str | Path, provenances: Sequence[str] | None = None, splits: Sequence[str] | None = None
 ) -> list[dict]:
-    """The rows of a built dataset folder (``data/<provenance>/<split>-*.parquet``), with ``split`` added."""
+    """The records of a built dataset folder, with ``split`` added: its provenance shards
+    (``data/<provenance>/<split>-*.parquet``, found by ``Layout``), never the mixes' copies of them."""
     import pyarrow.parquet as pq
 
-    root = Path(root)
-    unknown = sorted(set(provenances or ()) - set(PROVENANCES))
-    if unknown:
-        raise SampleError(f"unknown provenance(s) {unknown}; known: {list(PROVENANCES)}")
-    files = sorted((root / "data").glob("*/*.parquet"))
-    if not files:
+    from medinjection.dataset_builders.layout import Layout, LayoutError
+
+    layout = Layout(Path(root))
+    try:
+        shards = layout.provenance_shards(provenances, splits)
+        present = layout.provenance_shards()
+    except LayoutError as err:
+        raise SampleError(str(err)) from None
+    if not present:
         raise SampleError(
             f"{root}: no data/<provenance>/<split>-*.parquet files (is it a built dataset folder?)"
         )
     rows = []
-    for path in files:
-        provenance, split = path.parent.name, path.name.split("-", 1)[0]
-        if provenances and provenance not in provenances:
-            continue
-        if splits and split not in splits:
-            continue
-        rows += [{**row, "split": split} for row in pq.read_table(path).to_pylist()]
+    for shard in shards:
+        rows += [{**row, "split": shard.split} for row in pq.read_table(shard.path).to_pylist()]
     return rows
 
 

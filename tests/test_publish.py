@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
 import subprocess
 import threading
@@ -52,7 +51,7 @@ def built(tmp_path_factory) -> Path:
     spec.loader.exec_module(module)
     fixture_build = module.fixture_build
     root = fixture_build(tmp_path_factory.mktemp("pub"))
-    build_mixes(root, size=21)
+    build_mixes(root, size=15)
     return root
 
 
@@ -163,7 +162,7 @@ def test_refuses_stats_that_do_not_match_the_files(built, tmp_path):
 def test_refuses_an_edited_card(built, tmp_path):
     root = copy(built, tmp_path)
     (root / "README.md").write_text(
-        (root / "README.md").read_text().replace("license: mit", "license: other")
+        (root / "README.md").read_text().replace("license: apache-2.0", "license: other")
     )
     problems = check_folder(root)
     assert any("license" in p for p in problems) and any("does not match the data" in p for p in problems)
@@ -189,6 +188,35 @@ def test_refuses_a_mix_with_a_non_train_row(built, tmp_path):
     pq.write_table(pa.Table.from_pylist(swapped, schema=table.schema), path)
     problems = check_folder(root)
     assert any("not train items" in p for p in problems), problems
+
+
+def test_the_licence_gate_refuses_a_source_of_unknown_licence_unless_allowed(tmp_path, hub, monkeypatch):
+    import importlib.util
+
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # the CLI's dry run: no Hub
+
+    spec = importlib.util.spec_from_file_location(
+        "_build_fixture_lic", Path(__file__).parent / "cards" / "build_fixture.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    root = module.mixed_license_build(tmp_path)
+    endpoint = f"http://127.0.0.1:{hub.server_port}"
+    with pytest.raises(PublishError, match="unknown licence: mlabonne_medical_mcqa_fr") as err:
+        publish_dataset(root, "org/lic", dry_run=True, endpoint=endpoint, echo=lambda _: None)
+    assert "--allow-unknown-license" in str(err.value)
+    result = CliRunner().invoke(app, ["publish", "dataset", str(root), "--repo", "org/lic", "--dry-run"])
+    assert result.exit_code == 1 and "unknown licence" in result.output
+    allowed = publish_dataset(
+        root, "org/lic", dry_run=True, endpoint=endpoint, echo=lambda _: None, allow_unknown_license=True
+    )
+    assert "README.md" in allowed.plan.add
+    result = CliRunner().invoke(
+        app, ["publish", "dataset", str(root), "--repo", "org/lic", "--dry-run", "--allow-unknown-license"]
+    )
+    assert result.exit_code == 0 and "add README.md" in result.output, result.output
 
 
 # ---- dry-run, the token, a stand-in Hub listing -------------------------------------------------
@@ -340,11 +368,11 @@ def test_redact():
 
 
 @pytest.mark.live
-def test_live_push_is_atomic_and_idempotent(built):
+def test_live_push_is_atomic_and_idempotent(built, require_live):
     """Opt-in: HF_TOKEN and MEDINJECTION_TEST_NAMESPACE set; pushes to a throwaway repo and deletes it."""
-    namespace = os.environ.get("MEDINJECTION_TEST_NAMESPACE")
-    if not (os.environ.get("HF_TOKEN") and namespace):
-        pytest.skip("live test: set HF_TOKEN and MEDINJECTION_TEST_NAMESPACE to push to a throwaway repo")
+    namespace = require_live(
+        ["HF_TOKEN", "MEDINJECTION_TEST_NAMESPACE"], "a real push to a throwaway Hub repo"
+    )["MEDINJECTION_TEST_NAMESPACE"]
     from huggingface_hub import HfApi
 
     repo = f"{namespace}/medinjection-test-{uuid.uuid4().hex[:8]}"

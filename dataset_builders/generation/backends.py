@@ -3,7 +3,9 @@
 - ``OpenAIBackend``: any OpenAI-compatible ``/chat/completions`` API (OpenAI, vLLM serve, TGI,
   ``transformers serve``) over ``httpx.AsyncClient`` connections, one per concurrent slot; retries 408/409/429/5xx, timeouts,
   connection errors and unreadable bodies with exponential backoff and full jitter (``Retry-After``
-  honoured); other 4xx fail at once.
+  honoured). 401, 403 and 404 (a wrong key, model or URL) stop the stage at once (``EndpointError``,
+  naming the endpoint and the model, never the key); another 4xx refuses that one request
+  (``RequestRefused``: the item is rejected, the run goes on).
 - ``TransformersBackend``: an in-process ``transformers`` model (greedy unless temperature > 0).
 - ``VLLMBackend``: vLLM's offline ``LLM`` when vllm is installed.
 
@@ -23,10 +25,42 @@ from typing import Any, Protocol
 from medinjection.config import GenerationBackendConfig
 
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+# Answers that say the endpoint, the model or the key is wrong: every other request would get the same.
+FATAL_STATUS = {
+    401: "the API key was refused: check ${key_env} (never printed)",
+    403: "the API key may not use this model or endpoint: check ${key_env} and the model's access",
+    404: "no such model or URL: check `model` and `base_url` (it usually ends in /v1)",
+}
 
 
 class GenerationError(RuntimeError):
-    """A request that failed for good (after its retries, or a non-retryable error)."""
+    """A request that failed for good after its retries (429, 5xx, timeouts, unreadable bodies)."""
+
+
+class RequestRefused(GenerationError):
+    """The server refused this one request (a 4xx other than 401/403/404, e.g. a prompt too long)."""
+
+
+class GenerationStageError(RuntimeError):
+    """A generation stage stopped: its task is not marked complete, so a rerun retries its items."""
+
+
+class EndpointError(GenerationStageError):
+    """401, 403 or 404: the endpoint, the model or the key is wrong; nothing more is asked."""
+
+
+class StageStopped(GenerationStageError):
+    """Too many requests failed, or some failed and their items must be asked again on a rerun."""
+
+
+def base_url(config: GenerationBackendConfig) -> str | None:
+    """The configured endpoint: ``base_url``, else the variable ``base_url_env`` names; no default."""
+    url = config.base_url or os.environ.get(config.base_url_env) or ""
+    return url.rstrip("/") or None
+
+
+def redact(text: str, secret: str | None) -> str:
+    return text.replace(secret, "***") if secret else text
 
 
 @dataclass
@@ -99,16 +133,23 @@ class OpenAIBackend:
 
         self.config = config
         self.model = config.model
-        base_url = config.base_url or os.environ.get(config.base_url_env) or "https://api.openai.com/v1"
+        url = base_url(config)
+        if url is None:
+            raise ValueError(
+                f"backend openai (model {config.model!r}) has no endpoint: set base_url in the config "
+                f"or ${config.base_url_env} (for OpenAI itself: https://api.openai.com/v1)"
+            )
         headers = {"Content-Type": "application/json"}
         key = os.environ.get(config.api_key_env)
+        self._key = key
         if key:
             headers["Authorization"] = f"Bearer {key}"
         # One single-connection client per concurrent slot, handed out through a queue: httpcore's
         # pool scans all its connections on every request (about 5 ms per request at 32
         # connections, measured by benchmarks/generation.py: 100 requests/s), while a pool of one
         # connection costs nothing to scan. Keep-alive still reuses each slot's connection.
-        self.base_url = base_url.rstrip("/")
+        self.base_url = url
+        self.endpoint = f"{url}/chat/completions"
         self.clients = [
             httpx.AsyncClient(
                 base_url=self.base_url,
@@ -177,15 +218,24 @@ class OpenAIBackend:
                             attempt + 1,
                         )
                 elif response.status_code in RETRY_STATUS:
-                    last = f"HTTP {response.status_code}: {response.text[:200]}"
+                    last = f"HTTP {response.status_code}: {redact(response.text[:200], self._key)}"
                     retry_after = response.headers.get("retry-after")
+                elif response.status_code in FATAL_STATUS:
+                    hint = FATAL_STATUS[response.status_code].replace("${key_env}", f"${cfg.api_key_env}")
+                    raise EndpointError(
+                        f"{self.endpoint} answered HTTP {response.status_code} for model {cfg.model!r}: "
+                        f"{hint}. The server said: {redact(response.text[:300], self._key)!r}"
+                    )
                 else:
-                    raise GenerationError(
-                        f"HTTP {response.status_code} from {self.base_url}: {response.text[:500]}"
+                    raise RequestRefused(
+                        f"HTTP {response.status_code} from {self.endpoint} (model {cfg.model!r}), not "
+                        f"retried: {redact(response.text[:500], self._key)}"
                     )
             if attempt < cfg.max_retries:
                 await asyncio.sleep(backoff_delay(attempt, cfg.backoff_s, cfg.max_backoff_s, retry_after))
-        raise GenerationError(f"gave up after {cfg.max_retries + 1} attempts; last error: {last}")
+        raise GenerationError(
+            f"gave up after {cfg.max_retries + 1} attempts at {self.endpoint}; last error: {last}"
+        )
 
     async def aclose(self) -> None:
         for client in self.clients:

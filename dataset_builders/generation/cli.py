@@ -29,6 +29,7 @@ TasksOpt = Annotated[int, typer.Option(help="Datatrove tasks (rows are spread ov
 
 def _run(task: str, config: str, limit: int | None, dry_run: bool, output: Path | None, tasks: int) -> None:
     from medinjection.dataset_builders import generate
+    from medinjection.dataset_builders.generation.backends import GenerationStageError
     from medinjection.dataset_builders.layout import Layout
     from medinjection.dataset_builders.sources import SourceUnavailable
 
@@ -44,7 +45,11 @@ def _run(task: str, config: str, limit: int | None, dry_run: bool, output: Path 
     if dry_run:
         typer.echo(generate.dry_run(cfg, task, Layout(folder), limit).line())
         return
-    usage = generate.run_generation(cfg, task, folder, tasks=tasks, limit=limit)
+    try:
+        usage = generate.run_generation(cfg, task, folder, tasks=tasks, limit=limit)
+    except GenerationStageError as err:
+        typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from None
     typer.echo(f"{task}: wrote {folder}/_build/generated/{task}, rejects in {folder}/rejects/{task}")
     typer.echo(json.dumps(usage, sort_keys=True))
 

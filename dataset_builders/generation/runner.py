@@ -1,5 +1,10 @@
 """Answers for a batch of prompts: from the cache, else from the backend (bounded concurrency), each
-answer committed to the cache as soon as it arrives and before it is used."""
+answer committed to the cache as soon as it arrives and before it is used.
+
+A request that fails for good comes back as an ``Answer`` without text; the step decides what that
+means for its task. Two things stop the batch at once, cancelling the requests in flight (the answers
+received so far stay in the cache): an ``EndpointError`` (401/403/404) and a failure rate above
+``max_failure_rate`` once ``RATE_AFTER`` requests have finished (``StageStopped``)."""
 
 from __future__ import annotations
 
@@ -11,6 +16,8 @@ from medinjection.config import GenerationBackendConfig
 from medinjection.dataset_builders.generation.backends import (
     Backend,
     GenerationError,
+    RequestRefused,
+    StageStopped,
     Usage,
     make_backend,
     request_params,
@@ -26,11 +33,16 @@ class Request:
     in_hash: str = ""
 
 
+RATE_AFTER = 20
+"""Finished requests (answered or failed) before the failure rate can stop a run: not on one blip."""
+
+
 @dataclass
 class Answer:
     text: str | None  # None when the request failed for good
     error: str = ""
     cached: bool = False
+    refused: bool = False  # the server refused this request (4xx): asking again gives the same
 
 
 def estimate_tokens(messages: list[dict[str, str]]) -> int:
@@ -41,11 +53,14 @@ def estimate_tokens(messages: list[dict[str, str]]) -> int:
 class Generator:
     """Holds the backend, the cache and one event loop for a whole step run."""
 
-    def __init__(self, backend: GenerationBackendConfig, cache: ResponseCache):
+    def __init__(self, backend: GenerationBackendConfig, cache: ResponseCache, max_failure_rate: float = 1.0):
         self.config = backend
         self.cache = cache
         self.params = request_params(backend)
+        self.max_failure_rate = max_failure_rate
         self.usage = Usage()
+        self.refused = 0  # of usage.failures: refused by the server (4xx), not worth asking again
+        self.last_error = ""
         self._backend: Backend | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -92,7 +107,13 @@ class Generator:
                         completion = await self._backend.complete(request.messages)
                     except GenerationError as err:
                         self.usage.failures += 1
-                        answer = Answer(None, error=str(err))
+                        self.refused += isinstance(err, RequestRefused)
+                        self.last_error = str(err)
+                        answer = Answer(None, error=str(err), refused=isinstance(err, RequestRefused))
+                        future.set_result(answer)
+                        answers[index] = answer
+                        self._check_failure_rate()
+                        return
                     else:
                         self.cache.put(
                             request.key,
@@ -109,8 +130,25 @@ class Generator:
                 answers[index] = answer
                 future.set_result(answer)
 
-            await asyncio.gather(*(one(i) for i in todo))
+            tasks = [asyncio.ensure_future(one(i)) for i in todo]
+            done, running = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            errors = [t.exception() for t in done]  # every one retrieved, not only the first
+            error = next((err for err in errors if err is not None), None)
+            if error is not None:  # EndpointError or StageStopped: ask nothing more
+                for task in running:
+                    task.cancel()
+                await asyncio.gather(*running, return_exceptions=True)
+                raise error
         return answers  # type: ignore[return-value]
+
+    def _check_failure_rate(self) -> None:
+        finished = self.usage.requests + self.usage.failures
+        if finished >= RATE_AFTER and self.usage.failures > self.max_failure_rate * finished:
+            raise StageStopped(
+                f"{self.usage.failures} of {finished} requests to model {self.config.model!r} failed "
+                f"for good, more than max_failure_rate {self.max_failure_rate:g}; stopped asking. "
+                f"Last error: {self.last_error}"
+            )
 
     def close(self) -> None:
         if self._loop is not None:

@@ -3,6 +3,11 @@ answered in batches through the cache, checked, and either yielded or rejected w
 
 Counting follows ``SourceReader``: every job is one record in (``total``, ``source:<name>:total``)
 and ends ``forwarded`` or ``dropped_<reason>``, so the build's integrity checks hold with generation.
+
+A task whose requests did not all get an answer is not marked complete: it ends in
+``GenerationStageError`` once every other item is answered (and cached), so running the build again
+asks exactly the failed ones. A request the server refused (a 4xx other than 401/403/404) is a
+``generation_failed`` reject instead: asking again would get the same refusal.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 
 from medinjection.config import GenerationConfig, SourceSpec
+from medinjection.dataset_builders.generation.backends import GenerationStageError, StageStopped
 from medinjection.dataset_builders.generation.cache import ResponseCache
 from medinjection.dataset_builders.generation.runner import Generator, Request
 from medinjection.dataset_builders.sources import get_adapter
@@ -113,16 +119,22 @@ class LLMStep(PipelineStep):
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         if data:
             yield from data
+        if self.rejects_dir:  # a failed attempt of this task may have rejected items that get an answer now
+            Path(self.rejects_dir, self.name, f"{rank:05d}.jsonl").unlink(missing_ok=True)
         writer = reject_writer(self.rejects_dir, self.name) if self.rejects_dir else None
         cache = self.open_cache()
-        generator = Generator(self.config.backend, cache)
+        generator = Generator(self.config.backend, cache, self.config.max_failure_rate)
         try:
             for batch in self.batches(rank, world_size):
                 asked = [job for job in batch if job.request is not None]
                 with self.track_time(unit="batch"):
-                    answers = dict(
-                        zip(map(id, asked), generator.generate([job.request for job in asked]), strict=True)
-                    )
+                    try:
+                        answered = generator.generate([job.request for job in asked])
+                    except GenerationStageError as err:
+                        raise type(err)(
+                            f"{self.name} (task {rank}): {err}. {self._kept(generator)}"
+                        ) from None
+                    answers = dict(zip(map(id, asked), answered, strict=True))
                 for job in batch:
                     self.stat_update("total")
                     self.stat_update(f"source:{job.source}:total")
@@ -139,6 +151,13 @@ class LLMStep(PipelineStep):
                         continue
                     self.stat_update("forwarded")
                     yield Document(text="", id=record["id"], metadata=record)
+            unanswered = generator.usage.failures - generator.refused
+            if unanswered:
+                raise StageStopped(
+                    f"{self.name} (task {rank}): {unanswered} requests got no answer after "
+                    f"{self.config.backend.max_retries + 1} attempts each (last error: {generator.last_error}); "
+                    f"the task is not marked complete. {self._kept(generator)}"
+                )
         finally:
             if writer:
                 writer.close()
@@ -165,6 +184,13 @@ class LLMStep(PipelineStep):
                 )
             generator.close()
             cache.close()
+
+    def _kept(self, generator: Generator) -> str:
+        usage = generator.usage
+        return (
+            f"The {usage.requests + usage.cache_hits} answers received are in the cache {self.cache_path}: "
+            "run the same command again to ask only the items without an answer"
+        )
 
     def _reject(self, job: Job, err: RecordError, raw_output: str | None, writer, rank: int) -> None:
         meta = {k: v for k, v in job.record.items() if k != "raw"}

@@ -211,7 +211,7 @@ class SourceAdapter(ABC):
         for config in configs:
             loaded = datasets.load_dataset(hub_id, config, revision=self.spec.revision)
             for split_name, dataset in loaded.items():
-                split = split_from_name(split_name)
+                split = self.hub_split(split_name)
                 for index, row in enumerate(dataset):
                     row = dict(row)
                     if config:
@@ -219,6 +219,10 @@ class SourceAdapter(ABC):
                     yield RawRow(
                         row, split, f"{hub_id}@{self.spec.revision}:{config or ''}:{split_name}:{index}"
                     )
+
+    def hub_split(self, name: str) -> str:
+        """Our split for a Hub split name ("" when the Hub split is not a real split of the source)."""
+        return split_from_name(name)
 
     # ---- mapping -------------------------------------------------------------------------------
     @abstractmethod

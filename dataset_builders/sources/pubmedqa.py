@@ -14,7 +14,9 @@ The spec option ``format`` chooses what an item becomes:
 - ``both``: one item of each kind per question (source ids ``<PMID>`` and ``<PMID>:yes_no``).
 
 PQA-L ships without splits (its official 500-question test set is a list of PMIDs outside this
-file): items get the build's hashed split.
+file): items get the build's hashed split. The Hub's ``pqa_labeled`` puts all 1,000 questions in
+one split named ``train``; that is the whole labelled set, not a training split, so it gets the
+same hashed split as the local file (a build or an evaluation set reads both alike).
 """
 
 from __future__ import annotations
@@ -53,6 +55,9 @@ class PubMedQA(SourceAdapter):
 
             raise ConfigError(f"source {self.name!r}: option format={value!r}; allowed: {sorted(FORMATS)}")
         return FORMATS[value]
+
+    def hub_split(self, name: str) -> str:
+        return ""  # pqa_labeled's only split, "train", is the whole labelled set
 
     def read_local(self) -> Iterator[RawRow]:
         yield from self._expand(super().read_local())

@@ -4,6 +4,8 @@ check that nothing was lost, and write ``stats.json`` and the folder's ``README.
 The checks: for every step, records in = records kept + records rejected; each step's kept records
 are the next step's input; the rejects on disk match the counted drops per step and reason; and for
 every source, rows read = rows written + rows rejected. A build that breaks one fails here.
+Every file is found through ``Layout`` (the folder's one owner); the chat format version of the
+written ``messages`` is read back from the shards' footers into ``stats.json`` (``build.chat_version``).
 """
 
 from __future__ import annotations
@@ -15,15 +17,17 @@ from pathlib import Path
 from datatrove.data import DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 
+from medinjection.dataset_builders.layout import Layout, shard_chat_version
+
 
 class BuildIntegrityError(RuntimeError):
     pass
 
 
-def load_stage_stats(logs: Path, stage: str) -> dict[str, Counter]:
+def load_stage_stats(layout: Layout, stage: str) -> dict[str, Counter]:
     """Per-step counters of one stage, summed over its tasks (datatrove's ``stats/NNNNN.json``)."""
     totals: dict[str, Counter] = defaultdict(Counter)
-    for path in sorted((logs / stage / "stats").glob("*.json")):
+    for path in sorted((layout.logs(stage) / "stats").glob("*.json")):
         for step in json.loads(path.read_text()):
             name = step["name"].split(": ", 1)[-1].strip()
             for key, value in step["stats"].items():
@@ -31,34 +35,39 @@ def load_stage_stats(logs: Path, stage: str) -> dict[str, Counter]:
     return totals
 
 
-def count_rejects(rejects: Path) -> tuple[Counter, Counter]:
+def count_rejects(layout: Layout) -> tuple[Counter, Counter]:
     """Counts of rejects by (step, reason) and by (source, reason), read from the files."""
     by_step, by_source = Counter(), Counter()
-    for path in sorted(rejects.glob("*/*.jsonl")):
-        with path.open(encoding="utf-8") as handle:
-            for line in handle:
-                row = json.loads(line)
-                by_step[(row["step"], row["reason"])] += 1
-                by_source[(row["source"], row["reason"])] += 1
+    for row in layout.iter_rejects():
+        by_step[(row["step"], row["reason"])] += 1
+        by_source[(row["source"], row["reason"])] += 1
     return by_step, by_source
 
 
-def count_outputs(root: Path) -> Counter:
-    """Rows written, by (provenance, split, source, type), read from the parquet files."""
+def count_outputs(layout: Layout) -> Counter:
+    """Rows written, by (provenance, split, source, type), read from the provenance shards (the mixes
+    hold copies of train rows and are never build outputs)."""
     import pyarrow.parquet as pq
 
-    from medinjection.schema import PROVENANCES
-
     counts = Counter()
-    # only the provenance folders: the training mixes (data/<mix>/) hold copies of train rows
-    for path in sorted(
-        p for provenance in PROVENANCES for p in (root / "data" / provenance).glob("*.parquet")
-    ):
-        table = pq.read_table(path, columns=["provenance", "source", "type"])
-        split = path.name.split("-", 1)[0]
+    for shard in layout.provenance_shards():
+        table = pq.read_table(shard.path, columns=["provenance", "source", "type"])
         for row in table.to_pylist():
-            counts[(row["provenance"], split, row["source"], row["type"])] += 1
+            counts[(row["provenance"], shard.split, row["source"], row["type"])] += 1
     return counts
+
+
+def chat_version(layout: Layout) -> str | None:
+    """The one chat format version of every written shard's ``messages`` (None: no shard written)."""
+    versions = {shard.path.name: shard_chat_version(shard.path) for shard in layout.provenance_shards()}
+    found = sorted({v for v in versions.values() if v})
+    unrecorded = sorted(name for name, v in versions.items() if not v)
+    if unrecorded or len(found) > 1:
+        raise BuildIntegrityError(
+            f"the shards do not agree on one chat format version: {found or 'none'}"
+            + (f"; none recorded in {unrecorded[:3]}" if unrecorded else "")
+        )
+    return found[0] if found else None
 
 
 def step_summary(name: str, stats: Counter) -> dict:
@@ -73,11 +82,11 @@ def step_summary(name: str, stats: Counter) -> dict:
 def compute_stats(root: Path, config: dict, counted_steps: list[tuple[str, list[str]]]) -> dict:
     """``counted_steps``: (stage, step names) in pipeline order; a source's rows "in" are those of the
     first step that sees the source (so records made by a generation stage are not counted twice)."""
-    logs = root / "_build" / "logs"
+    layout = Layout(root)
     steps = []
     source_in = Counter()
     for stage, names in counted_steps:
-        stage_stats = load_stage_stats(logs, stage)
+        stage_stats = load_stage_stats(layout, stage)
         for name in names:
             stats = stage_stats.get(name, Counter())
             steps.append({"stage": stage, **step_summary(name, stats)})
@@ -89,8 +98,8 @@ def compute_stats(root: Path, config: dict, counted_steps: list[tuple[str, list[
                 source_in.setdefault(source, value)
             if seen:  # rows enter the build here (a reader, a generation step): not fed by the previous step
                 steps[-1]["entry"] = True
-    rejects_by_step, rejects_by_source = count_rejects(root / "rejects")
-    outputs = count_outputs(root)
+    rejects_by_step, rejects_by_source = count_rejects(layout)
+    outputs = count_outputs(layout)
     kept_by_source = Counter()
     provenance_of = {}
     for (provenance, _split, source, _type), n in outputs.items():
@@ -116,7 +125,11 @@ def compute_stats(root: Path, config: dict, counted_steps: list[tuple[str, list[
         rejects_total[reason] += n
     stats = {
         "build": {
-            key: config[key] for key in ("name", "seed", "provenance_priority", "filters", "split", "sources")
+            **{
+                key: config[key]
+                for key in ("name", "seed", "provenance_priority", "filters", "split", "sources")
+            },
+            "chat_version": chat_version(layout),
         },
         "records": {
             "in": sum(source_in.values()),
@@ -130,7 +143,7 @@ def compute_stats(root: Path, config: dict, counted_steps: list[tuple[str, list[
         "composition": composition,
     }
     check_integrity(stats, rejects_by_step)
-    check_ids(root)
+    check_ids(layout)
     return stats
 
 
@@ -167,26 +180,20 @@ def check_integrity(stats: dict, rejects_by_step: Counter) -> None:
 TWIN_REASONS = ("exact_duplicate", "near_duplicate")
 
 
-def check_ids(root: Path) -> None:
+def check_ids(layout: Layout) -> None:
     """No id is written twice, and every duplicate's kept twin was written."""
     import pyarrow.parquet as pq
 
-    from medinjection.schema import PROVENANCES
-
     written: set[str] = set()
     problems = []
-    for provenance in PROVENANCES:
-        for path in sorted((root / "data" / provenance).glob("*.parquet")):
-            for record_id in pq.read_table(path, columns=["id"]).column("id").to_pylist():
-                if record_id in written:
-                    problems.append(f"id {record_id} written twice")
-                written.add(record_id)
+    for shard in layout.provenance_shards():
+        for record_id in pq.read_table(shard.path, columns=["id"]).column("id").to_pylist():
+            if record_id in written:
+                problems.append(f"id {record_id} written twice")
+            written.add(record_id)
     removed: dict[str, tuple[str, str]] = {}
-    for path in sorted((root / "rejects").glob("*/*.jsonl")):
-        with path.open(encoding="utf-8") as handle:
-            for line in handle:
-                row = json.loads(line)
-                removed[row["id"]] = (row["reason"], row["kept_id"])
+    for row in layout.iter_rejects():
+        removed[row["id"]] = (row["reason"], row["kept_id"])
     for record_id, (reason, kept_id) in removed.items():
         if reason not in TWIN_REASONS:
             continue
@@ -207,8 +214,8 @@ def check_ids(root: Path) -> None:
         raise BuildIntegrityError("the build lost or invented records:\n  " + "\n  ".join(problems[:20]))
 
 
-def write_stats(root: Path, stats: dict) -> None:
-    (root / "stats.json").write_text(json.dumps(stats, indent=2, ensure_ascii=False, sort_keys=False) + "\n")
+def write_stats(layout: Layout, stats: dict) -> None:
+    layout.write_json(layout.stats_path, stats)
 
 
 class Finalize(PipelineStep):
@@ -227,7 +234,7 @@ class Finalize(PipelineStep):
 
         root = Path(self.root)
         stats = add_removal_stats(root, compute_stats(root, self.config, self.counted_steps))
-        write_stats(root, stats)
+        write_stats(Layout(root), stats)
         write_dedup_report(root, stats, self.config)
         write_dataset_readme(root, stats)
         self.stat_update("records_kept", value=stats["records"]["kept"])

@@ -1,10 +1,10 @@
 """MinHash stage 2 (candidate pairs per LSH band), vectorised, several bands per task.
 
 Datatrove's ``MinhashDedupBuckets`` merges the sorted signature files of a band with a Python heap,
-one ``HashSig`` object per record and band: about 20 µs each, so 571K records x 20 bands cost
-nearly 4 CPU-minutes, the largest share of the whole build. ``MinhashBuckets`` reads the same
-``bucket_NNN/*.minhash.sig`` files, sorts the band's signatures with numpy and writes the same
-``NNNNN_00.dups`` pairs in about a second per band at 571K records. Datatrove pairs each record with
+one ``HashSig`` object per record and band: about 2 µs each, 1.2 s per band at 571K records.
+``MinhashBuckets`` reads the same ``bucket_NNN/*.minhash.sig`` files, sorts the band's signatures
+with numpy and writes the same ``NNNNN_00.dups`` pairs in 0.3 s per band (the stage: 13.7 s against
+3.3 s; ``benchmarks/minhash_buckets.py``, docs/benchmarks.md). Datatrove pairs each record with
 the previous one of equal signature, enough for its transitive clustering; ``NearDedupResolve`` checks
 each pair instead (contexts, answers), so here a record is paired with up to ``PAIR_WINDOW`` earlier
 records of equal signature: with a chain only, "the same question over case 1, case 2, case 1 told

@@ -136,7 +136,13 @@ class MinhashText(PipelineStep):
                             + b"\n"
                         )
                     if evals and meta["split"] == "test":
-                        evals.write(orjson.dumps({"id": doc.id, "set": "test split", "text": text}) + b"\n")
+                        row = {
+                            "id": doc.id,
+                            "set": "test split",
+                            "text": text,
+                            "correct": correct_options(meta),
+                        }
+                        evals.write(orjson.dumps(row) + b"\n")
                 self.stat_update("total")
                 yield doc
         finally:

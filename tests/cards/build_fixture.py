@@ -1,4 +1,6 @@
-"""A real build of the three fixture sources (tests/fixtures/mixes); shared by the card, mix and publish tests."""
+"""Real builds shared by the card, mix and publish tests: the three FrenchMedMCQA-shaped fixture
+sources (tests/fixtures/mixes; one licence, apache-2.0), and a build of sources under different
+licences, one of them unknown (tests/fixtures/sources, tests/fixtures/build/unknown_licence)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,8 @@ import yaml
 from medinjection.schema import PROVENANCES
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "mixes"
+SOURCES = Path(__file__).resolve().parents[1] / "fixtures" / "sources"
+UNKNOWN_LICENCE = Path(__file__).resolve().parents[1] / "fixtures" / "build" / "unknown_licence"
 
 
 def fixture_build(folder: Path) -> Path:
@@ -23,6 +27,24 @@ def fixture_build(folder: Path) -> Path:
         "name": "cards-fixture",
         "sources": sources,
         "executor": {"type": "local", "tasks": 2, "workers": 1},
+    }
+    (folder / "build.yaml").write_text(yaml.safe_dump(config))
+    return build(load_build_config(folder / "build.yaml"), folder / "out", workers=1, progress=False)
+
+
+def mixed_license_build(folder: Path) -> Path:
+    """FrenchMedMCQA (apache-2.0) + MediQAl (cc-by-4.0) + mlabonne/medical-mqca-fr (no licence stated)."""
+    from medinjection.config import load_build_config
+    from medinjection.dataset_builders.build import build
+
+    config = {
+        "name": "licences-fixture",
+        "sources": [
+            {"adapter": "frenchmedmcqa", "path": str(SOURCES / "frenchmedmcqa")},
+            {"adapter": "mediqal", "path": str(SOURCES / "mediqal")},
+            {"adapter": "mlabonne_medical_mcqa_fr", "path": str(UNKNOWN_LICENCE)},
+        ],
+        "executor": {"type": "local", "tasks": 1, "workers": 1},
     }
     (folder / "build.yaml").write_text(yaml.safe_dump(config))
     return build(load_build_config(folder / "build.yaml"), folder / "out", workers=1, progress=False)

@@ -1,5 +1,6 @@
 """The dataset cards: metadata that round-trips through huggingface_hub, configs that resolve to files,
-and every number of the body recomputed from the Parquet files and the rejects."""
+every number of the body recomputed from the Parquet files and the rejects, the licence computed
+from the sources, the mixes' task types and the chat format version."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from build_fixture import fixture_build
+from build_fixture import fixture_build, mixed_license_build
 from huggingface_hub import DatasetCard, DatasetCardData
 
 from medinjection.cards import dataset_card
@@ -28,11 +29,11 @@ from medinjection.schema import FEATURES, PROVENANCES, SPLITS, TYPES, new_record
 
 @pytest.fixture(scope="module")
 def carded_build(tmp_path_factory) -> Path:
-    """A real build of the fixture sources → mixes of 21 → cards; tests that change it copy it first."""
+    """A real build of the fixture sources → mixes of 15 → cards; tests that change it copy it first."""
     from medinjection.dataset_builders.mixes import build_mixes
 
     root = fixture_build(tmp_path_factory.mktemp("carded"))
-    build_mixes(root, size=21, seed=0)
+    build_mixes(root, size=15, seed=0)
     return root
 
 
@@ -151,7 +152,8 @@ def test_metadata_round_trips_and_configs_resolve(carded_build):
         again = DatasetCardData(**meta)
         assert again.to_dict() == meta
         assert DatasetCard(f"---\n{again.to_yaml()}\n---\n{card.text}").data.to_dict() == meta
-        assert meta["license"] == "mit" and meta["language"] == ["fr"] and meta["pretty_name"]
+        # every source is FrenchMedMCQA-shaped (frenchmedmcqa adapter): its licence is the card's
+        assert meta["license"] == "apache-2.0" and meta["language"] == ["fr"] and meta["pretty_name"]
         assert meta["task_categories"] and meta["size_categories"] == ["n<1K"] and "medical" in meta["tags"]
         assert "extended|qanastek/frenchmedmcqa" in meta["source_datasets"]
         listed = meta["dataset_info"] if isinstance(meta["dataset_info"], list) else [meta["dataset_info"]]
@@ -183,10 +185,49 @@ def test_the_card_says_what_it_must(carded_build):
         "2603.06905",
         "threshold 0.5",
         "| frenchmedmcqa | apache-2.0 |",
-        "**MIT**",
+        "same licence, **apache-2.0**",
         "No human review",
+        "chat format version `v1`",
+        "Task types in the mixes: **MCQ, MCQU** (preset `paper`): multiple choice only",
+        "the OEQ items are not in any mix",
+        "Chat format of the rows' `messages`: `v1`.",
     ):
         assert needle in text, needle
+    assert "Unknown licence" not in text and "license: other" not in text
+
+
+@pytest.fixture(scope="module")
+def licences_build(tmp_path_factory) -> Path:
+    return mixed_license_build(tmp_path_factory.mktemp("licences"))
+
+
+def test_sources_of_different_licences_make_the_card_other_and_list_each(licences_build):
+    root = licences_build
+    stats = json.loads((root / "stats.json").read_text())
+    kept = {name for name, source in stats["sources"].items() if source["kept"]}
+    assert kept == {"frenchmedmcqa", "mediqal", "mlabonne_medical_mcqa_fr"}, stats["sources"]
+    card = DatasetCard.load(root / "README.md")
+    assert card.data.to_dict()["license"] == "other"
+    text = card.text
+    assert "(frenchmedmcqa (apache-2.0), mediqal (cc-by-4.0), mlabonne_medical_mcqa_fr (unknown))" in text
+    licences = tables(text)[("source", "licence", "homepage")]
+    assert {(r[0], r[1]) for r in licences} == {
+        ("frenchmedmcqa", "apache-2.0"),
+        ("mediqal", "cc-by-4.0"),
+        ("mlabonne_medical_mcqa_fr", "unknown"),
+    }
+    assert "**Unknown licence:** the publishers of mlabonne_medical_mcqa_fr state no licence" in text
+    # a subset card takes the licences of its own sources: all three are native here
+    assert DatasetCard.load(root / "cards" / "native.md").data.to_dict()["license"] == "other"
+    assert check_cards(root) == []
+    # the licence is checked like the rest: a card that claims another one is caught
+    readme = root / "README.md"
+    original = readme.read_text()
+    readme.write_text(original.replace("license: other", "license: mit", 1))
+    try:
+        assert any("license is 'mit', expected 'other'" in p for p in check_cards(root))
+    finally:
+        readme.write_text(original)
 
 
 def test_an_unfilled_placeholder_is_an_error(carded_build, tmp_path, monkeypatch):

@@ -72,7 +72,7 @@ EXPECTED_REJECTS = {
     "fx102": ("read", "malformed_row"),
     "fx103": ("validate", "empty_text"),
     "fx104": ("validate", "letter_not_in_options"),
-    "fx105": ("validate", "type_mismatch"),
+    "fx105": ("read", "type_mismatch"),  # flagged `simple` with two correct answers: the adapter refuses it
     "fx106": ("validate", "too_few_options"),
     "fx107": ("validate", "no_correct_answer"),
     "fx108": ("validate", "empty_option"),

@@ -5,8 +5,6 @@ from __future__ import annotations
 import csv
 import json
 
-import pytest
-
 from medinjection.dataset_builders.steps.language import language_probabilities, load_backend
 
 
@@ -22,10 +20,8 @@ def shared_texts(shared_data) -> list[str]:
     return texts[::3]  # a third of each set (about 1,350 texts): langdetect costs about 2 ms a text
 
 
-def test_langdetect_rs_gives_the_same_probabilities_as_langdetect(shared_data):
-    pytest.importorskip(
-        "langdetect_rs", reason="langdetect-rs not installed: pip install 'medinjection[fast]'"
-    )
+def test_langdetect_rs_gives_the_same_probabilities_as_langdetect(shared_data, require_module):
+    require_module("langdetect_rs", "langdetect-rs not installed: pip install 'medinjection[fast]'")
     texts = shared_texts(shared_data)
     reference, fast = load_backend("langdetect", 0), load_backend("langdetect_rs", 0)
     assert reference.__name__ == "langdetect" and fast.__name__ == "langdetect_rs"
@@ -40,6 +36,6 @@ def test_langdetect_rs_gives_the_same_probabilities_as_langdetect(shared_data):
     assert 0 < french < len(texts)  # both French and English texts were compared
 
 
-def test_auto_prefers_langdetect_rs_when_installed():
-    pytest.importorskip("langdetect_rs")
+def test_auto_prefers_langdetect_rs_when_installed(require_module):
+    require_module("langdetect_rs", "langdetect-rs not installed: pip install 'medinjection[fast]'")
     assert load_backend("auto").__name__ == "langdetect_rs"

@@ -1,6 +1,7 @@
 """The seven training mixes: equal sizes, equal provenance shares, type proportions, train-only
-sourcing, identical bytes for a seed, clear errors when a provenance is short, and loading with
-``load_dataset(folder, name)`` from a real build."""
+sourcing, identical bytes for a seed, clear errors when a provenance is short, the task types
+(``--types``: the paper's multiple-choice-only preset by default) and the chat format version in
+the manifest, and loading with ``load_dataset(folder, name)`` from a real build."""
 
 from __future__ import annotations
 
@@ -18,11 +19,13 @@ from typer.testing import CliRunner
 
 from medinjection.chat import to_messages
 from medinjection.cli import app
+from medinjection.dataset_builders.layout import shard_chat_version, shard_schema
 from medinjection.dataset_builders.mixes import (
     MIXES,
     MixError,
     build_mixes,
     largest_remainder,
+    parse_types,
     provenance_shares,
 )
 from medinjection.schema import FEATURES, PROVENANCES, TYPES, new_record
@@ -67,8 +70,10 @@ def make_row(provenance: str, split: str, kind: str, n: int) -> dict:
     return record
 
 
-def write_folder(root: Path, train: dict = TRAIN, shards: int = 1) -> Path:
-    """A dataset folder with schema-shaped Parquet files, as the build writes them."""
+def write_folder(root: Path, train: dict = TRAIN, shards: int = 1, chat_version: str | None = "v1") -> Path:
+    """A dataset folder with schema-shaped Parquet files, as the build writes them (their footers
+    record the chat format version, unless ``chat_version`` is None)."""
+    schema = shard_schema(chat_version) if chat_version else FEATURES.arrow_schema
     rng = random.Random(1)
     for provenance in PROVENANCES:
         folder = root / "data" / provenance
@@ -80,14 +85,12 @@ def write_folder(root: Path, train: dict = TRAIN, shards: int = 1) -> Path:
         for shard in range(shards):
             part = rows[shard::shards]
             pq.write_table(
-                pa.Table.from_pylist(part, schema=FEATURES.arrow_schema),
+                pa.Table.from_pylist(part, schema=schema),
                 folder / f"train-{shard:05d}.parquet",
             )
         for split, n in EVAL.items():
             rows = [make_row(provenance, split, TYPES[i % 3], i) for i in range(n)]
-            pq.write_table(
-                pa.Table.from_pylist(rows, schema=FEATURES.arrow_schema), folder / f"{split}-00000.parquet"
-            )
+            pq.write_table(pa.Table.from_pylist(rows, schema=schema), folder / f"{split}-00000.parquet")
     return root
 
 
@@ -107,8 +110,9 @@ def file_digests(root: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def mixed(tmp_path_factory) -> Path:
+    """Mixes of all three task types (``--types all``): the quota rules over MCQ, MCQU and OEQ."""
     root = write_folder(tmp_path_factory.mktemp("mixed"))
-    build_mixes(root, size=SIZE, seed=0, write_card=False)
+    build_mixes(root, size=SIZE, seed=0, write_card=False, types="all")
     return root
 
 
@@ -164,6 +168,8 @@ def test_mixes_come_only_from_train_and_keep_every_column(mixed):
 def test_mixes_json_counts_equal_the_files(mixed):
     report = json.loads((mixed / "mixes.json").read_text())
     assert report["size"] == report["requested_size"] == SIZE and report["seed"] == 0
+    assert report["types"] == ["MCQ", "MCQU", "OEQ"] and report["types_preset"] == "all"
+    assert report["chat_version"] == "v1"
     assert report["available_train"] == {p: {t: TRAIN[p].get(t, 0) for t in TYPES} for p in PROVENANCES}
     for mix, info in report["mixes"].items():
         rows = read(mixed, mix)
@@ -177,10 +183,10 @@ def test_mixes_json_counts_equal_the_files(mixed):
 
 def test_same_seed_same_bytes_whatever_the_sharding_and_another_seed_differs(mixed, tmp_path):
     again = write_folder(tmp_path / "again", shards=3)  # the same rows, sharded differently
-    build_mixes(again, size=SIZE, seed=0, write_card=False)
+    build_mixes(again, size=SIZE, seed=0, write_card=False, types="MCQU,OEQ,MCQ")
     assert file_digests(again) == file_digests(mixed)
     other = write_folder(tmp_path / "other")
-    build_mixes(other, size=SIZE, seed=1, write_card=False)
+    build_mixes(other, size=SIZE, seed=1, write_card=False, types="all")
     assert {r["id"] for r in read(other, "all")} != {r["id"] for r in read(mixed, "all")}
 
 
@@ -188,12 +194,12 @@ def test_a_short_provenance_stops_with_numbers_unless_allowed(tmp_path):
     train = {**TRAIN, "synthetic": {"MCQ": 20, "MCQU": 10, "OEQ": 10}}
     root = write_folder(tmp_path / "short", train)
     with pytest.raises(MixError) as err:
-        build_mixes(root, size=SIZE, write_card=False)
+        build_mixes(root, size=SIZE, write_card=False, types="all")
     message = str(err.value)
-    assert "'synthetic' has 40 train items but needs 251" in message and "--allow-smaller" in message
-    assert "native" not in message.split("largest")[0]
+    assert "'synthetic' has 40 train items of type MCQ/MCQU/OEQ but needs 251" in message
+    assert "--allow-smaller" in message and "native" not in message.split("largest")[0]
     assert not (root / "mixes.json").exists() and not (root / "data" / "all").exists()
-    result = build_mixes(root, size=SIZE, allow_smaller=True, write_card=False)
+    result = build_mixes(root, size=SIZE, allow_smaller=True, write_card=False, types="all")
     assert result.size == 40 and result.requested_size == SIZE
     assert all(len(read(root, mix)) == 40 for mix in MIXES)
 
@@ -203,7 +209,7 @@ def test_mix_command_reports_the_short_provenance_and_the_smaller_size(tmp_path)
     runner = CliRunner()
     result = runner.invoke(app, ["mix", str(root), "--size", "100"])
     assert result.exit_code == 1
-    assert "'translated' has 30 train items but needs 100" in result.output
+    assert "'translated' has 30 train items of type MCQ/MCQU but needs 100" in result.output
     result = runner.invoke(app, ["mix", str(root), "--size", "100", "--allow-smaller"])
     assert "note: mixes of 30 train examples, not 100" in result.output
     assert all(len(read(root, mix)) == 30 for mix in MIXES)
@@ -213,8 +219,56 @@ def test_mix_command_reports_the_short_provenance_and_the_smaller_size(tmp_path)
 
 def test_a_missing_provenance_is_named(tmp_path):
     root = write_folder(tmp_path / "none", {**TRAIN, "translated": {}})
-    with pytest.raises(MixError, match="no train items of provenance translated"):
+    with pytest.raises(MixError, match="no train items of type MCQ/MCQU of provenance translated"):
         build_mixes(root, size=10, allow_smaller=True, write_card=False)
+
+
+# ---- task types and chat format version -------------------------------------------------------------
+
+
+def test_default_is_the_papers_preset_multiple_choice_only(tmp_path):
+    root = write_folder(tmp_path / "paper")
+    multiple_choice = {p: TRAIN[p]["MCQ"] + TRAIN[p]["MCQU"] for p in PROVENANCES}  # synthetic: 120
+    with pytest.raises(MixError, match="'synthetic' has 120 train items of type MCQ/MCQU but needs 251"):
+        build_mixes(root, size=SIZE, write_card=False)
+    result = build_mixes(root, size=SIZE, allow_smaller=True, write_card=False)
+    assert result.size == min(multiple_choice.values()) == 120  # like the paper's 33,493 = SYN's MCQ + MCQU
+    report = json.loads((root / "mixes.json").read_text())
+    assert report["types"] == ["MCQ", "MCQU"] and report["types_preset"] == "paper"
+    for mix in MIXES:
+        rows = read(root, mix)
+        assert len(rows) == 120 and {r["type"] for r in rows} <= {"MCQ", "MCQU"}, mix
+        assert report["mixes"][mix]["by_type"].get("OEQ", 0) == 0
+        for provenance, share in Counter(r["provenance"] for r in rows).items():
+            kinds = Counter(r["type"] for r in rows if r["provenance"] == provenance)
+            for t in ("MCQ", "MCQU"):  # proportions among the multiple-choice items only
+                exact = share * TRAIN[provenance][t] / multiple_choice[provenance]
+                assert abs(kinds.get(t, 0) - exact) < 1, (mix, provenance, t, kinds)
+
+
+def test_types_option_presets_and_lists(tmp_path):
+    assert parse_types("paper") == parse_types("MCQU,MCQ") == ("MCQ", "MCQU")
+    assert parse_types("all") == parse_types(" oeq, MCQ ,MCQU") == TYPES
+    with pytest.raises(MixError, match="unknown type.*'QCM'.*paper"):
+        parse_types("MCQ,QCM")
+    runner = CliRunner()
+    by_list, by_preset = write_folder(tmp_path / "list"), write_folder(tmp_path / "preset")
+    result = runner.invoke(app, ["mix", str(by_list), "--size", "200", "--types", "MCQ,MCQU,OEQ"])
+    assert "MCQ+MCQU+OEQ" in result.output, result.output
+    runner.invoke(app, ["mix", str(by_preset), "--size", "200", "--types", "all"])
+    assert file_digests(by_list) == file_digests(by_preset)
+    assert any(r["type"] == "OEQ" for r in read(by_list, "syn"))
+    result = runner.invoke(app, ["mix", str(by_list), "--types", "open"])
+    assert result.exit_code == 1 and "unknown type" in result.output
+
+
+def test_the_chat_format_version_travels_from_the_shards_to_the_manifest_and_mix_files(mixed, tmp_path):
+    assert json.loads((mixed / "mixes.json").read_text())["chat_version"] == "v1"
+    for mix in MIXES:
+        assert all(shard_chat_version(p) == "v1" for p in (mixed / "data" / mix).glob("*.parquet"))
+    old = write_folder(tmp_path / "old", chat_version=None)  # shards that record no version
+    with pytest.raises(MixError, match="no chat format version"):
+        build_mixes(old, size=10, write_card=False)
 
 
 # ---- from a real build --------------------------------------------------------------------------

@@ -280,13 +280,13 @@ def test_leaked_evaluation_items_are_removed_and_reported_with_their_twin(plante
     assert (row["reason"], row["kept_id"]) == ("contamination", fmm_id(planted["own_test"])), row
     assert "test split" in row["detail"]
     stats = json.loads((planted["root"] / "stats.json").read_text())
-    assert stats["contamination"]["by_eval_set"]["FrenchMedMCQA dev (validation)"] >= 1
-    assert stats["contamination"]["by_eval_set"]["test split"] == 1
+    assert stats["contamination"]["by_eval_set"]["FrenchMedMCQA dev"] >= 1
+    assert stats["contamination"]["by_eval_set"]["the build's test splits"] == 1
     listed = {row["id"]: row["eval_id"] for row in stats["contamination"]["examples"]}
     assert listed[fmm_id(planted["leaked"])] == fmm_id(planted["dev"][7])
     report = (planted["root"] / "dedup_report.md").read_text()
     assert (
-        f"| `{fmm_id(planted['leaked_own'])}` | synthetic | frenchmedmcqa | train | `{fmm_id(planted['own_test'])}` | test split |"
+        f"| `{fmm_id(planted['leaked_own'])}` | synthetic | frenchmedmcqa | train | `{fmm_id(planted['own_test'])}` | the build's test splits |"
         in report
     )
 
@@ -310,7 +310,7 @@ def test_stats_and_report_count_removals_per_provenance_and_source(planted):
         f"| synthetic | frenchmedmcqa | {synthetic['in']} | {synthetic['kept']} | 0 | 10 | {contaminated} |"
         in report
     ), report
-    assert "| FrenchMedMCQA dev (validation) |" in report
+    assert "| FrenchMedMCQA dev |" in report
 
 
 # ---- a small build in the release layout: configurable priority, contexts ----------------------------

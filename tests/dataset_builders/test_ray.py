@@ -59,8 +59,8 @@ def outcome(root: Path) -> tuple:
 
 
 @pytest.fixture(scope="module")
-def ray_cluster():
-    ray = pytest.importorskip("ray", reason="Ray not installed: pip install 'medinjection[ray]'")
+def ray_cluster(require_module):
+    ray = require_module("ray", "Ray not installed: pip install 'medinjection[ray]'")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()

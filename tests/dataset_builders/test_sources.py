@@ -63,6 +63,86 @@ def test_every_adapter_is_registered_and_describes_itself():
         get_adapter("nope")
 
 
+def test_frenchmedmcqa_each_published_split_shape_gives_the_right_types():
+    # train.json and dev.json carry `type` (simple/multiple); the release's test.json has no `type`
+    test_rows = json.loads((FIXTURES / "frenchmedmcqa" / "test.json").read_text())
+    assert test_rows and all("type" not in row and "nbr_correct_answers" in row for row in test_rows)
+    records, errors = read("frenchmedmcqa", FIXTURES / "frenchmedmcqa")
+    kinds = {(r["source_split"], r["type"], r["answer"]) for r in records.values()}
+    assert kinds == {
+        ("train", "MCQU", "A"),
+        ("train", "MCQ", "A, C, D"),
+        ("validation", "MCQU", "C"),
+        ("validation", "MCQ", "A, B"),
+        ("test", "MCQU", "A"),  # one correct answer, no flag
+        ("test", "MCQ", "A, C, D"),  # several correct answers, no flag
+        ("test", "MCQ", "A, B"),
+    }
+    assert Counter(r["source_split"] for r in records.values()) == {"train": 2, "validation": 2, "test": 3}
+    problems = {loc.rsplit("/", 1)[-1]: (err.reason, err.detail) for loc, err in errors}
+    assert set(problems) == {"train.json:2", "train.json:3", "test.json:3"}
+    assert (
+        problems["train.json:2"][0] == "type_mismatch"
+        and "'multiple' but 1 correct" in problems["train.json:2"][1]
+    )
+    for where in ("train.json:3", "test.json:3"):  # nbr_correct_answers disagrees with correct_answers
+        assert problems[where][0] == "malformed_row" and "nbr_correct_answers" in problems[where][1]
+
+
+def test_pubmedqa_hub_split_is_the_whole_labelled_set_not_a_training_split(monkeypatch):
+    """The Hub's pqa_labeled has one split, "train", holding all of PQA-L: read up to the network call
+    (a local stand-in answers ``datasets.load_dataset``), its rows get no split of their own (hashed)."""
+    import datasets
+
+    hub_rows = FIXTURES / "pubmedqa_hub" / "pqa_labeled.jsonl"
+    asked = []
+
+    def stand_in(path, name=None, revision=None, **kwargs):
+        asked.append((path, name, revision))
+        return datasets.DatasetDict({"train": datasets.Dataset.from_json(str(hub_rows))})
+
+    monkeypatch.setattr(datasets, "load_dataset", stand_in)
+    spec = SourceSpec(
+        adapter="pubmedqa", hub_id="qiaojin/PubMedQA", revision="0" * 40, options={"format": "both"}
+    )
+    adapter = get_adapter("pubmedqa")(spec)
+    records = [adapter.map_row(raw) for raw in adapter.iter_raw()]
+    assert asked == [("qiaojin/PubMedQA", "pqa_labeled", "0" * 40)]
+    assert len(records) == 4 and {r["source_split"] for r in records} == {""}
+    oeq = next(r for r in records if r["source_id"] == "201")
+    assert oeq["context"].startswith("Patients were randomised") and oeq["type"] == "OEQ"
+    assert next(r for r in records if r["source_id"] == "202:yes_no")["answer"] == "B"
+
+
+def test_mmlu_hub_shape_and_splits(monkeypatch):
+    """cais/mmlu on the Hub: one config per subject, splits test / validation / dev, ``choices`` and an
+    integer ``answer`` (read up to the network call: a local stand-in answers ``load_dataset``)."""
+    import datasets
+
+    folder = FIXTURES / "mmlu_hub"
+
+    def stand_in(path, name=None, revision=None, **kwargs):
+        if name != "anatomy":
+            return datasets.DatasetDict()
+        return datasets.DatasetDict(
+            {
+                s: datasets.Dataset.from_json(str(folder / f"anatomy_{s}.jsonl"))
+                for s in ("test", "validation", "dev")
+            }
+        )
+
+    monkeypatch.setattr(datasets, "load_dataset", stand_in)
+    adapter = get_adapter("mmlu_medical")(
+        SourceSpec(adapter="mmlu_medical", hub_id="cais/mmlu", revision="0" * 40)
+    )
+    records = {r["instruction"]: r for r in (adapter.map_row(raw) for raw in adapter.iter_raw())}
+    deltoid = records["Which nerve innervates the deltoid muscle?"]
+    assert (deltoid["source_split"], deltoid["answer"], deltoid["subject"]) == ("test", "B", "anatomy")
+    assert records["Which bone forms the heel?"]["source_split"] == "validation"
+    assert records["Which chamber of the heart pumps blood into the aorta?"]["source_split"] == "validation"
+    assert records["Which bone forms the heel?"]["options"][2] == {"letter": "C", "text": "Calcaneus"}
+
+
 def test_mediqal_configs_give_the_types_and_splits():
     records, errors = read("mediqal", FIXTURES / "mediqal")
     u1, u2, m1, o1 = records["mq-u1"], records["mq-u2"], records["mq-m1"], records["mq-o1"]

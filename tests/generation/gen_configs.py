@@ -24,7 +24,17 @@ def write_mmlu_csv(folder: Path, n: int, name: str = "anatomy_train.csv") -> Pat
     return folder
 
 
-def write_config(folder: Path, url: str, sources: list[dict], **backend) -> Path:
+def write_config(
+    folder: Path,
+    url: str | None,
+    sources: list[dict],
+    cache: bool = True,
+    translate: dict | None = None,
+    top: dict | None = None,
+    **backend,
+) -> Path:
+    """A build config whose translate step asks ``url`` (``None``: no base_url); ``cache=False`` leaves
+    the cache at its default place; ``translate`` and ``top`` add keys to the section and the config."""
     config = {
         "name": "gen-test",
         "sources": [],
@@ -47,8 +57,14 @@ def write_config(folder: Path, url: str, sources: list[dict], **backend) -> Path
             "batch_size": 8,
             "min_length_ratio": 0.5,
             "max_length_ratio": 2.0,
+            **(translate or {}),
         },
+        **(top or {}),
     }
+    if url is None:
+        del config["translate"]["backend"]["base_url"]
+    if not cache:
+        del config["translate"]["cache"]
     path = folder / "config.yaml"
     path.write_text(yaml.safe_dump(config))
     return path

@@ -1,6 +1,8 @@
 """A local OpenAI-compatible HTTP server for the tests (raw asyncio, in a thread): it answers
 translation prompts with French JSON it builds from the item, injects faults (429, 500, timeouts,
-unreadable bodies, invalid JSON, changed letters) by plan, and counts every request per prompt."""
+unreadable bodies, invalid JSON, changed letters; 401/403/404 as a wrong key, model or URL would get,
+echoing the key it was sent as some servers do; 400 for one refused request) by plan, and counts
+every request per prompt."""
 
 from __future__ import annotations
 
@@ -53,7 +55,26 @@ def prompt_hash(messages: list[dict]) -> str:
 
 # A plan maps (prompt hash, attempt number from 0) to an action.
 Plan = Callable[[str, int], str]
-ACTIONS = ("ok", "429", "500", "timeout", "badbody", "badjson", "wrongletters", "fewer_options")
+ACTIONS = (
+    "ok",
+    "429",
+    "500",
+    "timeout",
+    "badbody",
+    "badjson",
+    "wrongletters",
+    "fewer_options",
+    "401",
+    "403",
+    "404",
+    "400",
+)
+REFUSALS = {
+    "401": "401 Unauthorized",
+    "403": "403 Forbidden",
+    "404": "404 Not Found",
+    "400": "400 Bad Request",
+}
 
 
 def no_faults(_h: str, _attempt: int) -> str:
@@ -107,10 +128,14 @@ class FaultServer:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
                 length = 0
+                authorization = ""
                 for line in head.decode("latin-1").split("\r\n")[1:]:
                     if line.lower().startswith("content-length:"):
                         length = int(line.split(":", 1)[1])
+                    if line.lower().startswith("authorization:"):
+                        authorization = line.split(":", 1)[1].strip()
                 body = json.loads(await reader.readexactly(length)) if length else {}
+                body["_authorization"] = authorization
                 status, payload, extra = await self._answer(body)
                 data = payload.encode()
                 writer.write(
@@ -136,6 +161,9 @@ class FaultServer:
             return "429 Too Many Requests", '{"error": "rate limited"}', "Retry-After: 0\r\n"
         if action == "500":
             return "500 Internal Server Error", '{"error": "boom"}', ""
+        if action in REFUSALS:  # like OpenAI's 401, the body quotes the key it was sent
+            message = f"refused ({action}); key provided: {body.get('_authorization', '')}"
+            return REFUSALS[action], json.dumps({"error": {"message": message}}), ""
         if action == "timeout":
             await asyncio.sleep(self.timeout_sleep_s)
         if action == "badbody":
@@ -162,3 +190,27 @@ class FaultServer:
             "usage": {"prompt_tokens": 100, "completion_tokens": 50, "total_tokens": 150},
         }
         return "200 OK", json.dumps(reply, ensure_ascii=False), ""
+
+
+class NumberedServer(FaultServer):
+    """A ``FaultServer`` whose plan sees the item number of the ``write_mmlu_csv`` items ("item
+    number N"): ``plan(number, attempt)``; ``numbers`` maps each prompt hash seen to its number."""
+
+    def __init__(self, plan: Callable[[int, int], str], **kwargs):
+        super().__init__(plan=lambda key, attempt: plan(self.numbers.get(key, -1), attempt), **kwargs)
+        self.numbers: dict[str, int] = {}
+
+    async def _answer(self, body: dict) -> tuple[str, str, str]:
+        messages = body.get("messages") or []
+        item = item_of(messages)
+        if item is not None and "item number " in item["instruction"]:
+            number = int(item["instruction"].split("item number ")[1].split()[0])
+            self.numbers[prompt_hash(messages)] = number
+        return await super()._answer(body)
+
+    def asked(self, since: dict | None = None) -> set[int]:
+        """Item numbers requested (since the ``dict(self.requests)`` snapshot ``since``)."""
+        since = since or {}
+        return {
+            self.numbers[k] for k, n in self.requests.items() if n > since.get(k, 0) and k in self.numbers
+        }

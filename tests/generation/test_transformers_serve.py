@@ -73,8 +73,8 @@ def tiny_model(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def served(tiny_model, tmp_path_factory):
-    pytest.importorskip("fastapi", reason="transformers serve needs pip install 'medinjection[serving]'")
+def served(tiny_model, tmp_path_factory, require_module):
+    require_module("fastapi", "transformers serve needs pip install 'medinjection[serving]'")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

@@ -1,6 +1,7 @@
 """Translation through a local server that injects 429s, 500s, timeouts, unreadable bodies, invalid
-JSON and changed letters: the job finishes, every item is accepted or rejected with its reason and
-raw output, and a second run asks nothing (the cache)."""
+JSON and changed letters: every item is accepted or rejected with its reason and raw output; the
+items that never got an answer leave the task unfinished (an error naming them), and a second run
+asks only those (the rest come from the cache)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typer.testing import CliRunner
 from medinjection.cli import app
 from medinjection.config import load_build_config
 from medinjection.dataset_builders.generate import run_generation
+from medinjection.dataset_builders.generation.backends import StageStopped
 from medinjection.dataset_builders.generation.cache import ResponseCache
 
 N = 40
@@ -59,6 +61,18 @@ def read_rows(root: Path, sub: str) -> list[dict]:
     return [json.loads(line) for p in sorted(root.glob(sub)) for line in p.read_text().splitlines()]
 
 
+def run_unfinished(config, out: Path) -> dict:
+    """Run the stage, which must stop on the 4 items without an answer; its usage, from the files."""
+    with pytest.raises(StageStopped, match="4 requests got no answer after 5 attempts each"):
+        run_generation(config, "translate", out)
+    usage: dict = {}
+    for path in (out / "_build" / "usage").glob("*.json"):
+        for key, value in json.loads(path.read_text()).items():
+            if isinstance(value, (int, float)) and key != "rank":
+                usage[key] = usage.get(key, 0) + value
+    return usage
+
+
 @pytest.fixture(scope="module")
 def faulty_run(tmp_path_factory):
     from gen_configs import write_config, write_mmlu_csv
@@ -70,11 +84,12 @@ def faulty_run(tmp_path_factory):
                 folder,
                 server.url,
                 [{"adapter": "mmlu_medical", "path": str(write_mmlu_csv(folder / "en", N))}],
+                translate={"max_failure_rate": 0.5},  # 4 of 40 fail: above the default 0.05
             )
         )
-        usage = run_generation(config, "translate", folder / "out")
+        usage = run_unfinished(config, folder / "out")
         first = dict(server.requests)
-        usage2 = run_generation(config, "translate", folder / "out2")
+        usage2 = run_unfinished(config, folder / "out2")
         second = dict(server.requests)
     return folder, usage, usage2, first, second, server
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 from review_case import design_rows, log_design_responses, unique_name
 from typer.testing import CliRunner
@@ -115,11 +113,10 @@ def test_to_hub_and_from_hub_run_up_to_the_network_call(
 
 
 @pytest.mark.live
-def test_live_hub_round_trip(argilla_client, argilla_server, annotated):
+def test_live_hub_round_trip(argilla_client, argilla_server, annotated, require_live):
     """Opt-in: MEDINJECTION_HUB_TEST_REPO=user/repo and HF_TOKEN (a write token); pushes a private repo."""
-    repo, token = os.environ.get("MEDINJECTION_HUB_TEST_REPO"), os.environ.get("HF_TOKEN")
-    if not (repo and token):
-        pytest.skip("set MEDINJECTION_HUB_TEST_REPO and HF_TOKEN to run the live Hub round trip")
+    env = require_live(["MEDINJECTION_HUB_TEST_REPO", "HF_TOKEN"], "a real Hub round trip")
+    repo, token = env["MEDINJECTION_HUB_TEST_REPO"], env["HF_TOKEN"]
     workspace = argilla_server["workspace"]
     export_to_hub(argilla_client, annotated, repo, workspace, token=token)
     copy = unique_name("live-hub")

@@ -189,3 +189,36 @@ def test_cli_names_missing_server_settings(monkeypatch, tmp_path):
     folder = write_dataset(tmp_path / "ds", design_rows())
     result = CliRunner().invoke(app, ["quality", "review", "push", str(folder), "--size", "2"])
     assert result.exit_code == 1 and "ARGILLA_API_URL" in result.output
+
+
+def test_the_readmes_push_command_works_on_the_demo_folder_with_its_mixes(
+    argilla_server, argilla_client, tmp_path, monkeypatch
+):
+    """After `medinjection demo` (a build, its seven mixes and cards), the README's push command
+    samples the build's records once each: the mixes hold copies of train rows, never sampled twice."""
+    import pyarrow.parquet as pq
+
+    from medinjection.dataset_builders.layout import Layout
+
+    folder = tmp_path / "medinjection-fr"
+    runner = CliRunner()
+    result = runner.invoke(app, ["demo", "--output", str(folder)])
+    assert result.exit_code == 0, result.output
+    layout = Layout(folder)
+    assert layout.mixes_present() == ["all", "nat", "nat_syn", "nat_trad", "syn", "trad", "trad_syn"]
+    records = {
+        row["id"]: shard.config
+        for shard in layout.provenance_shards()
+        for row in pq.read_table(shard.path, columns=["id"]).to_pylist()
+    }
+    monkeypatch.setenv("ARGILLA_API_URL", argilla_server["url"])
+    monkeypatch.setenv("ARGILLA_API_KEY", argilla_server["owner_api_key"])
+    name, workspace = unique_name("demo"), argilla_server["workspace"]
+    args = ["quality", "review", "push", str(folder), "--size", "40", "--seed", "0"]
+    result = runner.invoke(app, [*args, "--name", name, "--workspace", workspace])
+    assert result.exit_code == 0, result.output
+    assert "pushed 40 records" in result.output
+    pushed = find_dataset(argilla_client, name, workspace).records.to_list(flatten=True)
+    assert len(pushed) == 40 and len({r["id"] for r in pushed}) == 40
+    assert all(records[r["id"]] == r["provenance"] for r in pushed)  # build records, by provenance
+    assert {r["provenance"] for r in pushed} == {"native", "translated", "synthetic"}
