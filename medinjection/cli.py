@@ -152,24 +152,45 @@ def report_build(console, root: Path, cfg, seconds: float, log: Path | None) -> 
 
 @app.command()
 def demo(
-    output: Annotated[
-        Path, typer.Option("--output", "-o", help="Where to build the demo dataset folder.")
-    ] = Path("medinjection-fr"),
-    seed: Annotated[int, typer.Option(help="Seed of the mixes.")] = 0,
+    directory: Annotated[
+        Path, typer.Option("--dir", "-d", help="Where the loop writes (medinjection-fr/, runs/, eval/, ...).")
+    ] = Path("."),
+    mixes: Annotated[
+        str, typer.Option(help="Comma-separated mixes to train (default: all seven).")
+    ] = ",".join(("nat", "trad", "syn", "nat_trad", "nat_syn", "trad_syn", "all")),
+    seed: Annotated[int, typer.Option(help="Seed of the mixes and of the evaluation.")] = 0,
     verbose: VerboseOpt = False,
 ) -> None:
-    """The Quickstart's main job, offline: build the bundled demo dataset, its seven mixes and its cards.
+    """The Quickstart's main job, offline: the whole loop on the bundled demo data.
 
-    The demo has a few dozen items per provenance, so its mixes take the largest equal size the
-    demo's train splits allow (``medinjection mix --allow-smaller``), not the paper's 33,493.
+    Builds the demo dataset (./medinjection-fr, with its seven mixes and cards), makes a tiny random
+    Qwen3 (./tiny-qwen3), trains the tiny DoRA recipe on every mix (./runs/<mix>/), scores the base
+    model and the adapters (./eval/), writes the report (./report/) and a publish dry run of each
+    adapter (./publish-preview/<mix>/). The demo has a few dozen items per provenance: its mixes take
+    the largest equal size its train splits allow, not the paper's 33,493.
     """
-    from medinjection.dataset_builders.mixes import mix_command
+    import time
 
-    build_and_report("demo", output, verbose=verbose)
-    mix_command(output, seed=seed, allow_smaller=True)
-    typer.echo(
-        f"load it with: datasets.load_dataset({str(output)!r}, 'native')  "
-        "# or 'translated', 'synthetic', a mix: 'nat', 'trad', 'syn', 'nat_trad', 'nat_syn', 'trad_syn', 'all'"
+    from medinjection.console import Console
+    from medinjection.demo import run_demo, summary_rows
+
+    console = Console()
+    started = time.perf_counter()
+    try:
+        result = run_demo(
+            directory,
+            mixes=[m.strip() for m in mixes.split(",") if m.strip()],
+            seed=seed,
+            verbose=verbose,
+            build=lambda folder: build_and_report("demo", folder, verbose=verbose),
+            console=console,
+        )
+    except ValueError as err:
+        fail(str(err))
+    console.summary(
+        f"the whole loop ran in {time.perf_counter() - started:.0f} s (data -> mixes -> train -> evaluate -> "
+        "report -> publish dry run):",
+        summary_rows(result),
     )
 
 
@@ -195,11 +216,32 @@ app.command("mix")(mix_command)
 app.command("card")(card_command)
 app.add_typer(publish_app, name="publish")
 
+from medinjection.publish_adapter import publish_adapter_command, publish_adapters_command  # noqa: E402
+
+publish_app.command("adapter")(publish_adapter_command)
+publish_app.command("adapters")(publish_adapters_command)
+
 
 from medinjection.dataset_builders.generation.cli import synthesize, translate  # noqa: E402
 
 app.command("translate")(translate)
 app.command("synthesize")(synthesize)
+
+
+from medinjection.evaluation.cli import evaluate_command  # noqa: E402
+
+app.command("evaluate")(evaluate_command)
+
+
+from medinjection.evaluation.report_cli import judge_command, report_command  # noqa: E402
+
+app.command("judge")(judge_command)
+app.command("report")(report_command)
+
+
+from medinjection.training.cli import TRAIN_COMMAND, train_command  # noqa: E402
+
+app.command("train", **TRAIN_COMMAND)(train_command)
 
 
 def main() -> None:  # pragma: no cover

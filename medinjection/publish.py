@@ -119,14 +119,16 @@ def local_files(root: Path, config: str | None = None, readme: Path | None = Non
     return out
 
 
-def remote_listing(api, repo: str, revision: str | None) -> tuple[dict[str, RemoteFile] | None, str]:
+def remote_listing(
+    api, repo: str, revision: str | None, repo_type: str = "dataset"
+) -> tuple[dict[str, RemoteFile] | None, str]:
     """The repo's files at ``revision`` (None when the repo does not exist) and a note on what was listed."""
     from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
     from huggingface_hub.hf_api import RepoFile
 
     def listing(rev):
         files = {}
-        for entry in api.list_repo_tree(repo, repo_type="dataset", revision=rev, recursive=True):
+        for entry in api.list_repo_tree(repo, repo_type=repo_type, revision=rev, recursive=True):
             if isinstance(entry, RepoFile):
                 files[entry.path] = RemoteFile(
                     entry.path, entry.size, entry.blob_id, entry.lfs.sha256 if entry.lfs else None

@@ -5,6 +5,7 @@
     medinjection quality review export medinjection-review-translated --output review-export/
     medinjection quality review import review-export/
     medinjection quality ratings push answers.jsonl --name answers-rating
+    medinjection quality ratings push eval-out/ --items 100 --name answers-rating   # from predictions
     medinjection quality ratings pull answers-rating --output ratings.parquet
 
 The server is the one named by ``ARGILLA_API_URL`` and ``ARGILLA_API_KEY`` (a local one started with
@@ -191,17 +192,30 @@ def review_import(
 @ratings_app.command("push")
 def ratings_push(
     answers: Annotated[
-        Path, typer.Argument(help="JSONL of model answers: id, question, reference, answer, model.")
+        list[Path],
+        typer.Argument(
+            help="JSONL of model answers (id, question, reference, answer, model), or predictions.parquet "
+            "files of `medinjection evaluate` / folders holding them (open-ended rows)."
+        ),
     ],
     name: Annotated[str, typer.Option(help="Argilla dataset name.")] = "medinjection-answer-ratings",
     workspace: Workspace = None,
     min_submitted: Annotated[int, typer.Option(help="Annotators per record.")] = 2,
+    model: Annotated[
+        str | None, typer.Option(help="Model name of predictions files (default: their summary's model_tag).")
+    ] = None,
+    items: Annotated[
+        int | None, typer.Option(help="Rate this many questions (the same for every model; default: all).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the --items choice.")] = 0,
 ) -> None:
     """Push model answers to an Argilla rating dataset (1-5 and equivalent-to-reference)."""
-    from medinjection.quality.ratings import push_ratings, read_answers
+    from medinjection.quality.ratings import push_ratings, read_any_answers, sample_answers
 
     try:
-        rows = read_answers(answers)
+        rows = sample_answers(read_any_answers(answers, model), items, seed)
+        if not rows:
+            fail("no open-ended answers found in " + ", ".join(map(str, answers)))
         push_ratings(client(), rows, name, workspace, min_submitted)
     except user_errors() as err:
         fail(str(err))

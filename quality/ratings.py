@@ -6,7 +6,11 @@ equivalent to the reference. Record ids are ``<item id>--<sha256(model)[:12]>``,
 answers again updates them.
 
 Input of ``push`` (JSONL, one answer a line): ``{"id", "question", "reference", "answer", "model"}``
-(``id``: the dataset id of the item; extra keys are ignored).
+(``id``: the dataset id of the item; extra keys are ignored), or the evaluation's own output:
+``predictions.parquet`` files of ``medinjection evaluate`` (or folders holding them), whose
+open-ended rows give ``id``, ``question``, ``reference`` and ``answer_text``, and whose
+``summary.json`` gives the model (its ``model_tag``: ``base`` or the mix). ``sample_answers`` keeps
+the same items for every model, so that the ratings compare models on equal questions.
 
 Output of ``pull`` (the ratings table, JSONL or parquet; one row per submitted response)::
 
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -95,6 +100,111 @@ def read_answers(path: str | Path) -> list[dict[str, Any]]:
                 f"{path}:{number}: missing or empty {missing} (each line needs {list(INPUT_KEYS)})"
             )
         rows.append(row)
+    return rows
+
+
+EMPTY_ANSWER = "(empty answer)"
+"""Shown to raters for a model answer with no text (Argilla refuses empty fields); still rated."""
+
+
+def prediction_files(path: str | Path) -> list[Path]:
+    """``path`` itself (a predictions.parquet) or every ``predictions.parquet`` under a folder."""
+    path = Path(path)
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        found = sorted(path.rglob("predictions.parquet"))
+        if found:
+            return found
+        raise RatingsInputError(f"{path}: no predictions.parquet under this folder")
+    raise RatingsInputError(f"{path}: no such file or folder")
+
+
+def _model_of(path: Path, model: str | None) -> str:
+    if model:
+        return model
+    summary = path.parent / "summary.json"
+    if summary.is_file():
+        tag = json.loads(summary.read_text(encoding="utf-8")).get("model_tag")
+        if tag:
+            return str(tag)
+    raise RatingsInputError(f"{path}: no summary.json with a model_tag beside it; name the model (--model)")
+
+
+def read_prediction_answers(path: str | Path, model: str | None = None) -> list[dict[str, Any]]:
+    """The open-ended answers of evaluation predictions files, as ``push`` rows.
+
+    Args:
+        path: a ``predictions.parquet`` of ``medinjection evaluate``, or a folder holding some.
+        model: the model name for the raters' table (default: the ``model_tag`` of the
+            ``summary.json`` beside each file).
+    """
+    import pyarrow.parquet as pq
+
+    rows = []
+    for file in prediction_files(path):
+        table = pq.read_table(file)
+        missing = [
+            c for c in ("id", "type", "question", "reference", "answer_text") if c not in table.column_names
+        ]
+        if missing:
+            if "type" in table.column_names and "OEQ" not in set(table.column("type").to_pylist()):
+                continue  # a multiple-choice benchmark: nothing to rate
+            raise RatingsInputError(f"{file}: no column(s) {missing} (open-ended predictions need them)")
+        name = _model_of(file, model)
+        for number, row in enumerate(table.to_pylist()):
+            if row["type"] != "OEQ" or (row.get("permutation") or 0) != 0:
+                continue
+            for key in ("id", "question", "reference"):
+                if not isinstance(row.get(key), str) or not row[key].strip():
+                    raise RatingsInputError(f"{file}: row {number} ({row.get('id')}): empty {key!r}")
+            answer = row.get("answer_text") or ""
+            rows.append(
+                {
+                    "id": row["id"],
+                    "question": row["question"],
+                    "reference": row["reference"],
+                    "answer": answer if answer.strip() else EMPTY_ANSWER,
+                    "model": name,
+                }
+            )
+    return rows
+
+
+def sample_answers(rows: Sequence[dict[str, Any]], items: int | None, seed: int = 0) -> list[dict[str, Any]]:
+    """The answers of ``items`` questions (the same ones for every model; ``None``: all of them).
+
+    Questions are taken by smallest ``sha256(seed:id)``, those answered by every model first.
+    """
+    if items is None:
+        return list(rows)
+    models_of: dict[str, set[str]] = {}
+    for row in rows:
+        models_of.setdefault(row["id"], set()).add(row["model"])
+    every = set().union(*models_of.values()) if models_of else set()
+
+    def order(item: str) -> tuple[bool, str]:
+        return (models_of[item] != every, hashlib.sha256(f"{seed}:{item}".encode()).hexdigest())
+
+    chosen = set(sorted(models_of, key=order)[:items])
+    return [row for row in rows if row["id"] in chosen]
+
+
+def read_any_answers(paths: Sequence[str | Path], model: str | None = None) -> list[dict[str, Any]]:
+    """Answers from JSONL files (``read_answers``) and predictions files or folders, in order."""
+    rows: list[dict[str, Any]] = []
+    for path in paths:
+        path = Path(path)
+        if path.suffix == ".jsonl":
+            rows.extend(read_answers(path))
+        else:
+            rows.extend(read_prediction_answers(path, model))
+    seen: set[str] = set()
+    for row in rows:
+        key = record_id(row["id"], row["model"])
+        if key in seen:
+            raise RatingsInputError(f"answer of {row['model']!r} to {row['id']!r} given twice")
+        seen.add(key)
     return rows
 
 

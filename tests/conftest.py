@@ -129,3 +129,33 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_unconfigure(config: pytest.Config) -> None:
     for folder in _SESSION_CACHE:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+class DemoRun:
+    """``medinjection demo`` run once per session as a real process in an empty folder (a fresh clone)."""
+
+    def __init__(self, cwd: Path, process):
+        self.cwd = cwd
+        self.process = process
+        self.output = process.stdout + process.stderr
+
+    def check(self) -> None:
+        assert self.process.returncode == 0, self.output[-6000:]
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory) -> DemoRun:
+    """The README's main command, whole loop (data, mixes, training, evaluation, report, publish dry run)."""
+    import subprocess
+    import sys
+
+    cwd = tmp_path_factory.mktemp("fresh-clone")
+    process = subprocess.run(
+        [sys.executable, "-m", "medinjection.cli", "demo"],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "COLUMNS": "120"},
+    )
+    return DemoRun(cwd, process)

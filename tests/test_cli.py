@@ -43,15 +43,14 @@ def test_build_names_an_unknown_adapter(tmp_path):
     assert "nosuch" in result.output and "frenchmedmcqa" in result.output
 
 
-def test_demo_builds_the_dataset_its_mixes_and_cards(tmp_path, monkeypatch):
+def test_demo_builds_the_dataset_its_mixes_and_cards(demo_run, monkeypatch):
     """The Quickstart's main job, from a fresh folder: every config loads by name from the current directory."""
     import datasets
     from huggingface_hub import DatasetCard
 
-    monkeypatch.chdir(tmp_path)
-    result = runner.invoke(app, ["demo"])
-    assert result.exit_code == 0, result.output
-    folder = tmp_path / "medinjection-fr"
+    demo_run.check()
+    monkeypatch.chdir(demo_run.cwd)
+    folder = demo_run.cwd / "medinjection-fr"
     sizes = {}
     for name in (
         "native",

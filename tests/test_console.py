@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from medinjection.console import Console
+from medinjection.dataset_builders.mixes import MIXES
 
 STAGES = (
     "translate",
@@ -43,9 +44,8 @@ def medinjection(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
-    cwd = tmp_path_factory.mktemp("fresh-clone")
-    return cwd, medinjection("demo", cwd=cwd)
+def demo(demo_run) -> tuple[Path, subprocess.CompletedProcess]:
+    return demo_run.cwd, demo_run.process
 
 
 def test_demo_prints_a_line_per_stage_and_a_summary(demo):
@@ -55,15 +55,23 @@ def test_demo_prints_a_line_per_stage_and_a_summary(demo):
     assert len(lines) < 75, "\n".join(lines)  # half the issue's bound of 150; datatrove alone printed ~350
     for index, stage in enumerate(STAGES, 1):
         assert sum(1 for line in lines if line.startswith(f"[{index:>2}/10] {stage} ")) == 1, stage
+    loop = ["mixes and cards", "tiny base model", *(f"train {m}" for m in MIXES), "evaluate", "report"]
+    loop.append("publish dry run")
+    for index, step in enumerate(loop, 1):
+        assert sum(1 for line in lines if line.startswith(f"[{index:>2}/{len(loop)}] {step} ")) == 1, step
     assert not [line for line in lines if "| INFO " in line or "Stats:" in line]  # no datatrove log line
+    assert not [line for line in lines if "it/s]" in line or "{'loss'" in line]  # no trainer output
     folder = (cwd / "medinjection-fr").resolve()
     kept = json.loads((folder / "stats.json").read_text())["records"]["kept"]
     assert any(line.startswith(f"built {folder} in ") and f"{kept} records kept" in line for line in lines)
-    assert "load it with: datasets.load_dataset('medinjection-fr', 'native')" in run.stdout
+    assert "load_dataset('./medinjection-fr', 'nat_trad')" in run.stdout
+    for label in ("dataset", "adapters", "evaluation", "report", "publish preview", "logs"):
+        assert any(line.startswith(f"  {label} ") for line in lines), label
     log = (folder / "_build" / "build.log").read_text(encoding="utf-8")
     # the log holds what datatrove printed to the console: its workers' lines and the merged stats
     assert "Launching pipeline for rank=0" in log and "📉📉📉 Stats: Task 0" in log
     assert "📉📉📉 Stats: All 2 tasks" in log and "📊 - STATS: finalize" in log
+    assert "train_runtime" in (cwd / "logs" / "train-nat.log").read_text(encoding="utf-8")
 
 
 def test_verbose_prints_datatrove_logs(demo):

@@ -192,18 +192,18 @@ def test_cli_names_missing_server_settings(monkeypatch, tmp_path):
 
 
 def test_the_readmes_push_command_works_on_the_demo_folder_with_its_mixes(
-    argilla_server, argilla_client, tmp_path, monkeypatch
+    argilla_server, argilla_client, demo_run, monkeypatch
 ):
-    """After `medinjection demo` (a build, its seven mixes and cards), the README's push command
-    samples the build's records once each: the mixes hold copies of train rows, never sampled twice."""
+    """After `medinjection demo` (a build, its seven mixes and cards, and the rest of the loop), the
+    README's push command samples the build's records once each: the mixes hold copies of train rows,
+    never sampled twice."""
     import pyarrow.parquet as pq
 
     from medinjection.dataset_builders.layout import Layout
 
-    folder = tmp_path / "medinjection-fr"
+    demo_run.check()
+    folder = demo_run.cwd / "medinjection-fr"
     runner = CliRunner()
-    result = runner.invoke(app, ["demo", "--output", str(folder)])
-    assert result.exit_code == 0, result.output
     layout = Layout(folder)
     assert layout.mixes_present() == ["all", "nat", "nat_syn", "nat_trad", "syn", "trad", "trad_syn"]
     records = {

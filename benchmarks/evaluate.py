@@ -1,0 +1,195 @@
+"""Items per second of multiple-choice scoring: ours (batched) vs the authors' per-item protocol.
+
+    python benchmarks/evaluate.py                          # 600 real FrenchMedMCQA items, tiny Qwen3, CPU
+    python benchmarks/evaluate.py --items 300 --batch-size 32
+    python benchmarks/evaluate.py --arch qwen3-0.6b --device cuda --dtype bfloat16   # a GPU machine
+
+The items are real FrenchMedMCQA questions from ``../shared/data/frenchmedmcqa`` (dev, then train,
+read through the source adapter and prompted with chat format v1), both single- (MCQU) and
+multi-answer (MCQ). The same model scores them twice:
+
+- *original*: the authors' loop (``medinjection.evaluation.reference``): one item at a time, two
+  ``generate`` calls (greedy, then constrained with a -inf-adding LogitsProcessor);
+- *ours*: ``medinjection.evaluation.mcq.predict_texts`` (length-sorted left-padded batches, one
+  forward for MCQU, the prompt's cache shared by both predictions, batched decoding for MCQ), with
+  the same two predictions (the letters-only variant is timed apart, ``items_per_s_ours_with_letters``).
+
+Both include rendering and tokenising the prompts. ``identical_predictions``: every item's decoded
+greedy and constrained texts are the same strings. The model: the tiny random Qwen3 of
+``medinjection.tiny`` (``--arch tiny``), or random weights in a real Qwen3 architecture
+(``--arch qwen3-0.6b``: Qwen3-0.6B's dimensions and 151,936-row vocabulary, the tiny tokenizer) for
+a device run. Last line: one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "data"
+
+QWEN3_0_6B = dict(
+    hidden_size=1024,
+    intermediate_size=3072,
+    num_hidden_layers=28,
+    num_attention_heads=16,
+    num_key_value_heads=8,
+    head_dim=128,
+    vocab_size=151_936,
+    max_position_embeddings=40_960,
+    rope_theta=1_000_000.0,
+    tie_word_embeddings=True,
+)
+
+
+def load_items(n: int):
+    from medinjection.chat import to_messages
+    from medinjection.config import SourceSpec
+    from medinjection.dataset_builders.sources import get_adapter
+    from medinjection.dataset_builders.steps.normalize import normalize_record
+    from medinjection.evaluation.items import item_from_record
+    from medinjection.schema import validate_record
+
+    items = []
+    for name in ("dev.json", "train.json"):
+        spec = SourceSpec(adapter="frenchmedmcqa", path=str(SHARED / "frenchmedmcqa" / name))
+        adapter = get_adapter("frenchmedmcqa")(spec)
+        for raw in adapter.iter_raw():
+            record = normalize_record(adapter.map_row(raw))
+            validate_record(record)
+            items.append(item_from_record(record, to_messages(record)))
+            if len(items) == n:
+                return items
+    return items
+
+
+def make_model(arch: str, folder: Path, device: str, dtype: str):
+    import torch
+    from transformers import (
+        AutoModelForCausalLM,
+        AutoTokenizer,
+        GenerationConfig,
+        Qwen3Config,
+        Qwen3ForCausalLM,
+    )
+
+    from medinjection.tiny import make_tiny_model
+
+    tiny = make_tiny_model(folder / "tiny")
+    tokenizer = AutoTokenizer.from_pretrained(tiny)
+    torch_dtype = getattr(torch, dtype)
+    if arch == "tiny":
+        model = AutoModelForCausalLM.from_pretrained(tiny, dtype=torch_dtype)
+    elif arch == "qwen3-0.6b":
+        config = Qwen3Config(
+            **QWEN3_0_6B,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+            bos_token_id=None,
+        )
+        torch.manual_seed(0)
+        with torch.device(device if device != "cpu" else "cpu"):
+            model = Qwen3ForCausalLM(config).to(torch_dtype)
+        model.generation_config = GenerationConfig(eos_token_id=tokenizer.eos_token_id, do_sample=False)
+    else:
+        raise SystemExit(f"--arch {arch!r}: use tiny or qwen3-0.6b")
+    return model.to(device).eval(), tokenizer
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--items", type=int, default=600)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--max-batch-tokens", type=int, default=32768)
+    parser.add_argument("--arch", default="tiny", help="tiny | qwen3-0.6b")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default="float32", help="float32 | bfloat16 | float16")
+    parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument(
+        "--original-items", type=int, default=None, help="time the original on the first N only"
+    )
+    args = parser.parse_args()
+    if not (SHARED / "frenchmedmcqa").is_dir():
+        raise SystemExit(f"needs the shared FrenchMedMCQA files in {SHARED / 'frenchmedmcqa'}")
+
+    import torch
+
+    from medinjection.evaluation.engine import Engine
+    from medinjection.evaluation.mcq import predict_texts
+    from medinjection.evaluation.reference import reference_predictions
+
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="medinjection-evalbench-"))
+    model, tokenizer = make_model(args.arch, workdir, args.device, args.dtype)
+    items = load_items(args.items)
+    engine = Engine(model, tokenizer, batch_size=args.batch_size, max_batch_tokens=args.max_batch_tokens)
+
+    def sync():
+        if args.device.startswith("cuda"):
+            torch.cuda.synchronize()
+
+    # warm-up (first-call costs, kernel selection) on a few items, for both paths
+    reference_predictions(model, tokenizer, items[:4])
+    predict_texts(engine, items[:8], letters_only=False)
+    sync()
+
+    start = time.perf_counter()
+    ours = predict_texts(engine, items, letters_only=False)
+    sync()
+    ours_s = time.perf_counter() - start
+
+    start = time.perf_counter()
+    ours_letters = predict_texts(engine, items, letters_only=True)
+    sync()
+    ours_letters_s = time.perf_counter() - start
+
+    timed = items[: args.original_items] if args.original_items else items
+    start = time.perf_counter()
+    original = reference_predictions(model, tokenizer, timed)
+    sync()
+    original_s = time.perf_counter() - start
+
+    keys = ("greedy_text", "constrained_text")
+    differing = [
+        i for i, (a, b) in enumerate(zip(original, ours, strict=False)) if any(a[k] != b[k] for k in keys)
+    ]
+    same_with_letters = all(all(a[k] == b[k] for k in keys) for a, b in zip(ours, ours_letters, strict=True))
+    n_mcq = sum(item.type == "MCQ" for item in items)
+    result = {
+        "speedup": round((len(items) / ours_s) / (len(timed) / original_s), 2),
+        "identical_predictions": not differing,
+        "items_per_s_ours": round(len(items) / ours_s, 2),
+        "items_per_s_original": round(len(timed) / original_s, 2),
+        "items_per_s_ours_with_letters": round(len(items) / ours_letters_s, 2),
+        "letters_variant_leaves_predictions_unchanged": same_with_letters,
+        "n_items": len(items),
+        "n_items_original": len(timed),
+        "n_mcq": n_mcq,
+        "n_mcqu": len(items) - n_mcq,
+        "n_differing": len(differing),
+        "mean_prompt_tokens": round(sum(len(engine.encode(i.messages)) for i in items) / len(items), 1),
+        "arch": args.arch,
+        "device": args.device if not args.device.startswith("cuda") else torch.cuda.get_device_name(),
+        "dtype": args.dtype,
+        "batch_size": args.batch_size,
+        "torch_threads": torch.get_num_threads(),
+        "machine": platform.machine(),
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+    }
+    if differing:
+        first = differing[0]
+        print(
+            f"first differing item {items[first].id}: original {original[first]} ours {ours[first]}",
+            file=sys.stderr,
+        )
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,414 @@
+"""The model card of a trained, scored adapter, filled from its run folder with huggingface_hub.
+
+Everything comes from the run folder (``medinjection.runs.RunLayout``): the provenance manifest
+that ``medinjection train`` wrote (base model, dataset and mix, recipe, settings, final losses) and
+the evaluation summaries that ``medinjection evaluate`` wrote into ``RUN_DIR/eval/`` for exactly
+these adapter files. The metadata is a ``ModelCardData``: ``base_model`` (the Hub id, never a local
+path), ``library_name: peft``, ``pipeline_tag: text-generation``, ``language: fr``, the licence, the
+training dataset, and ``model-index`` results for every benchmark and metric scored. The Hub's newer
+``.eval_results/<benchmark>.yaml`` files are made from the same figures by ``eval_result_files``.
+
+A template variable without a value is an error (``ModelCardError``), never an empty string.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import jinja2.meta
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from medinjection.runs import RunLayout
+
+TEMPLATE = "model_card.md"
+MIX_DESCRIPTIONS = {
+    "nat": "native French items only",
+    "trad": "items translated from English only",
+    "syn": "synthetic items only",
+    "nat_trad": "native and translated items in equal shares",
+    "nat_syn": "native and synthetic items in equal shares",
+    "trad_syn": "translated and synthetic items in equal shares",
+    "all": "native, translated and synthetic items in equal shares",
+}
+BASE_LICENSES = {"Qwen/Qwen3-4B-Instruct-2507": "apache-2.0"}
+"""Licences of known base models, the adapter's default licence (an adapter is a derivative of its base)."""
+TINY_LICENSE = "mit"
+"""The tiny model is made on the fly by this project (MIT): the default licence of its adapters."""
+HEADLINE_METRICS = (
+    "em_constrained",
+    "em_greedy",
+    "hamming_constrained",
+    "hamming_greedy",
+    "em_constrained_letters",
+    "hamming_constrained_letters",
+    "em_constrained_perm",
+    "em_constrained_robust",
+    "bleu",
+    "rouge2",
+    "meteor",
+    "bertscore_f1",
+    "judge_binary",
+    "judge_graded",
+)
+"""Metrics put in ``model-index`` and the card's table, in this order (breakdowns stay in the summaries)."""
+OEQ_METRICS = frozenset({"bleu", "rouge2", "meteor", "bertscore_f1", "judge_binary", "judge_graded"})
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
+
+
+class ModelCardError(ValueError):
+    """The card cannot be written from this run folder; the message names the folder and what is missing."""
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One benchmark summary of the run, checked against the adapter files in the folder."""
+
+    benchmark: str
+    summary: dict
+    path: Path
+
+
+def is_hub_id(value: str | None) -> bool:
+    return bool(value) and bool(HUB_ID.match(value)) and not Path(value).expanduser().exists()
+
+
+def base_model_id(run: RunLayout, manifest: dict) -> str:
+    """The base model's Hub id, from the manifest and ``adapter_config.json``, which must agree."""
+    import json
+
+    config = json.loads((run.root / "adapter_config.json").read_text(encoding="utf-8"))
+    in_config = config.get("base_model_name_or_path")
+    in_manifest = (manifest.get("base_model") or {}).get("hub_id")
+    if not is_hub_id(in_config):
+        raise ModelCardError(
+            f"{run.root}/adapter_config.json: base_model_name_or_path is {in_config!r}, not a Hub id "
+            "(ORG/NAME); the adapter would not load for anyone else. Retrain with medinjection train, "
+            "or pass --base_model_id ORG/NAME"
+        )
+    if in_manifest and in_manifest != in_config:
+        raise ModelCardError(
+            f"{run.root}: manifest.json names base model {in_manifest!r} but adapter_config.json names {in_config!r}"
+        )
+    return in_config
+
+
+def _scale(entry: dict) -> float:
+    """Summary values are fractions, shown as percentages; BLEU is already on sacrebleu's 0-100 scale."""
+    return 1.0 if entry.get("scale") == "0-100" else 100.0
+
+
+def _shown(entry: dict, value: float | None) -> float | None:
+    return None if value is None else round(_scale(entry) * value, 2)
+
+
+def _percent(entry: dict, value: float | None) -> str:
+    shown = _shown(entry, value)
+    return "n/a" if shown is None else f"{shown:.2f}"
+
+
+def _interval(entry: dict) -> str:
+    ci = entry.get("ci95")
+    if not ci or ci[0] is None:
+        return "n/a"
+    return f"[{_percent(entry, ci[0])}, {_percent(entry, ci[1])}]"
+
+
+def _vs_base(summary: dict, metric: str, entry: dict) -> str:
+    comparison = (summary.get("vs_base") or {}).get(metric)
+    if not comparison or comparison.get("diff") is None:
+        return "not compared"
+    p = comparison.get("p_adjusted", comparison.get("p_value"))
+    return f"{comparison['verdict']} ({_scale(entry) * comparison['diff']:+.2f}, p_adj {p:.3g})"
+
+
+def _benchmark_ref(summary: dict) -> dict[str, Any]:
+    """Where a benchmark's items came from: Hub id and revision when it has them, its split."""
+    spec = summary.get("benchmark_spec") or {}
+    part = spec.get("source") or spec.get("dataset") or {}
+    return {
+        "hub_id": part.get("hub_id"),
+        "revision": part.get("revision"),
+        "config": part.get("config"),
+        "split": spec.get("split"),
+        "description": spec.get("description") or summary["benchmark"],
+    }
+
+
+def results(scored: list[Scored]) -> list[tuple[Scored, str, dict]]:
+    """(benchmark, metric, entry) of every headline metric present with a value, in a stable order."""
+    out = []
+    for item in scored:
+        metrics = item.summary.get("metrics") or {}
+        for name in HEADLINE_METRICS:
+            entry = metrics.get(name)
+            if entry and entry.get("value") is not None:
+                out.append((item, name, entry))
+    return out
+
+
+def eval_results(scored: list[Scored]) -> list[EvalResult]:
+    """``model-index`` results: one per benchmark and metric (values in percent, as the paper prints)."""
+    found = []
+    for item, name, entry in results(scored):
+        ref = _benchmark_ref(item.summary)
+        found.append(
+            EvalResult(
+                task_type="text-generation" if name in OEQ_METRICS else "multiple-choice",
+                dataset_type=ref["hub_id"] or item.benchmark,
+                dataset_name=item.benchmark,
+                dataset_config=ref["config"],
+                dataset_split=ref["split"],
+                dataset_revision=ref["revision"],
+                metric_type=name,
+                metric_name=name,
+                metric_value=_shown(entry, entry["value"]),
+                metric_config=f"ci95 [{_interval(entry).strip('[]')}], n={entry.get('n')}",
+            )
+        )
+    return found
+
+
+def eval_result_files(scored: list[Scored]) -> dict[str, str]:
+    """``.eval_results/<benchmark>.yaml`` (the Hub's newer format) for benchmarks with a Hub dataset id.
+
+    The Hub links these files to the benchmark dataset's page, so a benchmark read from local files
+    (no Hub id) has none: its figures stay in the card's ``model-index`` and table.
+    """
+    import yaml
+    from huggingface_hub import EvalResultEntry, eval_result_entries_to_yaml
+
+    files = {}
+    by_benchmark: dict[str, list] = {}
+    for item, name, entry in results(scored):
+        ref = _benchmark_ref(item.summary)
+        if not ref["hub_id"]:
+            continue
+        by_benchmark.setdefault(item.benchmark, []).append(
+            EvalResultEntry(
+                dataset_id=ref["hub_id"],
+                task_id=f"{item.benchmark}/{name}",
+                value=_shown(entry, entry["value"]),
+                dataset_revision=ref["revision"],
+                date=item.summary.get("created"),
+                notes=f"medinjection evaluate; 95% CI {_interval(entry)}; n={entry.get('n')}",
+            )
+        )
+    for benchmark, entries in sorted(by_benchmark.items()):
+        files[f".eval_results/{benchmark}.yaml"] = yaml.safe_dump(
+            eval_result_entries_to_yaml(entries), sort_keys=False, allow_unicode=True
+        )
+    return files
+
+
+def _hyperparameters(manifest: dict) -> list[dict[str, str]]:
+    run = (manifest.get("settings") or {}).get("run") or {}
+    adapter = manifest.get("adapter") or {}
+    rows = [
+        (
+            "adapter",
+            f"DoRA r={adapter.get('r')}, alpha={adapter.get('lora_alpha')}, dropout {adapter.get('lora_dropout')}",
+        ),
+        ("target modules", ", ".join(adapter.get("target_modules") or [])),
+    ]
+    for key in (
+        "num_train_epochs",
+        "effective_batch",
+        "per_device_train_batch_size",
+        "gradient_accumulation_steps",
+        "world_size",
+        "learning_rate",
+        "lr_scheduler_type",
+        "warmup_steps",
+        "max_length",
+        "dtype",
+        "seed",
+        "padding_free",
+        "packing",
+        "train_sampling_strategy",
+    ):
+        if key in run and run[key] is not None:
+            rows.append((key, str(run[key])))
+    rows.append(
+        ("loss", (manifest.get("loss") or {}).get("labels") or (manifest.get("loss") or {}).get("mode"))
+    )
+    return [{"name": name, "value": str(value)} for name, value in rows]
+
+
+def _dataset_facts(manifest: dict, dataset_repo: str | None) -> tuple[str, list[str] | None, list[str]]:
+    """(the card's training-data line, ``datasets`` metadata, provenance lines)."""
+    dataset = manifest.get("dataset") or {}
+    mix = manifest.get("mix") or {}
+    lines = []
+    if dataset.get("kind") == "hub":
+        repo, revision = dataset["name"], dataset.get("revision") or dataset.get("revision_requested")
+        line = f"Config `{mix.get('name')}` of [`{repo}`](https://huggingface.co/datasets/{repo}) at revision `{revision}`"
+        meta = [repo]
+        lines.append(f"dataset: {repo}@{revision}, config {mix.get('name')}")
+    elif dataset_repo:
+        repo, _, revision = dataset_repo.partition("@")
+        line = (
+            f"Config `{mix.get('name')}` of a local build of MedInjection-FR, published as "
+            f"[`{repo}`](https://huggingface.co/datasets/{repo}){f' at revision `{revision}`' if revision else ''}"
+        )
+        meta = [repo]
+        lines.append(f"dataset: local build {dataset.get('name')} (published as {dataset_repo})")
+    else:
+        line = f"Config `{mix.get('name')}` of a local build of MedInjection-FR (`{dataset.get('name')}`, not on the Hub)"
+        meta = None
+        lines.append(f"dataset: local build {dataset.get('name')}")
+    fingerprint = dataset.get("fingerprint")
+    if isinstance(fingerprint, dict) and fingerprint.get("sha256"):
+        lines.append(f"dataset files sha256: {fingerprint['sha256']}")
+    line += f": {mix.get('size')} train examples."
+    return line, meta, lines
+
+
+def card_facts(
+    run: RunLayout,
+    scored: list[Scored],
+    *,
+    repo_id: str,
+    license: str | None = None,
+    dataset_repo: str | None = None,
+) -> tuple[ModelCardData, dict[str, Any]]:
+    manifest = run.manifest()
+    base = base_model_id(run, manifest)
+    made_on_the_fly = bool((manifest.get("base_model") or {}).get("made_on_the_fly"))
+    if license is None:
+        license = TINY_LICENSE if made_on_the_fly else BASE_LICENSES.get(base)
+    if license is None:
+        raise ModelCardError(
+            f"{run.root}: no known licence for an adapter of {base}; pass --license (a Hub licence id, "
+            "e.g. apache-2.0), compatible with the base model's and the training data's licences"
+        )
+    mix = manifest.get("mix") or {}
+    data_line, datasets_meta, provenance = _dataset_facts(manifest, dataset_repo)
+    metrics = manifest.get("metrics") or {}
+    train = metrics.get("train") or {}
+    validation = metrics.get("validation") or {}
+    recipe = manifest.get("recipe") or {}
+    code = manifest.get("code") or {}
+    versions = manifest.get("versions") or {}
+    hardware = manifest.get("hardware") or {}
+    provenance += [
+        f"recipe: {recipe.get('path')} (sha256 {recipe.get('sha256')})"
+        if recipe
+        else "recipe: command-line settings only",
+        f"code: git commit {code.get('commit')}{' (uncommitted changes)' if code.get('dirty') else ''}",
+        "versions: " + ", ".join(f"{k} {v}" for k, v in sorted(versions.items()) if v),
+        "hardware: " + ", ".join(f"{k} {v}" for k, v in hardware.items() if v not in (None, "")),
+        f"base model revision: {(manifest.get('base_model') or {}).get('revision')}",
+    ]
+    composition = [
+        {"provenance": provenance_name, "type": kind, "count": count}
+        for provenance_name, kinds in sorted((mix.get("by_provenance_type") or {}).items())
+        for kind, count in sorted(kinds.items())
+    ] or [
+        {
+            "provenance": ", ".join(sorted(mix.get("provenance_counts") or {})) or "?",
+            "type": kind,
+            "count": count,
+        }
+        for kind, count in sorted((mix.get("type_counts") or {}).items())
+    ]
+    deviations = manifest.get("paper_deviations") or {}
+    model_name = repo_id.split("/")[-1]
+    card_data = ModelCardData(
+        base_model=base,
+        library_name="peft",
+        pipeline_tag="text-generation",
+        language=["fr"],
+        license=license,
+        datasets=datasets_meta,
+        tags=["medical", "biomedical", "french", "dora", "peft", "trl", "sft", "medinjection-fr"],
+        model_name=model_name,
+        eval_results=eval_results(scored) or None,
+    )
+    splits = (manifest.get("dataset") or {}).get("splits") or {}
+    validation_split = next((v for v in splits.values() if isinstance(v, dict)), None)
+    values = {
+        "title": f"{model_name}: {base.split('/')[-1]} + DoRA on MedInjection-FR `{mix.get('name')}`",
+        "base_model": base,
+        "repo_id": repo_id,
+        "mix": mix.get("name"),
+        "mix_description": MIX_DESCRIPTIONS.get(mix.get("name"), "a custom mix"),
+        "base_note": (
+            f"`{base}` is a tiny random model made on the fly by the medinjection demo, not a model on the "
+            "Hub: this card is a preview of the format, and its scores mean nothing."
+            if made_on_the_fly
+            else ""
+        ),
+        "chat_version": manifest.get("chat_version") or "unknown",
+        "data_line": data_line,
+        "composition": composition,
+        "types": ", ".join(mix.get("types") or []) or "unknown",
+        "validation_line": (
+            f"Validation during training: the `{validation_split['split']}` split, {validation_split['used']} items."
+            if validation_split
+            else "No validation split during training."
+        ),
+        "recipe_line": (
+            f"TRL `SFTTrainer` with `{recipe.get('path')}`."
+            if recipe
+            else "TRL `SFTTrainer`, settings from the command line."
+        ),
+        "hyperparameters": _hyperparameters(manifest),
+        "deviations_line": (
+            "Differences from the paper's setup (setting: paper → this run): "
+            + "; ".join(f"`{k}` {_plain(v)}" for k, v in deviations.items())
+            + "."
+            if deviations
+            else "Same settings as the paper's released scripts."
+        ),
+        "train_loss": _loss(train.get("last_logged_loss", train.get("train_loss"))),
+        "validation_loss": _loss(validation.get("eval_loss")) if validation else "",
+        "adapter_sha256": run.adapter_sha256(),
+        "results": [
+            {
+                "benchmark": item.benchmark,
+                "n": entry.get("n"),
+                "metric": name,
+                "value": _percent(entry, entry["value"]),
+                "ci": _interval(entry),
+                "vs_base": _vs_base(item.summary, name, entry),
+            }
+            for item, name, entry in results(scored)
+        ],
+        "provenance": provenance,
+    }
+    return card_data, values
+
+
+def _plain(deviation: Any) -> str:
+    if isinstance(deviation, dict) and {"paper", "run"} <= set(deviation):
+        return f"{deviation['paper']} → {deviation['run']}"
+    return str(deviation)
+
+
+def _loss(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def render_model_card(
+    run: RunLayout,
+    scored: list[Scored],
+    *,
+    repo_id: str,
+    license: str | None = None,
+    dataset_repo: str | None = None,
+) -> ModelCard:
+    """The model card of ``run`` as it would be published to ``repo_id``."""
+    card_data, values = card_facts(run, scored, repo_id=repo_id, license=license, dataset_repo=dataset_repo)
+    template = (resources.files("medinjection.cards") / "templates" / TEMPLATE).read_text(encoding="utf-8")
+    wanted = jinja2.meta.find_undeclared_variables(jinja2.Environment().parse(template)) - {"card_data"}
+    missing = sorted(name for name in wanted if values.get(name) is None)
+    if missing:
+        raise ModelCardError(f"{TEMPLATE}: no value for {', '.join(missing)} (run folder {run.root})")
+    if not values["results"]:
+        raise ModelCardError(f"{run.root}: the evaluation summaries hold no metric with a value")
+    return ModelCard.from_template(card_data, template_str=template, **values)

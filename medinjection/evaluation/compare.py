@@ -1,0 +1,207 @@
+"""Paired comparisons of the models scored in an output folder, corrected for multiple testing.
+
+Two families, each corrected with Benjamini-Hochberg over all of its rows:
+
+- ``vs_base``: every model against the base model, on every benchmark both scored on the same items
+  (same ``items_sha256``) and on the micro and macro aggregates over those benchmarks;
+- ``pairwise``: every pair of non-base models, the same way (e.g. NAT-TRAD vs ALL).
+
+Only the primary metrics of each task are tested (for multiple choice: ``em_constrained``,
+``em_greedy``, ``hamming_constrained``, ``hamming_greedy``); breakdowns are not. Items are paired on
+``id`` in the original order (permutation 0). 0/1 metrics are tested with McNemar's exact test,
+others with a paired sign-flip permutation test; the interval of the difference is a paired
+bootstrap (stratified by benchmark for the aggregates).
+
+The result goes to ``OUTPUT/comparisons.json``, and each model's ``vs_base`` rows into its
+summaries (``OUTPUT/<tag>/<benchmark>/summary.json`` and the run folder's copy).
+"""
+
+from __future__ import annotations
+
+from itertools import combinations
+from pathlib import Path
+from typing import Any
+
+from medinjection.evaluation import stats
+from medinjection.evaluation.outputs import (
+    BASE_TAG,
+    COMPARISONS,
+    read_json,
+    read_predictions,
+    scored_outputs,
+    write_json,
+    write_run_copy,
+)
+from medinjection.runs import PREDICTIONS, SUMMARY
+
+ALPHA = 0.05
+AGGREGATES = ("_aggregate_micro", "_aggregate_macro")
+
+
+def _by_id(rows: list[dict]) -> dict[str, dict]:
+    return {row["id"]: row for row in rows if row.get("permutation", 0) == 0}
+
+
+class _Scored:
+    """One model's summaries and original-order predictions, by benchmark (read once)."""
+
+    def __init__(self, folders: dict[str, Path]):
+        self.summaries = {bench: read_json(folder / SUMMARY) for bench, folder in folders.items()}
+        self.rows = {
+            bench: _by_id(read_predictions(folder / PREDICTIONS)) for bench, folder in folders.items()
+        }
+
+
+def _pairs(a: _Scored, b: _Scored, benchmark: str, metric: str) -> tuple[list, list]:
+    ids = sorted(set(a.rows[benchmark]) & set(b.rows[benchmark]))
+    return [a.rows[benchmark][i].get(metric) for i in ids], [b.rows[benchmark][i].get(metric) for i in ids]
+
+
+def compare_models(
+    model: str, baseline: str, a: _Scored, b: _Scored, *, resamples: int, seed: int
+) -> tuple[list[dict], list[dict]]:
+    """Rows of the comparison of ``model`` (a) with ``baseline`` (b), and the benchmarks not comparable."""
+    rows, not_comparable = [], []
+    common = []
+    for bench in sorted(set(a.summaries) & set(b.summaries)):
+        sa, sb = a.summaries[bench], b.summaries[bench]
+        if sa.get("items_sha256") != sb.get("items_sha256"):
+            not_comparable.append(
+                {
+                    "model": model,
+                    "baseline": baseline,
+                    "benchmark": bench,
+                    "reason": "different items (items_sha256)",
+                }
+            )
+            continue
+        common.append(bench)
+    primary: dict[str, bool] = {}
+    for bench in common:
+        columns = [
+            c
+            for c in a.summaries[bench].get("primary_metrics", [])
+            if c in b.summaries[bench].get("primary_metrics", [])
+        ]
+        for column in columns:
+            binary = primary.setdefault(column, column in a.summaries[bench].get("binary_metrics", []))
+            x, y = _pairs(a, b, bench, column)
+            result = stats.compare_paired(x, y, binary=binary, resamples=resamples, seed=seed)
+            if result.n:
+                rows.append(
+                    {
+                        "model": model,
+                        "baseline": baseline,
+                        "benchmark": bench,
+                        "metric": column,
+                        **result.as_dict(),
+                    }
+                )
+    for column, binary in primary.items():
+        groups = [_pairs(a, b, bench, column) for bench in common]
+        groups = [g for g in groups if any(v is not None for v in g[0])]
+        if not groups:
+            continue
+        benches = [bench for bench in common if any(v is not None for v in _pairs(a, b, bench, column)[0])]
+        micro_a = [v for g in groups for v in g[0]]
+        micro_b = [v for g in groups for v in g[1]]
+        micro = stats.compare_paired(micro_a, micro_b, binary=binary, resamples=resamples, seed=seed)
+        macro = stats.compare_stratified(
+            [g[0] for g in groups], [g[1] for g in groups], "macro", resamples=resamples, seed=seed
+        )
+        for name, result in zip(AGGREGATES, (micro, macro), strict=True):
+            rows.append(
+                {
+                    "model": model,
+                    "baseline": baseline,
+                    "benchmark": name,
+                    "metric": column,
+                    "benchmarks": benches,
+                    **result.as_dict(),
+                }
+            )
+    return rows, not_comparable
+
+
+def correct(rows: list[dict], alpha: float = ALPHA) -> list[dict]:
+    """Benjamini-Hochberg over ``rows`` (one family): ``p_adjusted``, ``significant``, ``verdict``."""
+    adjusted = stats.benjamini_hochberg([row.get("p_value") for row in rows])
+    for row, p_adj in zip(rows, adjusted, strict=True):
+        row["p_adjusted"] = p_adj
+        row["significant"] = p_adj is not None and p_adj < alpha
+        row["verdict"] = stats.verdict(row.get("diff"), row["significant"])
+    return rows
+
+
+def update_comparisons(
+    output: Path, *, alpha: float = ALPHA, resamples: int = stats.RESAMPLES, seed: int = stats.SEED
+) -> dict[str, Any]:
+    """Recompute ``OUTPUT/comparisons.json`` from every scored model, and the summaries' ``vs_base``."""
+    output = Path(output)
+    folders = scored_outputs(output)
+    scored = {tag: _Scored(benches) for tag, benches in folders.items()}
+    families: dict[str, list[dict]] = {"vs_base": [], "pairwise": []}
+    not_comparable: list[dict] = []
+    others = sorted(tag for tag in scored if tag != BASE_TAG)
+    if BASE_TAG in scored:
+        for tag in others:
+            rows, skipped = compare_models(
+                tag, BASE_TAG, scored[tag], scored[BASE_TAG], resamples=resamples, seed=seed
+            )
+            families["vs_base"].extend(rows)
+            not_comparable.extend(skipped)
+    for tag_a, tag_b in combinations(others, 2):
+        rows, skipped = compare_models(
+            tag_a, tag_b, scored[tag_a], scored[tag_b], resamples=resamples, seed=seed
+        )
+        families["pairwise"].extend(rows)
+        not_comparable.extend(skipped)
+    for rows in families.values():
+        correct(rows, alpha)
+    result = {
+        "alpha": alpha,
+        "correction": "benjamini-hochberg (per family)",
+        "bootstrap": {
+            "resamples": resamples,
+            "seed": seed,
+            "method": "percentile",
+            "confidence": stats.CONFIDENCE,
+        },
+        "families": families,
+        "not_comparable": not_comparable,
+    }
+    write_json(output / COMPARISONS, result)
+    _write_vs_base(output, folders, families["vs_base"])
+    return result
+
+
+def _write_vs_base(output: Path, folders: dict[str, dict[str, Path]], rows: list[dict]) -> None:
+    keys = (
+        "n",
+        "value",
+        "baseline_value",
+        "diff",
+        "ci95",
+        "test",
+        "p_value",
+        "p_adjusted",
+        "significant",
+        "verdict",
+    )
+    for tag, benches in folders.items():
+        if tag == BASE_TAG:
+            continue
+        for bench, folder in benches.items():
+            mine = {
+                row["metric"]: {k: row[k] for k in keys}
+                for row in rows
+                if row["model"] == tag and row["benchmark"] == bench
+            }
+            path = folder / SUMMARY
+            summary = read_json(path)
+            if mine:
+                summary["vs_base"] = mine
+            else:
+                summary.pop("vs_base", None)
+            write_json(path, summary)
+            write_run_copy(summary)

@@ -1,0 +1,245 @@
+"""Evaluation items: records become prompts (system + user messages), option letters and gold letters.
+
+Two ways in, one item shape out:
+
+- a built MedInjection-FR folder or Hub repo: its rows carry ``messages`` already (written by the
+  build with the chat format of its ``mixes.json``); the prompt is those messages without the
+  assistant turn;
+- a benchmark read through a source adapter: each row goes through the build's own mapping,
+  normalisation and validation, then ``medinjection.chat.to_messages`` with the benchmark's chat
+  version, so a benchmark item is prompted exactly like a test item of a built folder.
+
+A row an adapter cannot map fails the run, naming the row, unless the caller lets bad rows through
+(then they are kept in ``ItemSet.rejected`` and written beside the predictions, never dropped).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from medinjection.evaluation.protocol import MC_TYPES, gold_letters
+
+
+class ItemError(ValueError):
+    """A record cannot become an evaluation item; the message names the record and what is wrong."""
+
+
+@dataclass(frozen=True)
+class EvalItem:
+    id: str
+    type: str
+    source: str
+    messages: tuple[dict[str, str], ...]
+    """The prompt: system and user messages (no assistant turn)."""
+    letters: tuple[str, ...] = ()
+    gold: tuple[str, ...] = ()
+    reference: str = ""
+    """The record's ``answer`` (the reference answer of an open-ended item)."""
+    record: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    permutation: int = 0
+    order: tuple[int, ...] = ()
+    """Original option index shown at each position (identity for the original order)."""
+
+    @property
+    def is_mc(self) -> bool:
+        return self.type in MC_TYPES
+
+
+@dataclass
+class ItemSet:
+    items: list[EvalItem]
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+    """Rows that could not become items: ``{"location", "reason", "detail"}``."""
+
+    def counts(self) -> dict[str, int]:
+        return dict(sorted(Counter(item.type for item in self.items).items()))
+
+
+def prompt_messages(messages: Iterable[dict[str, str]]) -> tuple[dict[str, str], ...]:
+    """The messages without the assistant turn, as the authors prompt."""
+    return tuple({"role": m["role"], "content": m["content"]} for m in messages if m["role"] != "assistant")
+
+
+def item_from_record(record: dict[str, Any], messages: Iterable[dict[str, str]] | None = None) -> EvalItem:
+    """An item from a schema record (``messages`` default: the record's own)."""
+    rid = record.get("id") or "(no id)"
+    msgs = prompt_messages(record.get("messages") if messages is None else messages)
+    if not msgs or msgs[-1]["role"] != "user":
+        raise ItemError(f"record {rid}: its messages have no user turn to prompt with")
+    kind = record.get("type")
+    if kind == "OEQ":
+        return EvalItem(
+            rid, kind, record.get("source") or "", msgs, reference=record.get("answer") or "", record=record
+        )
+    if kind not in MC_TYPES:
+        raise ItemError(f"record {rid}: type {kind!r} is not one of MCQ, MCQU, OEQ")
+    letters = tuple(str(opt["letter"]).upper() for opt in record.get("options") or [])
+    if len(letters) < 2:
+        raise ItemError(f"record {rid}: a {kind} item with {len(letters)} option(s)")
+    gold = tuple(gold_letters(record.get("answer") or ""))
+    correct = {str(letter).upper() for letter in record.get("correct_letters") or []}
+    # Gold comes from `answer`, as the authors read it; a record whose answer and letters disagree
+    # would be scored against the wrong key, so it is refused.
+    if correct and set(gold) != correct:
+        raise ItemError(
+            f"record {rid}: answer {record.get('answer')!r} gives gold {sorted(gold)} but correct_letters are {sorted(correct)}"
+        )
+    if not gold:
+        raise ItemError(f"record {rid}: no gold letter in answer {record.get('answer')!r}")
+    if not set(gold) <= set(letters):
+        raise ItemError(f"record {rid}: gold {sorted(gold)} not among the option letters {list(letters)}")
+    return EvalItem(
+        rid,
+        kind,
+        record.get("source") or "",
+        msgs,
+        letters=letters,
+        gold=gold,
+        reference=record.get("answer") or "",
+        record=record,
+        order=tuple(range(len(letters))),
+    )
+
+
+def check_unique(items: list[EvalItem], where: str) -> None:
+    seen: Counter = Counter(item.id for item in items)
+    duplicates = [rid for rid, n in seen.items() if n > 1]
+    if duplicates:
+        raise ItemError(f"{where}: {len(duplicates)} duplicate item id(s), e.g. {duplicates[:3]}")
+
+
+def items_sha256(items: Iterable[EvalItem]) -> str:
+    """Identity of what was scored: ids, prompts, letters and gold of the items, in order."""
+    digest = hashlib.sha256()
+    for item in items:
+        payload = [
+            item.id,
+            item.type,
+            list(item.messages),
+            list(item.letters),
+            list(item.gold),
+            item.permutation,
+        ]
+        digest.update(json.dumps(payload, ensure_ascii=False, sort_keys=True).encode())
+        digest.update(b"\n")
+    return digest.hexdigest()
+
+
+# ---- loading a benchmark's items ------------------------------------------------------------------
+def load_items(spec, skip_bad_rows: bool = False) -> ItemSet:
+    """The items of a ``BenchmarkSpec`` (its split and types), in the source's order.
+
+    Raises ``ItemError`` naming the first rows that cannot become items unless ``skip_bad_rows``
+    (then they are returned in ``ItemSet.rejected``).
+    """
+    if spec.source is not None:
+        item_set = _items_from_source(spec)
+    else:
+        item_set = _items_from_dataset(spec)
+    if item_set.rejected and not skip_bad_rows:
+        first = "; ".join(f"{r['location']}: {r['reason']}: {r['detail']}" for r in item_set.rejected[:3])
+        raise ItemError(
+            f"benchmark {spec.name!r}: {len(item_set.rejected)} row(s) cannot be scored ({first}); "
+            "fix the source, or pass --skip-bad-rows to score the others (the bad rows are then written "
+            "to rejected.jsonl beside the predictions)"
+        )
+    if not item_set.items:
+        raise ItemError(f"benchmark {spec.name!r}: no {'/'.join(spec.types)} items in split {spec.split!r}")
+    check_unique(item_set.items, f"benchmark {spec.name!r}")
+    if spec.limit is not None:
+        item_set.items = item_set.items[: spec.limit]
+    return item_set
+
+
+def _keep_split(spec, split: str) -> bool:
+    return spec.split == "all" or split == spec.split
+
+
+def _items_from_source(spec) -> ItemSet:
+    from medinjection.chat import to_messages
+    from medinjection.dataset_builders.sources import get_adapter
+    from medinjection.dataset_builders.steps.normalize import normalize_record
+    from medinjection.schema import RecordError, validate_record
+
+    adapter = get_adapter(spec.source.adapter)(spec.source)
+    adapter.check_available()
+    items, rejected, splits_seen = [], [], Counter()
+    for raw in adapter.iter_raw():
+        splits_seen[raw.split or "(none)"] += 1
+        if not _keep_split(spec, raw.split):
+            continue
+        try:
+            record = normalize_record(adapter.map_row(raw))
+            validate_record(record)
+        except RecordError as err:
+            rejected.append({"location": raw.location, "reason": err.reason, "detail": err.detail})
+            continue
+        if record["type"] not in spec.types:
+            continue
+        try:
+            items.append(item_from_record(record, to_messages(record, spec.chat_version)))
+        except ItemError as err:
+            rejected.append({"location": raw.location, "reason": "not_scorable", "detail": str(err)})
+    if not items and not rejected:
+        raise ItemError(
+            f"benchmark {spec.name!r}: no row of split {spec.split!r} in {spec.source.path or spec.source.hub_id} "
+            f"(rows by split: {dict(splits_seen)})"
+        )
+    return ItemSet(items, rejected)
+
+
+def _items_from_dataset(spec) -> ItemSet:
+    ref = spec.dataset
+    if ref.path:
+        rows = _dataset_rows(Path(ref.path), ref.config, spec.split)
+    else:
+        import datasets
+
+        rows = list(datasets.load_dataset(ref.hub_id, ref.config, split=spec.split, revision=ref.revision))
+    items, rejected = [], []
+    for index, row in enumerate(rows):
+        if row.get("type") not in spec.types:
+            continue
+        try:
+            items.append(item_from_record(dict(row)))
+        except (ItemError, KeyError, TypeError) as err:
+            location = f"{ref.path or ref.hub_id}:{ref.config}:{spec.split}:{index}"
+            rejected.append({"location": location, "reason": "not_scorable", "detail": str(err)})
+    return ItemSet(items, rejected)
+
+
+def _dataset_rows(root: Path, config: str, split: str) -> list[dict[str, Any]]:
+    import pyarrow.parquet as pq
+
+    if not root.is_dir():
+        raise ItemError(f"{root}: no dataset folder (for a Hub repo give its id with a pinned --revision)")
+    folder = root / "data" / config
+    if not folder.is_dir():
+        known = (
+            sorted(p.name for p in (root / "data").iterdir() if p.is_dir())
+            if (root / "data").is_dir()
+            else []
+        )
+        raise ItemError(f"{root}: no config {config!r} (data/{config}/ missing; configs: {known})")
+    files = sorted(folder.glob(f"{split}-*.parquet")) if split != "all" else sorted(folder.glob("*.parquet"))
+    if not files:
+        found = sorted({p.name.split("-", 1)[0] for p in folder.glob("*.parquet")})
+        raise ItemError(f"{folder}: no {split}-*.parquet file (splits here: {found})")
+    rows: list[dict[str, Any]] = []
+    for path in files:
+        rows.extend(pq.read_table(path).to_pylist())
+    return rows
+
+
+def dataset_chat_version(root: Path) -> str | None:
+    """``chat_version`` of a built folder's ``mixes.json`` (None when it does not say)."""
+    path = Path(root) / "mixes.json"
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text(encoding="utf-8")).get("chat_version")

@@ -1,0 +1,141 @@
+"""Where evaluation writes, and reading it back.
+
+::
+
+    OUTPUT/
+      <model_tag>/<benchmark>/predictions.parquet   one row per item and permutation
+      <model_tag>/<benchmark>/summary.json          metrics with intervals, what was scored, how
+      <model_tag>/<benchmark>/rejected.jsonl        rows that could not be scored (--skip-bad-rows)
+      <model_tag>/aggregate.json                    micro and macro means over its benchmarks
+      comparisons.json                              paired tests, Benjamini-Hochberg adjusted
+
+``model_tag`` is ``base`` for the base model and the run folder's name (the mix) for an adapter;
+an adapter's summaries are also written to ``RUN_DIR/eval/<benchmark>/summary.json``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from medinjection.runs import PREDICTIONS, SUMMARY, RunLayout
+
+BASE_TAG = "base"
+AGGREGATE = "aggregate.json"
+COMPARISONS = "comparisons.json"
+REJECTED = "rejected.jsonl"
+SCHEMA_VERSION = 1
+
+
+def bench_dir(output: Path, tag: str, benchmark: str) -> Path:
+    return Path(output) / tag / benchmark
+
+
+def write_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def write_predictions(path: Path, rows: list[dict[str, Any]], float_columns: tuple[str, ...] = ()) -> str:
+    """Write rows (the union of their columns, null where a row lacks one); returns the file's sha256.
+
+    ``float_columns`` (the metric columns) are stored as float64 even when every row is null (e.g.
+    Hamming on a benchmark without multi-answer items), so files of different benchmarks concatenate.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    columns: list[str] = []
+    for row in rows:
+        columns.extend(key for key in row if key not in columns)
+    table = pa.Table.from_pylist([{key: row.get(key) for key in columns} for row in rows])
+    for name in float_columns:
+        if name in table.column_names and pa.types.is_null(table.schema.field(name).type):
+            table = table.set_column(
+                table.column_names.index(name), name, pa.nulls(table.num_rows, type=pa.float64())
+            )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.parquet")
+    pq.write_table(table, tmp)
+    tmp.replace(path)
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def read_predictions(path: Path) -> list[dict[str, Any]]:
+    import pyarrow.parquet as pq
+
+    return pq.read_table(path).to_pylist()
+
+
+def write_rejected(path: Path, rejected: list[dict]) -> None:
+    if not rejected:
+        if path.exists():
+            path.unlink()
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as handle:
+        for row in rejected:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def scored_outputs(output: Path) -> dict[str, dict[str, Path]]:
+    """``{model_tag: {benchmark: folder}}`` of every folder holding both a summary and predictions."""
+    found: dict[str, dict[str, Path]] = {}
+    for summary in sorted(Path(output).glob(f"*/*/{SUMMARY}")):
+        folder = summary.parent
+        if (folder / PREDICTIONS).is_file():
+            found.setdefault(folder.parent.name, {})[folder.name] = folder
+    return found
+
+
+def reusable(folder: Path, fingerprint: dict[str, Any]) -> bool:
+    """Whether ``folder`` already holds this exact scoring (same model, artefact, items, protocol)."""
+    summary_path, predictions = folder / SUMMARY, folder / PREDICTIONS
+    if not (summary_path.is_file() and predictions.is_file()):
+        return False
+    summary = read_json(summary_path)
+    if summary.get("fingerprint") != fingerprint:
+        return False
+    return hashlib.sha256(predictions.read_bytes()).hexdigest() == summary.get("predictions_sha256")
+
+
+def write_run_copy(summary: dict[str, Any]) -> Path | None:
+    """Copy an adapter's summary into its run folder when the files there are still the scored ones."""
+    adapter = summary.get("adapter")
+    if not adapter:
+        return None
+    layout = RunLayout(Path(adapter))
+    if not layout.is_run() or layout.adapter_sha256() != summary.get("adapter_sha256"):
+        return None  # the folder now holds other adapter files: its eval/ must not claim these scores
+    path = layout.summary_path(summary["benchmark"])
+    write_json(path, summary)
+    return path
+
+
+@dataclass(frozen=True)
+class ScoredOutput:
+    """One (model, benchmark) scored under an output folder."""
+
+    model_tag: str
+    benchmark: str
+    folder: Path
+    summary: dict
+    predictions: Path
+
+
+def list_outputs(output: Path) -> list[ScoredOutput]:
+    """Every scored (model_tag, benchmark) under ``output``, sorted (the report's one reader)."""
+    found = []
+    for tag, benches in sorted(scored_outputs(output).items()):
+        for bench, folder in sorted(benches.items()):
+            found.append(ScoredOutput(tag, bench, folder, read_json(folder / SUMMARY), folder / PREDICTIONS))
+    return found

@@ -1,0 +1,610 @@
+"""``medinjection report``: the paper's comparison tables and plots, from evaluation outputs only.
+
+Reads what ``medinjection evaluate`` (and ``medinjection judge``) wrote under one output folder:
+``<model_tag>/<benchmark>/summary.json`` and ``predictions.parquet``, ``<model_tag>/aggregate.json``,
+``comparisons.json``; and, with ``--ratings``, the table of ``medinjection quality ratings pull``.
+Writes ``report.md`` (and ``report.json``, the same figures for scripts) and PNG plots.
+
+Every figure is the summary's value with its 95 % interval, and beside it the verdict of the
+paired test against the base model on the same items:
+
+- from ``comparisons.json`` (the evaluation's family, Benjamini-Hochberg adjusted) when it has the
+  comparison;
+- otherwise computed here from the predictions with the same tests (``stats.compare_paired``:
+  McNemar for 0/1 metrics, a paired sign-flip permutation test otherwise; a paired bootstrap of
+  the corpus statistic for corpus BLEU), adjusted together as a second family. The report says
+  which family each verdict came from.
+
+Same inputs give the same bytes: fixed seeds, sorted models and benchmarks, no dates, and PNGs
+saved without matplotlib's version stamp (``plots.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from medinjection.evaluation.stats import RESAMPLES, SEED, benjamini_hochberg, compare_paired, verdict
+
+PAPER_MIXES = ("nat", "trad", "syn", "nat_trad", "nat_syn", "trad_syn", "all")
+BASE = "base"
+MARKS = {"better": "▲", "worse": "▼", "no difference": "="}
+OEQ_COLUMNS = (
+    ("bleu", "BLEU"),
+    ("bleu_sentence", "BLEU (sent.)"),
+    ("rouge2", "ROUGE-2"),
+    ("meteor", "METEOR"),
+    ("bertscore_f1", "BERTScore-F1"),
+    ("judge_binary", "Judge 0/1"),
+    ("judge_graded", "Judge 1-5"),
+)
+# How a metric is printed: "pct" = fraction x 100, "raw" = as is (BLEU 0-100, judge grade 1-5).
+RAW_METRICS = {"bleu", "bleu_sentence", "judge_graded"}
+BINARY_METRICS = {"judge_binary"}
+
+
+class ReportError(ValueError):
+    pass
+
+
+@dataclass
+class Output:
+    tag: str
+    benchmark: str
+    summary: dict[str, Any]
+    predictions: Path
+    _rows: list[dict[str, Any]] | None = field(default=None, repr=False)
+
+    def rows(self) -> list[dict[str, Any]]:
+        if self._rows is None:
+            import pyarrow.parquet as pq
+
+            self._rows = pq.read_table(self.predictions).to_pylist() if self.predictions.is_file() else []
+        return self._rows
+
+    def metric(self, name: str) -> dict[str, Any] | None:
+        return (self.summary.get("metrics") or {}).get(name)
+
+
+def model_order(tags: set[str]) -> list[str]:
+    """base first, then the paper's mixes in its order, then any other tag by name."""
+    known = [t for t in (BASE, *PAPER_MIXES) if t in tags]
+    return known + sorted(tags - set(known))
+
+
+def display_name(tag: str) -> str:
+    return "Base" if tag == BASE else tag.upper().replace("_", "-") if tag in PAPER_MIXES else tag
+
+
+def read_outputs(root: str | Path) -> list[Output]:
+    """Every scored ``<model_tag>/<benchmark>/`` under ``root`` (``outputs.scored_outputs``), sorted."""
+    from medinjection.evaluation.outputs import scored_outputs
+
+    root = Path(root)
+    if not root.is_dir():
+        raise ReportError(f"{root}: no such folder (give the --output folder of `medinjection evaluate`)")
+    outputs = []
+    for tag, benches in sorted(scored_outputs(root).items()):
+        for _, folder in sorted(benches.items()):
+            path = folder / "summary.json"
+            try:
+                summary = json.loads(path.read_text(encoding="utf-8"))
+            except json.JSONDecodeError as err:
+                raise ReportError(f"{path}: not valid JSON ({err})") from err
+            for key in ("benchmark", "metrics"):
+                if key not in summary:
+                    raise ReportError(f"{path}: no {key!r} (not an evaluation summary)")
+            outputs.append(
+                Output(
+                    summary.get("model_tag") or tag,
+                    summary["benchmark"],
+                    summary,
+                    folder / "predictions.parquet",
+                )
+            )
+    if not outputs:
+        raise ReportError(
+            f"{root}: no <model_tag>/<benchmark>/summary.json with its predictions.parquet "
+            "(run `medinjection evaluate` first)"
+        )
+    return outputs
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def read_ratings(path: str | Path) -> list[dict[str, Any]]:
+    path = Path(path)
+    if not path.is_file():
+        raise ReportError(f"{path}: no such ratings table (`medinjection quality ratings pull` writes it)")
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        return pq.read_table(path).to_pylist()
+    if path.suffix == ".jsonl":
+        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    raise ReportError(f"{path}: a ratings table is .parquet or .jsonl")
+
+
+# --- formatting -------------------------------------------------------------------------------
+
+
+def _number(value: float | None, metric: str) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{value:.2f}" if metric in RAW_METRICS else f"{100 * value:.2f}"
+
+
+def cell(entry: dict[str, Any] | None, metric: str, mark: str = "") -> str:
+    """``37.31 [35.10, 39.52] ▲``: the value, its interval, the verdict mark against the base."""
+    if entry is None:
+        return "n/a"
+    if entry.get("value") is None:
+        return "missing" if entry.get("missing") else "–"
+    ci = entry.get("ci95") or [None, None]
+    text = f"{_number(entry['value'], metric)} [{_number(ci[0], metric)}, {_number(ci[1], metric)}]"
+    return f"{text} {mark}".rstrip()
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+# --- comparisons ------------------------------------------------------------------------------
+
+
+def per_item(rows: list[dict[str, Any]], metric: str) -> dict[str, float]:
+    """Per-item values of a metric: a column (original order), ``<m>_perm`` (mean over the permuted
+    copies) or ``<m>_robust`` (1 when right in every order)."""
+    values: dict[str, list[float]] = {}
+    column, mode = metric, "original"
+    for suffix in ("_perm", "_robust"):
+        if metric.endswith(suffix):
+            column, mode = metric[: -len(suffix)], suffix[1:]
+    for row in rows:
+        value = row.get(column)
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            continue
+        permutation = row.get("permutation") or 0
+        if mode == "original" and permutation != 0 or mode == "perm" and permutation == 0:
+            continue
+        values.setdefault(row["id"], []).append(float(value))
+    if mode == "robust":
+        return {k: min(v) for k, v in values.items()}
+    return {k: sum(v) / len(v) for k, v in values.items()}
+
+
+class Comparisons:
+    """Verdicts against the base model: the evaluation's own, else computed here (second family)."""
+
+    def __init__(self, outputs: list[Output], comparisons: dict | None, resamples: int, seed: int):
+        self.by_key = {(o.tag, o.benchmark): o for o in outputs}
+        self.resamples, self.seed = resamples, seed
+        self.alpha = (comparisons or {}).get("alpha", 0.05)
+        self.evaluation: dict[tuple[str, str, str], dict] = {}
+        for row in ((comparisons or {}).get("families") or {}).get("vs_base", []):
+            self.evaluation[(row["model"], row["benchmark"], row["metric"])] = row
+        for output in outputs:  # summaries' vs_base mappings (same rows) when there is no comparisons.json
+            for metric, row in (output.summary.get("vs_base") or {}).items():
+                self.evaluation.setdefault((output.tag, output.benchmark, metric), row)
+        self.computed: dict[tuple[str, str, str], dict] = {}
+        self.wanted: list[tuple[str, str, str]] = []
+
+    def want(self, tag: str, benchmark: str, metric: str) -> None:
+        key = (tag, benchmark, metric)
+        if tag != BASE and key not in self.evaluation and key not in self.wanted:
+            if (BASE, benchmark) in self.by_key and (tag, benchmark) in self.by_key:
+                self.wanted.append(key)
+
+    def compute(self) -> None:
+        """Compute every wanted comparison the evaluation did not make, then adjust them together."""
+        from medinjection.evaluation.open_ended import paired_corpus_bleu
+
+        rows = []
+        for tag, benchmark, metric in sorted(self.wanted):
+            mine, base = self.by_key[(tag, benchmark)], self.by_key[(BASE, benchmark)]
+            if (mine.summary.get("items_sha256") or "") != (base.summary.get("items_sha256") or ""):
+                continue  # not the same items: not comparable
+            if metric == "bleu":
+                result = paired_corpus_bleu(
+                    mine.rows(), base.rows(), resamples=self.resamples, seed=self.seed
+                )
+            else:
+                a, b = per_item(mine.rows(), metric), per_item(base.rows(), metric)
+                ids = sorted(set(a) & set(b))
+                if not ids:
+                    continue
+                # 0/1 per item: exact match and robust; the mean over K permuted copies is not
+                binary = metric in BINARY_METRICS or (
+                    metric.startswith("em_") and not metric.endswith("_perm")
+                )
+                result = compare_paired(
+                    [a[i] for i in ids],
+                    [b[i] for i in ids],
+                    binary=binary,
+                    resamples=self.resamples,
+                    seed=self.seed,
+                ).as_dict()
+            rows.append(((tag, benchmark, metric), result))
+        adjusted = benjamini_hochberg([r["p_value"] for _, r in rows])
+        for (key, result), p_adjusted in zip(rows, adjusted, strict=True):
+            significant = p_adjusted is not None and p_adjusted < self.alpha
+            self.computed[key] = {
+                **result,
+                "p_adjusted": p_adjusted,
+                "significant": significant,
+                "verdict": verdict(result["diff"], significant),
+                "family": "report",
+            }
+
+    def get(self, tag: str, benchmark: str, metric: str) -> dict | None:
+        key = (tag, benchmark, metric)
+        if key in self.evaluation:
+            return {**self.evaluation[key], "family": "evaluation"}
+        return self.computed.get(key)
+
+    def mark(self, tag: str, benchmark: str, metric: str) -> str:
+        found = self.get(tag, benchmark, metric)
+        if found is None or not found.get("verdict"):
+            return ""
+        return MARKS[found["verdict"]] + ("" if found.get("family") == "evaluation" else "ᵣ")
+
+
+# --- the report -------------------------------------------------------------------------------
+
+
+@dataclass
+class Report:
+    markdown: str
+    data: dict[str, Any]
+    figures: dict[str, Path]
+
+
+def _mc_benchmarks(outputs: list[Output]) -> list[str]:
+    return sorted({o.benchmark for o in outputs if o.metric("em_constrained")})
+
+
+def _oeq_benchmarks(outputs: list[Output]) -> list[str]:
+    return sorted({o.benchmark for o in outputs if o.metric("rouge2") or o.metric("bleu")})
+
+
+def _perm_benchmarks(outputs: list[Output]) -> list[str]:
+    return sorted({o.benchmark for o in outputs if o.metric("em_constrained_perm")})
+
+
+class _Builder:
+    def __init__(self, root: Path, outputs: list[Output], resamples: int, seed: int):
+        self.root, self.outputs = root, outputs
+        self.by_key = {(o.tag, o.benchmark): o for o in outputs}
+        if len(self.by_key) != len(outputs):
+            raise ReportError(f"{root}: two summaries for the same model tag and benchmark")
+        self.tags = model_order({o.tag for o in outputs})
+        self.aggregates = {t: read_json(root / t / "aggregate.json") for t in self.tags}
+        self.comparisons = Comparisons(outputs, read_json(root / "comparisons.json"), resamples, seed)
+        self.resamples, self.seed = resamples, seed
+        self.data: dict[str, Any] = {"models": self.tags, "tables": {}}
+        self.notes: list[str] = []
+
+    def entry(self, tag: str, benchmark: str, metric: str) -> dict | None:
+        output = self.by_key.get((tag, benchmark))
+        return output.metric(metric) if output else None
+
+    def aggregate(self, tag: str, metric: str) -> dict | None:
+        return ((self.aggregates.get(tag) or {}).get("metrics") or {}).get(metric)
+
+    def cell(self, tag: str, benchmark: str, metric: str, shown: str | None = None) -> str:
+        entry = self.entry(tag, benchmark, metric)
+        self.data["tables"].setdefault(shown or metric, {}).setdefault(tag, {})[benchmark] = entry
+        if entry is not None and entry.get("value") is None and entry.get("missing"):
+            self.notes.append(f"{display_name(tag)}, {benchmark}, {metric}: {entry['missing']}")
+        return cell(entry, metric, self.comparisons.mark(tag, benchmark, metric))
+
+    def want_all(self, benchmarks: list[str], metrics: list[str]) -> None:
+        for tag in self.tags:
+            for benchmark in benchmarks:
+                for metric in metrics:
+                    if self.entry(tag, benchmark, metric) is not None:
+                        self.comparisons.want(tag, benchmark, metric)
+
+    # sections
+
+    def runs(self) -> str:
+        rows = []
+        for tag in self.tags:
+            summaries = [o.summary for o in self.outputs if o.tag == tag]
+            first = summaries[0]
+            sha = first.get("adapter_sha256")
+            rows.append(
+                [
+                    display_name(tag),
+                    f"`{first.get('model', '')}`",
+                    f"`{sha[:12]}`" if sha else "–",
+                    ", ".join(sorted(s["benchmark"] for s in summaries)),
+                ]
+            )
+        items = []
+        for benchmark in sorted({o.benchmark for o in self.outputs}):
+            counts = {o.summary.get("n_items") for o in self.outputs if o.benchmark == benchmark}
+            items.append(f"{benchmark}: {', '.join(str(c) for c in sorted(counts, key=str))} items")
+        return (
+            "## Models and benchmarks\n\n"
+            + table(["model", "base model", "adapter sha256", "benchmarks"], rows)
+            + "\n\n"
+            + "; ".join(items)
+            + ".\n"
+        )
+
+    def mc_table(self, metric: str, title: str, with_aggregate: bool) -> str:
+        benchmarks = [
+            b for b in _mc_benchmarks(self.outputs) if any(self.entry(t, b, metric) for t in self.tags)
+        ]
+        if not benchmarks:
+            return ""
+        header = ["model", *benchmarks]
+        if with_aggregate:
+            header += ["aggregated (macro)", "all items (micro)"]
+        rows = []
+        for tag in self.tags:
+            row = [display_name(tag), *(self.cell(tag, b, metric) for b in benchmarks)]
+            if with_aggregate:
+                for kind in ("macro", "micro"):
+                    entry = self.aggregate(tag, f"{metric}_{kind}")
+                    self.data["tables"].setdefault(metric, {}).setdefault(tag, {})[f"_aggregate_{kind}"] = (
+                        entry
+                    )
+                    row.append(cell(entry, metric, self.comparisons.mark(tag, f"_aggregate_{kind}", metric)))
+            rows.append(row)
+        return f"### {title}\n\n" + table(header, rows) + "\n"
+
+    def position_bias(self) -> str:
+        benchmarks = _perm_benchmarks(self.outputs)
+        if not benchmarks:
+            return "## Position bias\n\nNo permuted runs (`medinjection evaluate --permutations K`).\n"
+        rows = []
+        for benchmark in benchmarks:
+            for tag in self.tags:
+                if (tag, benchmark) not in self.by_key:
+                    continue
+                k = (self.by_key[(tag, benchmark)].summary.get("protocol") or {}).get("permutations", "")
+                rows.append(
+                    [
+                        display_name(tag),
+                        benchmark,
+                        str(k),
+                        self.cell(tag, benchmark, "em_constrained", "position_original"),
+                        self.cell(tag, benchmark, "em_constrained_perm"),
+                        cell(
+                            self.entry(tag, benchmark, "em_constrained_perm_drop"), "em_constrained_perm_drop"
+                        ),
+                        self.cell(tag, benchmark, "em_constrained_robust"),
+                    ]
+                )
+        return (
+            "## Position bias\n\nConstrained EM (%) with the options in their original order and under K seeded "
+            "permutations (mean over the permuted copies); the drop is original minus permuted (paired "
+            "interval); robust: right under the original order and every permutation. (The paper: the base "
+            "model's constrained EM falls from 37.31 to 23.20 with permuted options.)\n\n"
+            + table(["model", "benchmark", "K", "original", "permuted", "drop", "robust"], rows)
+            + "\n"
+        )
+
+    def oeq(self) -> str:
+        benchmarks = _oeq_benchmarks(self.outputs)
+        if not benchmarks:
+            return "## Open-ended answers\n\nNo open-ended benchmark in these outputs.\n"
+        parts = [
+            "## Open-ended answers\n\nBLEU on sacrebleu's 0-100 scale (corpus, and the mean of sentence BLEU); "
+            "ROUGE-2, METEOR, BERTScore-F1 and the binary judge (share judged equivalent) in %; the graded "
+            "judge on 1-5. Judge means leave out unparseable and failed verdicts (counted below).\n"
+        ]
+        for benchmark in benchmarks:
+            rows = []
+            for tag in self.tags:
+                if (tag, benchmark) in self.by_key:
+                    rows.append([display_name(tag), *(self.cell(tag, benchmark, m) for m, _ in OEQ_COLUMNS)])
+            parts.append(f"### {benchmark}\n\n" + table(["model", *(n for _, n in OEQ_COLUMNS)], rows) + "\n")
+            parts.append(self.oeq_details(benchmark))
+        return "\n".join(parts)
+
+    def oeq_details(self, benchmark: str) -> str:
+        lines = []
+        for tag in self.tags:
+            output = self.by_key.get((tag, benchmark))
+            if output is None:
+                continue
+            for metric in ("judge_binary", "judge_graded"):
+                entry = output.metric(metric)
+                if entry and "n_judged" in entry:
+                    lines.append(
+                        f"- {display_name(tag)}, {metric}: judge `{entry.get('judge_model')}`, prompt "
+                        f"`{entry.get('prompt_version')}`: {entry['n']} verdicts of {entry['n_judged']} answers "
+                        f"({entry['n_unparseable']} unparseable, {entry['n_failed']} failed)"
+                    )
+        signatures = sorted(
+            {
+                f"{m}: {e[k]}"
+                for o in self.outputs
+                if o.benchmark == benchmark
+                for m in ("bleu", "meteor", "bertscore_f1")
+                for e in [o.metric(m) or {}]
+                for k in ("signature", "resources", "settings")
+                if e.get(k)
+            }
+        )
+        lines += [f"- {s}" for s in signatures]
+        return "\n".join(lines) + "\n" if lines else ""
+
+    def calibration(self, ratings: list[dict] | None) -> tuple[str, dict | None, dict]:
+        from medinjection.evaluation.calibration import calibrate
+
+        predictions = {
+            tag: [r for o in self.outputs if o.tag == tag for r in o.rows() if r.get("type") == "OEQ"]
+            for tag in self.tags
+        }
+        predictions = {t: rows for t, rows in predictions.items() if rows}
+        if not predictions:
+            return "", None, predictions
+        result = calibrate(ratings or [], predictions, resamples=self.resamples, seed=self.seed)
+        self.data["calibration"] = result
+        parts = ["## The judge against human ratings\n"]
+        if not ratings:
+            parts.append("No ratings given (`--ratings`, from `medinjection quality ratings pull`).\n")
+        else:
+            parts.append(
+                f"{result['n_rated_answers']} rated answers ({result['n_ratings']} ratings by "
+                f"{result['n_annotators']} annotators); correlation with the mean human rating (1-5) and, "
+                "second table, with the share of raters who found the answer equivalent; 95 % bootstrap "
+                "intervals over rated answers. The paper (Pearson r): MedGemma-27B 0.61, Gemini 2.0 Flash "
+                "0.57, GPT-4.1-mini 0.49, ROUGE-2 about 0.36, BLEU about 0.02.\n"
+            )
+            for target, title in (("rating", "human rating"), ("equivalent", "human 'equivalent'")):
+                rows = []
+                for score, by_target in result["correlations"].items():
+                    c = by_target[target]
+                    rows.append(
+                        [score, *(_corr(c[m]) for m in ("pearson", "spearman", "kendall")), str(c["n"])]
+                    )
+                parts.append(
+                    f"### Correlation with the {title}\n\n"
+                    + table(["score", "Pearson", "Spearman", "Kendall", "n"], rows)
+                    + "\n"
+                )
+            rows = []
+            for score, bias in result["verbosity"].items():
+                if bias:
+                    rows.append(
+                        [
+                            score,
+                            _corr(bias["length_correlation"]),
+                            _corr(bias["within_rating_correlation"]),
+                            _corr(bias["within_rating_slope"]),
+                            str(bias["within_rating_correlation"]["n"]),
+                        ]
+                    )
+            if rows:
+                parts.append(
+                    "### Verbosity bias\n\nPearson correlation of the judge score with log2(1 + answer tokens), "
+                    "over all rated answers and at equal human rating (both centred within each rating "
+                    "level); the slope is the judge's change per doubling of the answer's length at equal "
+                    "rating.\n\n"
+                    + table(["judge", "with length", "at equal rating", "slope / doubling", "n"], rows)
+                    + "\n"
+                )
+        rows = []
+        for score, controlled in result["length_controlled"].items():
+            if not controlled:
+                continue
+            for tag in self.tags:
+                entry = controlled["models"].get(tag)
+                if entry:
+                    rows.append(
+                        [
+                            score,
+                            display_name(tag),
+                            _number(entry["raw"], score),
+                            cell(entry, score),
+                            f"{2 ** entry['mean_log2_length'] - 1:.0f}",
+                            str(entry["n"]),
+                        ]
+                    )
+            self.notes.append(
+                f"length control of {score}: slope {controlled['slope']:.3f} per doubling, "
+                f"{controlled['slope_source']}"
+            )
+        if rows:
+            parts.append(
+                "### Length-controlled judge scores\n\nThe judge score each model would get at the mean "
+                "answer length of all models (its score minus slope x its excess log2 length; see the "
+                "notes for the slope).\n\n"
+                + table(["judge", "model", "raw", "length-controlled", "geo. mean tokens", "n"], rows)
+                + "\n"
+            )
+        return "\n".join(parts), result, predictions
+
+
+def _corr(entry: dict[str, Any]) -> str:
+    value, ci = entry.get("value"), entry.get("ci95")
+    if value is None:
+        return "–"
+    return f"{value:.2f} [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else f"{value:.2f}"
+
+
+def build_report(
+    root: str | Path,
+    output: str | Path,
+    ratings: str | Path | None = None,
+    *,
+    resamples: int = RESAMPLES,
+    seed: int = SEED,
+) -> Report:
+    """Write ``report.md``, ``report.json`` and the PNG plots of the evaluation outputs under ``root``."""
+    from medinjection.evaluation import plots
+
+    root, output = Path(root), Path(output)
+    outputs = read_outputs(root)
+    builder = _Builder(root, outputs, resamples, seed)
+    mc = _mc_benchmarks(outputs)
+    builder.want_all(mc, ["em_constrained", "em_greedy", "hamming_constrained", "hamming_greedy"])
+    builder.want_all(_perm_benchmarks(outputs), ["em_constrained_perm", "em_constrained_robust"])
+    builder.want_all(_oeq_benchmarks(outputs), [m for m, _ in OEQ_COLUMNS])
+    builder.comparisons.compute()
+
+    rated = read_ratings(ratings) if ratings else None
+    sections = [
+        "# MedInjection-FR evaluation report\n",
+        f"From `{root.resolve().name}/`: {len(builder.tags)} models, {len({o.benchmark for o in outputs})} benchmarks. "
+        "Each figure: value [95 % bootstrap interval]; beside it the paired test against the base model on the "
+        "same items (▲ better, ▼ worse, = no significant difference, Benjamini-Hochberg adjusted p < "
+        f"{builder.comparisons.alpha}): from the evaluation's comparisons, or, marked ᵣ, computed by the report "
+        "from the predictions (a second family). Multiple-choice figures in %.\n",
+        builder.runs(),
+        "## Multiple choice\n\nThe paper's headline figure is the aggregated constrained EM (the macro mean over "
+        "benchmarks; the micro mean over all items beside it).\n",
+        builder.mc_table("em_constrained", "Constrained exact match (%)", True),
+        builder.mc_table("em_greedy", "Greedy exact match (%)", True),
+        builder.mc_table("hamming_constrained", "Hamming score, constrained (%), MCQ items", False),
+        builder.mc_table("hamming_greedy", "Hamming score, greedy (%), MCQ items", False),
+        builder.position_bias(),
+        builder.oeq(),
+    ]
+    calibration_text, calibration, predictions = builder.calibration(rated)
+    sections.append(calibration_text)
+
+    output.mkdir(parents=True, exist_ok=True)
+    figures = plots.write_plots(builder, calibration, predictions, rated, output)
+    if figures:
+        sections.append(
+            "## Plots\n\n" + "\n\n".join(f"![{name}]({path.name})" for name, path in figures.items()) + "\n"
+        )
+    if builder.notes:
+        sections.append("## Notes\n\n" + "\n".join(f"- {n}" for n in sorted(set(builder.notes))) + "\n")
+    builder.data["comparisons_computed"] = [
+        {"model": k[0], "benchmark": k[1], "metric": k[2], **v}
+        for k, v in sorted(builder.comparisons.computed.items())
+    ]
+    markdown = "\n".join(s for s in sections if s).rstrip() + "\n"
+    (output / "report.md").write_text(markdown, encoding="utf-8")
+    (output / "report.json").write_text(
+        json.dumps(plain(builder.data), indent=1, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n",
+        encoding="utf-8",
+    )
+    return Report(markdown, builder.data, figures)
+
+
+def plain(value: Any) -> Any:
+    """JSON-ready: NaN -> None, numpy scalars -> Python numbers, tuples -> lists."""
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value

@@ -1,0 +1,350 @@
+"""Uncertainty of the evaluation figures and tests of the differences between models (scipy).
+
+- ``bootstrap_ci``: percentile bootstrap interval of a mean over items (``scipy.stats.bootstrap``).
+  Percentile rather than BCa: BCa's jackknife is quadratic in the number of items (27,931 test items).
+- ``stratified_bootstrap_ci``: items resampled within each benchmark, for the micro and macro
+  means over several benchmarks.
+- Paired comparisons of two models on the same items: the interval of the mean difference by
+  paired bootstrap; the p-value by McNemar's exact test for 0/1 metrics (exact match) and by a
+  paired sign-flip permutation test otherwise (Hamming, BLEU, judge scores).
+- ``benjamini_hochberg``: adjusted p-values across the comparisons of a family
+  (``scipy.stats.false_discovery_control``).
+
+Missing values (None / NaN: a metric that does not apply to an item) are dropped; a pair counts
+only when both sides have a value. Every resampling is seeded.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+RESAMPLES = 1000
+CONFIDENCE = 0.95
+SEED = 0
+_MAX_RESAMPLED_VALUES = 20_000_000
+"""Resampled values held in memory at once (scipy's ``batch``)."""
+
+
+def as_array(values: Sequence[float | None]) -> np.ndarray:
+    return np.asarray([np.nan if v is None else float(v) for v in values], dtype=float)
+
+
+def _clean(values: Sequence[float | None]) -> np.ndarray:
+    array = as_array(values)
+    return array[~np.isnan(array)]
+
+
+def _batch(n: int) -> int:
+    return max(1, _MAX_RESAMPLED_VALUES // max(n, 1))
+
+
+def _mean(x, axis=-1):
+    return np.mean(x, axis=axis)
+
+
+def bootstrap_ci(
+    values: Sequence[float | None],
+    *,
+    resamples: int = RESAMPLES,
+    seed: int = SEED,
+    confidence: float = CONFIDENCE,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean (``(nan, nan)`` without values)."""
+    x = _clean(values)
+    if x.size == 0:
+        return (math.nan, math.nan)
+    if np.all(x == x[0]):
+        return (float(x[0]), float(x[0]))  # every resample has the same mean
+    result = stats.bootstrap(
+        (x,),
+        _mean,
+        n_resamples=resamples,
+        method="percentile",
+        confidence_level=confidence,
+        vectorized=True,
+        batch=_batch(x.size),
+        rng=np.random.default_rng(seed),
+    )
+    return (float(result.confidence_interval.low), float(result.confidence_interval.high))
+
+
+def _json_number(value: float) -> float | None:
+    return None if value is None or math.isnan(value) else float(value)
+
+
+def metric(
+    values: Sequence[float | None],
+    *,
+    resamples: int = RESAMPLES,
+    seed: int = SEED,
+    confidence: float = CONFIDENCE,
+) -> dict:
+    """The summary entry of a per-item metric: ``{"value": mean, "ci95": [low, high], "n"}``."""
+    x = _clean(values)
+    low, high = bootstrap_ci(x, resamples=resamples, seed=seed, confidence=confidence)
+    return {
+        "value": _json_number(float(np.mean(x))) if x.size else None,
+        "ci95": [_json_number(low), _json_number(high)],
+        "n": int(x.size),
+    }
+
+
+def stratified_bootstrap_ci(
+    groups: Sequence[Sequence[float | None]],
+    statistic: str = "macro",
+    *,
+    resamples: int = RESAMPLES,
+    seed: int = SEED,
+    confidence: float = CONFIDENCE,
+) -> tuple[float, float, np.ndarray]:
+    """Interval of the macro (mean of group means) or micro (pooled) mean, resampling within groups.
+
+    Returns ``(low, high, bootstrap distribution)``.
+    """
+    arrays = [g for g in (_clean(group) for group in groups) if g.size]
+    if not arrays:
+        return (math.nan, math.nan, np.array([]))
+    # A group of one item (or of equal values) resamples to the same mean every time: it enters the
+    # statistic as a constant (scipy's bootstrap refuses samples of fewer than two observations).
+    varying = [a for a in arrays if a.size >= 2 and not np.all(a == a[0])]
+    fixed = [a for a in arrays if not (a.size >= 2 and not np.all(a == a[0]))]
+    sizes = np.array([a.size for a in varying + fixed], dtype=float)
+    fixed_means = [float(np.mean(a)) for a in fixed]
+
+    def combine(*samples, axis=-1):
+        means = [np.mean(s, axis=axis) for s in samples]
+        shape = np.shape(means[0]) if means else ()
+        means = np.stack(means + [np.full(shape, m) for m in fixed_means])
+        if statistic == "macro":
+            return means.mean(axis=0)
+        weights = sizes.reshape((-1,) + (1,) * (means.ndim - 1))
+        return (means * weights).sum(axis=0) / sizes.sum()
+
+    if not varying:
+        value = float(combine())
+        return (value, value, np.full(resamples, value))
+    result = stats.bootstrap(
+        tuple(varying),
+        combine,
+        n_resamples=resamples,
+        method="percentile",
+        confidence_level=confidence,
+        vectorized=True,
+        batch=_batch(int(sizes.sum())),
+        rng=np.random.default_rng(seed),
+    )
+    return (
+        float(result.confidence_interval.low),
+        float(result.confidence_interval.high),
+        np.asarray(result.bootstrap_distribution),
+    )
+
+
+def macro_mean(groups: Sequence[Sequence[float | None]]) -> float:
+    means = [np.mean(g) for g in (_clean(group) for group in groups) if g.size]
+    return float(np.mean(means)) if means else math.nan
+
+
+def micro_mean(groups: Sequence[Sequence[float | None]]) -> float:
+    pooled = np.concatenate([_clean(g) for g in groups]) if groups else np.array([])
+    return float(np.mean(pooled)) if pooled.size else math.nan
+
+
+@dataclass(frozen=True)
+class PairedResult:
+    n: int
+    value: float
+    """Mean of ``a``."""
+    baseline_value: float
+    """Mean of ``b``."""
+    diff: float
+    """Mean of ``a - b``."""
+    ci95: tuple[float, float]
+    test: str
+    p_value: float
+
+    def as_dict(self) -> dict:
+        return {
+            "n": self.n,
+            "value": _json_number(self.value),
+            "baseline_value": _json_number(self.baseline_value),
+            "diff": _json_number(self.diff),
+            "ci95": [_json_number(self.ci95[0]), _json_number(self.ci95[1])],
+            "test": self.test,
+            "p_value": _json_number(self.p_value),
+        }
+
+
+def paired(a: Sequence[float | None], b: Sequence[float | None]) -> tuple[np.ndarray, np.ndarray]:
+    """The pairs where both sides have a value."""
+    x, y = as_array(a), as_array(b)
+    if x.shape != y.shape:
+        raise ValueError(f"paired values of different lengths ({x.size} and {y.size})")
+    keep = ~(np.isnan(x) | np.isnan(y))
+    return x[keep], y[keep]
+
+
+def bootstrap_p_value(distribution: np.ndarray) -> float:
+    """Two-sided p-value of "no difference" from a bootstrap distribution of the difference."""
+    if distribution.size == 0:
+        return math.nan
+    low, high = np.mean(distribution <= 0), np.mean(distribution >= 0)
+    return float(min(1.0, 2 * min(low, high)))
+
+
+def paired_bootstrap(
+    a: Sequence[float | None],
+    b: Sequence[float | None],
+    *,
+    resamples: int = RESAMPLES,
+    seed: int = SEED,
+    confidence: float = CONFIDENCE,
+) -> tuple[float, tuple[float, float], float]:
+    """``(mean difference, interval, bootstrap p-value)`` of ``a - b`` over paired items."""
+    x, y = paired(a, b)
+    d = x - y
+    if d.size == 0:
+        return (math.nan, (math.nan, math.nan), math.nan)
+    if np.all(d == d[0]):
+        return (float(d[0]), (float(d[0]), float(d[0])), 1.0 if d[0] == 0 else 0.0)
+    result = stats.bootstrap(
+        (d,),
+        _mean,
+        n_resamples=resamples,
+        method="percentile",
+        confidence_level=confidence,
+        vectorized=True,
+        batch=_batch(d.size),
+        rng=np.random.default_rng(seed),
+    )
+    ci = (float(result.confidence_interval.low), float(result.confidence_interval.high))
+    return (float(d.mean()), ci, bootstrap_p_value(np.asarray(result.bootstrap_distribution)))
+
+
+def mcnemar(a: Sequence[float | None], b: Sequence[float | None]) -> float:
+    """Exact McNemar test of two 0/1 outcomes on the same items (binomial test on the discordant pairs)."""
+    x, y = paired(a, b)
+    if not np.all(np.isin(x, (0.0, 1.0))) or not np.all(np.isin(y, (0.0, 1.0))):
+        raise ValueError("McNemar's test needs 0/1 values")
+    only_a = int(np.sum((x == 1) & (y == 0)))
+    only_b = int(np.sum((x == 0) & (y == 1)))
+    if only_a + only_b == 0:
+        return 1.0
+    return float(stats.binomtest(only_a, only_a + only_b, 0.5).pvalue)
+
+
+def paired_permutation_test(
+    a: Sequence[float | None], b: Sequence[float | None], *, resamples: int = 9999, seed: int = SEED
+) -> float:
+    """Two-sided paired sign-flip permutation test of the mean difference (exact for few items)."""
+    x, y = paired(a, b)
+    if x.size == 0:
+        return math.nan
+    if np.all(x == y) or x.size == 1:
+        return 1.0  # one pair: its two sign flips are +d and -d, as extreme as each other
+    result = stats.permutation_test(
+        (x, y),
+        lambda u, v, axis=-1: np.mean(u - v, axis=axis),
+        permutation_type="samples",
+        vectorized=True,
+        n_resamples=resamples,
+        batch=_batch(x.size),
+        rng=np.random.default_rng(seed),
+    )
+    return float(result.pvalue)
+
+
+def compare_paired(
+    a: Sequence[float | None],
+    b: Sequence[float | None],
+    *,
+    binary: bool,
+    resamples: int = RESAMPLES,
+    seed: int = SEED,
+    confidence: float = CONFIDENCE,
+) -> PairedResult:
+    """Model ``a`` vs baseline ``b`` on the same items: difference, its interval, and a test."""
+    x, y = paired(a, b)
+    diff, ci, _ = paired_bootstrap(x, y, resamples=resamples, seed=seed, confidence=confidence)
+    if binary:
+        test, p_value = "mcnemar", mcnemar(x, y)
+    else:
+        test, p_value = (
+            "paired_permutation",
+            paired_permutation_test(x, y, resamples=max(resamples, 999), seed=seed),
+        )
+    return PairedResult(
+        n=int(x.size),
+        value=float(x.mean()) if x.size else math.nan,
+        baseline_value=float(y.mean()) if y.size else math.nan,
+        diff=diff,
+        ci95=ci,
+        test=test,
+        p_value=p_value,
+    )
+
+
+def compare_stratified(
+    groups_a: Sequence[Sequence[float | None]],
+    groups_b: Sequence[Sequence[float | None]],
+    statistic: str = "macro",
+    *,
+    resamples: int = RESAMPLES,
+    seed: int = SEED,
+    confidence: float = CONFIDENCE,
+) -> PairedResult:
+    """Paired comparison of a micro or macro mean over benchmarks (items resampled within each)."""
+    diffs, xs, ys = [], [], []
+    for ga, gb in zip(groups_a, groups_b, strict=True):
+        x, y = paired(ga, gb)
+        if x.size:
+            diffs.append(x - y)
+            xs.append(x)
+            ys.append(y)
+    mean = macro_mean if statistic == "macro" else micro_mean
+    low, high, distribution = stratified_bootstrap_ci(
+        diffs, statistic, resamples=resamples, seed=seed, confidence=confidence
+    )
+    diff = mean(diffs)
+    if distribution.size and np.all(distribution == distribution[0]):
+        # Every resample gives the same difference (each benchmark's items all differ by the same
+        # amount, or a benchmark has one item): the bootstrap says nothing about chance, so test the
+        # pooled pairs by sign flips, which is exact here (one item differing gives p = 1, not 0).
+        p_value = (
+            paired_permutation_test(np.concatenate(xs), np.concatenate(ys), seed=seed) if xs else math.nan
+        )
+    else:
+        p_value = bootstrap_p_value(distribution)
+    return PairedResult(
+        n=int(sum(d.size for d in diffs)),
+        value=mean(xs),
+        baseline_value=mean(ys),
+        diff=diff,
+        ci95=(low, high),
+        test=f"stratified_paired_bootstrap_{statistic}",
+        p_value=p_value,
+    )
+
+
+def benjamini_hochberg(p_values: Sequence[float | None]) -> list[float | None]:
+    """Benjamini-Hochberg adjusted p-values (missing ones stay missing)."""
+    present = [i for i, p in enumerate(p_values) if p is not None and not math.isnan(p)]
+    adjusted: list[float | None] = [None] * len(p_values)
+    if present:
+        values = stats.false_discovery_control(
+            np.asarray([p_values[i] for i in present], dtype=float), method="bh"
+        )
+        for i, value in zip(present, values, strict=True):
+            adjusted[i] = float(value)
+    return adjusted
+
+
+def verdict(diff: float | None, significant: bool) -> str:
+    if not significant or diff is None or diff == 0:
+        return "no difference"
+    return "better" if diff > 0 else "worse"

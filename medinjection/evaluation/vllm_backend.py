@@ -1,0 +1,116 @@
+"""vLLM as an optional backend for multiple-choice scoring (``--backend vllm``), on merged weights.
+
+vLLM cannot load DoRA adapters, so an adapter is first merged into the base (after the same check
+as ``--merge``: identical first-token predictions on the first items) and the merged model is
+saved to a temporary folder that vLLM loads. Decoding follows the protocol: greedy
+(``temperature=0``), the token budgets of the protocol, ``allowed_token_ids`` for the constrained
+predictions, stopping on the tokenizer's eos id only (``ignore_eos`` with ``stop_token_ids``), and
+the letters-only variant as one constrained token followed by the continuation.
+
+vLLM is not a dependency (``pip install vllm`` on a CUDA machine); without it this backend fails
+with that instruction. It was not run in this project's CI (no GPU): the transformers backend is
+the reference, and a vLLM run should be compared with it on a benchmark before its figures are used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from medinjection.evaluation.engine import Branch
+from medinjection.evaluation.protocol import stop_token_id
+
+
+class BackendUnavailable(RuntimeError):
+    pass
+
+
+def require_vllm():
+    try:
+        import vllm
+    except ImportError as err:
+        raise BackendUnavailable(
+            "--backend vllm needs vLLM, which is not installed: `pip install vllm` (CUDA machines), "
+            "or use the default --backend transformers"
+        ) from err
+    return vllm
+
+
+class VLLMEngine:
+    """The ``Engine`` interface (``encode``, ``decode``, ``run``) over a vLLM ``LLM``."""
+
+    def __init__(self, model_dir: str, tokenizer, *, dtype: str = "auto", tensor_parallel_size: int = 1):
+        vllm = require_vllm()
+        self.vllm = vllm
+        self.tokenizer = tokenizer
+        self.stop_id = stop_token_id(tokenizer)
+        self.llm = vllm.LLM(model=model_dir, dtype=dtype, tensor_parallel_size=tensor_parallel_size, seed=0)
+
+    def encode(self, messages) -> list[int]:
+        encoded = self.tokenizer.apply_chat_template(
+            list(messages), add_generation_prompt=True, tokenize=True
+        )
+        return list(encoded["input_ids"] if hasattr(encoded, "keys") else encoded)
+
+    def encode_many(self, conversations) -> list[list[int]]:
+        return [self.encode(messages) for messages in conversations]
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.tokenizer.decode(list(ids), skip_special_tokens=True).strip()
+
+    def _params(self, budget: int, allowed: tuple[int, ...] | None):
+        return self.vllm.SamplingParams(
+            temperature=0.0,
+            max_tokens=budget,
+            allowed_token_ids=list(allowed) if allowed is not None else None,
+            ignore_eos=True,
+            stop_token_ids=[self.stop_id],
+            skip_special_tokens=True,
+        )
+
+    def _generate(self, prompts: list[list[int]], params: list) -> list[list[int]]:
+        requests = [self.vllm.inputs.TokensPrompt(prompt_token_ids=p) for p in prompts]
+        outputs = self.llm.generate(requests, params, use_tqdm=False)
+        return [list(out.outputs[0].token_ids) for out in outputs]
+
+    def run(
+        self, prompts: Sequence[Sequence[int]], branches: Sequence[Sequence[Branch]]
+    ) -> list[list[list[int]]]:
+        plain, two_step = [], []
+        for i, item in enumerate(branches):
+            for b, branch in enumerate(item):
+                (plain if branch.first == branch.later else two_step).append((i, b))
+        results: list[list[list[int]]] = [[[] for _ in item] for item in branches]
+        if plain:
+            outs = self._generate(
+                [list(prompts[i]) for i, _ in plain],
+                [self._params(branches[i][b].budget, branches[i][b].first) for i, b in plain],
+            )
+            for (i, b), ids in zip(plain, outs, strict=True):
+                results[i][b] = ids
+        if two_step:
+            firsts = self._generate(
+                [list(prompts[i]) for i, _ in two_step],
+                [self._params(1, branches[i][b].first) for i, b in two_step],
+            )
+            more = [
+                (k, (i, b))
+                for k, (i, b) in enumerate(two_step)
+                if branches[i][b].budget > 1 and firsts[k][-1] != self.stop_id
+            ]
+            rest = (
+                self._generate(
+                    [list(prompts[i]) + firsts[k] for k, (i, _) in more],
+                    [self._params(branches[i][b].budget - 1, branches[i][b].later) for _, (i, b) in more],
+                )
+                if more
+                else []
+            )
+            for k, (i, b) in enumerate(two_step):
+                results[i][b] = list(firsts[k])
+            for (_, (i, b)), ids in zip(more, rest, strict=True):
+                results[i][b] += ids
+        return results
+
+    def generate_greedy(self, prompts: Sequence[Sequence[int]], max_new_tokens: int) -> list[list[int]]:
+        """Plain greedy generation (open-ended answers), as ``Engine.generate_greedy``."""
+        return [item[0] for item in self.run(prompts, [[Branch(max_new_tokens)] for _ in prompts])]

@@ -1,0 +1,403 @@
+"""Publish a trained adapter to the Hugging Face Hub, only once it is scored, with its model card.
+
+``medinjection publish adapter RUN_DIR --repo ORG/NAME [--dry-run DIR] [--private]`` and
+``medinjection publish adapters RUNS_DIR --namespace ORG`` (every run folder under RUNS_DIR).
+
+* **Scored first.** Refused when ``RUN_DIR/eval/`` holds no evaluation summary, or when a summary was
+  made for other adapter files (its ``adapter_sha256`` differs from the files in the folder): the
+  message names the ``medinjection evaluate`` command to run.
+* **Gate policies.** ``--require-not-worse-than-base METRIC`` (repeatable) refuses when, on any
+  benchmark, the paired test against the base model says the adapter is significantly worse on that
+  metric (``vs_base`` in the summary, Benjamini-Hochberg corrected), or when no such comparison exists.
+* **What goes up, exactly:** the adapter files (``adapter_config.json`` naming the base model's Hub
+  id, ``adapter_model.safetensors``), ``README.md`` (the model card), ``manifest.json``,
+  ``eval/<benchmark>/summary.json`` and the Hub's ``.eval_results/<benchmark>.yaml`` for benchmarks
+  with a Hub dataset id. Checkpoints, tokenizer copies and logs stay local.
+* **One atomic commit.** ``HfApi.create_commit`` with ``parent_commit`` = the head the plan was made
+  against: a concurrent push makes the commit fail instead of silently mixing two states. Remote files
+  not in the selection are deleted (``.gitattributes`` kept); nothing is committed when nothing changed.
+* ``--dry-run DIR`` writes exactly those files into ``DIR`` (replacing what a previous dry run left)
+  and lists the plan against the repo when the Hub can be reached.
+* The token comes from ``HF_TOKEN`` / ``hf auth login`` (``huggingface_hub.get_token``); it is never
+  printed or written, and is masked out of any error that passes through here.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from medinjection.cards.model_card import ModelCardError, Scored, eval_result_files, render_model_card
+from medinjection.publish import (
+    KEEP_REMOTE,
+    LocalFile,
+    Plan,
+    PublishError,
+    hashes,
+    plan_commit,
+    redact,
+    remote_listing,
+)
+from medinjection.runs import ADAPTER_FILES, RunError, RunLayout, find_runs
+
+DEFAULT_NAME_TEMPLATE = "{base}-MedInjection-FR-{mix}"
+
+
+def evaluate_hint(run: RunLayout) -> str:
+    base = "BASE_MODEL"
+    try:
+        base = run.manifest().get("base_model", {}).get("path") or base
+    except RunError:
+        pass
+    return (
+        f"medinjection evaluate --model {base} --adapter {run.root} --benchmark NAME --output eval/ "
+        "(it writes RUN_DIR/eval/<benchmark>/summary.json for these adapter files)"
+    )
+
+
+def scored_summaries(run: RunLayout) -> list[Scored]:
+    """The run's evaluation summaries, each checked to have scored exactly the adapter files in the folder."""
+    run.require_adapter()
+    summaries = run.summaries()
+    if not summaries:
+        raise PublishError(
+            f"refusing to publish {run.root}: no evaluation summary in {run.eval_dir}; score it first:\n  "
+            + evaluate_hint(run)
+        )
+    current = run.adapter_sha256()
+    stale = {
+        name: s.get("adapter_sha256") for name, s in summaries.items() if s.get("adapter_sha256") != current
+    }
+    if stale:
+        lines = [
+            f"{name}: scored adapter files {sha or 'none (no hash recorded)'}" for name, sha in stale.items()
+        ]
+        raise PublishError(
+            f"refusing to publish {run.root}: evaluation summaries for other adapter files "
+            f"(the folder's files hash to {current}):\n  "
+            + "\n  ".join(lines)
+            + "\nscore these files again:\n  "
+            + evaluate_hint(run)
+        )
+    return [Scored(name, summary, run.summary_path(name)) for name, summary in summaries.items()]
+
+
+def check_gates(run: RunLayout, scored: list[Scored], not_worse_than_base: list[str]) -> None:
+    """Refuse when a paired test says the adapter is significantly worse than the base on a gated metric."""
+    problems = []
+    for metric in not_worse_than_base:
+        compared = [(s, (s.summary.get("vs_base") or {}).get(metric)) for s in scored]
+        compared = [(s, c) for s, c in compared if c]
+        if not compared:
+            problems.append(
+                f"{metric}: no paired comparison with the base model in any summary; score the base model on "
+                "the same benchmarks into the same --output folder (medinjection evaluate --model BASE ...)"
+            )
+            continue
+        for item, comparison in compared:
+            if comparison.get("verdict") == "worse" and comparison.get("significant"):
+                scale = (
+                    1.0
+                    if (item.summary.get("metrics") or {}).get(metric, {}).get("scale") == "0-100"
+                    else 100.0
+                )
+                problems.append(
+                    f"{metric} on {item.benchmark}: significantly worse than the base model "
+                    f"(diff {scale * comparison['diff']:+.2f} points, 95% CI "
+                    f"[{scale * comparison['ci95'][0]:+.2f}, {scale * comparison['ci95'][1]:+.2f}], "
+                    f"{comparison.get('test')}, p_adjusted {comparison.get('p_adjusted'):.3g})"
+                )
+    if problems:
+        raise PublishError(f"refusing to publish {run.root} (gate policy):\n  " + "\n  ".join(problems))
+
+
+@dataclass
+class AdapterRelease:
+    """What one adapter repo will hold: path in repo -> bytes, plus the plan against the remote."""
+
+    run: RunLayout
+    repo: str
+    files: dict[str, bytes] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def prepare_release(
+    run_dir: str | Path,
+    repo: str,
+    *,
+    license: str | None = None,
+    dataset_repo: str | None = None,
+    not_worse_than_base: list[str] = (),
+    live: bool = False,
+) -> AdapterRelease:
+    """Check the run folder and make every file of the release (nothing is written or sent)."""
+    run = RunLayout(Path(run_dir))
+    try:
+        scored = scored_summaries(run)
+        check_gates(run, scored, list(not_worse_than_base))
+        manifest = run.manifest()
+        card = render_model_card(run, scored, repo_id=repo, license=license, dataset_repo=dataset_repo)
+    except (RunError, ModelCardError) as err:
+        raise PublishError(f"refusing to publish {run.root}: {err}") from None
+    base = manifest.get("base_model") or {}
+    if live and base.get("made_on_the_fly"):
+        raise PublishError(
+            f"refusing to publish {run.root}: its base model {base.get('hub_id')} was made on the fly (random "
+            "weights, not on the Hub); use --dry-run DIR to preview the release"
+        )
+    release = AdapterRelease(run, repo)
+    for name in ADAPTER_FILES:
+        release.files[name] = (run.root / name).read_bytes()
+    release.files["README.md"] = str(card).encode("utf-8")
+    release.files["manifest.json"] = run.manifest_path.read_bytes()
+    for item in scored:
+        release.files[f"eval/{item.benchmark}/summary.json"] = item.path.read_bytes()
+    eval_files = eval_result_files(scored)
+    release.files |= {path: text.encode("utf-8") for path, text in eval_files.items()}
+    without_hub_id = sorted({s.benchmark for s in scored} - {Path(p).stem for p in eval_files})
+    if without_hub_id:
+        release.notes.append(
+            "no .eval_results file for "
+            + ", ".join(without_hub_id)
+            + " (no Hub dataset id; figures in model-index)"
+        )
+    if (manifest.get("dataset") or {}).get("kind") != "hub" and not dataset_repo:
+        release.notes.append(
+            "trained on a local dataset folder: the card names no Hub dataset (pass --dataset-repo ORG/NAME[@REV] "
+            "once the dataset is published)"
+        )
+    return release
+
+
+def _local_files(folder: Path) -> dict[str, LocalFile]:
+    out = {}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        rel = path.relative_to(folder).as_posix()
+        sha256, sha1 = hashes(path)
+        out[rel] = LocalFile(rel, path, path.stat().st_size, sha256, sha1)
+    return out
+
+
+def write_files(files: dict[str, bytes], folder: Path) -> None:
+    """Write exactly ``files`` into ``folder`` (a previous dry run's files are replaced, not mixed in)."""
+    if folder.exists():
+        if any(folder.iterdir()) and not (folder / "adapter_config.json").is_file():
+            raise PublishError(
+                f"{folder}: exists and is not a previous dry run of an adapter; choose another folder"
+            )
+        shutil.rmtree(folder)
+    for rel, data in files.items():
+        path = folder / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+
+
+@dataclass
+class AdapterPublishResult:
+    repo: str
+    plan: Plan | None
+    listed: str
+    files: list[str]
+    commit_url: str | None = None
+    dry_run_dir: Path | None = None
+
+
+def publish_release(
+    release: AdapterRelease,
+    *,
+    dry_run_dir: Path | None = None,
+    private: bool = False,
+    endpoint: str | None = None,
+    echo: Callable[[str], None] = print,
+) -> AdapterPublishResult:
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, get_token
+
+    token = get_token()
+    if dry_run_dir is None and not token:
+        raise PublishError("no Hugging Face token found: set HF_TOKEN or run `hf auth login`")
+    with tempfile.TemporaryDirectory() as tmp:
+        staging = Path(dry_run_dir) if dry_run_dir is not None else Path(tmp) / "release"
+        write_files(release.files, staging)
+        local = _local_files(staging)
+        api = HfApi(endpoint=endpoint, token=token)
+        parent = None
+        try:
+            # The head first, then the files at that head: the commit names it as its parent, so a
+            # push that lands in between makes ours fail instead of silently mixing the two.
+            parent = head_commit(api, release.repo)
+            remote, listed = (
+                remote_listing(api, release.repo, parent, repo_type="model")
+                if parent
+                else (None, f"{release.repo} does not exist yet")
+            )
+        except Exception as err:  # offline, DNS, refused
+            message = redact(f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}", token)
+            if dry_run_dir is None:
+                raise PublishError(f"cannot reach the Hub to list {release.repo}: {message}") from None
+            remote, listed = (
+                None,
+                f"{release.repo}: remote unreachable ({message}); listed against an empty repo",
+            )
+        plan = plan_commit(local, remote)
+        prefix = "dry run: " if dry_run_dir is not None else ""
+        echo(f"{prefix}{release.run.root} -> {release.repo}: {len(local)} files vs {listed}")
+        for line in plan.lines():
+            echo(f"  {line}")
+        for note in release.notes:
+            echo(f"  note: {note}")
+        result = AdapterPublishResult(release.repo, plan, listed, sorted(local), dry_run_dir=dry_run_dir)
+        if dry_run_dir is not None:
+            echo(f"  wrote the release into {dry_run_dir}")
+            return result
+        if plan.empty:
+            echo("  nothing changed: no commit")
+            return result
+        operations = [
+            CommitOperationAdd(path_in_repo=p, path_or_fileobj=str(local[p].local_path))
+            for p in plan.add + plan.change
+        ] + [CommitOperationDelete(path_in_repo=p) for p in plan.delete if p not in KEEP_REMOTE]
+        try:
+            if remote is None:
+                api.create_repo(release.repo, repo_type="model", private=private, exist_ok=True)
+            info = api.create_commit(
+                release.repo,
+                operations,
+                commit_message=f"Publish the scored adapter {release.run.name}: "
+                f"{len(plan.add)} added, {len(plan.change)} changed, {len(plan.delete)} deleted",
+                repo_type="model",
+                parent_commit=parent,
+            )
+        except Exception as err:
+            raise PublishError(
+                redact(f"publishing to {release.repo} failed: {type(err).__name__}: {err}", token)
+            ) from None
+        result.commit_url = info.commit_url
+        echo(f"  committed {info.commit_url}")
+        return result
+
+
+def head_commit(api, repo: str) -> str | None:
+    """The sha of the model repo's main branch (``None`` when the repo does not exist)."""
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    try:
+        return api.repo_info(repo, repo_type="model").sha
+    except RepositoryNotFoundError:
+        return None
+
+
+def repo_name(run: RunLayout, namespace: str, template: str) -> str:
+    manifest = run.manifest()
+    base = ((manifest.get("base_model") or {}).get("hub_id") or "model").split("/")[-1]
+    mix = (manifest.get("mix") or {}).get("name") or run.name
+    return f"{namespace}/{template.format(base=base, mix=mix.replace('_', '-'), run=run.name)}"
+
+
+# ---- command line ---------------------------------------------------------------------------------
+
+
+def _fail(message: str) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(1)
+
+
+LicenseOption = Annotated[
+    str | None,
+    typer.Option(
+        "--license",
+        help="Licence id of the adapter (default: the base model's, apache-2.0 for Qwen3-4B-Instruct-2507).",
+    ),
+]
+DatasetRepoOption = Annotated[
+    str | None,
+    typer.Option(
+        "--dataset-repo",
+        help="ORG/NAME[@REV] of the published dataset, for an adapter trained on a local folder.",
+    ),
+]
+GateOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--require-not-worse-than-base",
+        help="Refuse when the paired test says the adapter is significantly worse than the base on METRIC.",
+        metavar="METRIC",
+    ),
+]
+PrivateOption = Annotated[
+    bool, typer.Option("--private", help="Create the repo private (applies when it is created).")
+]
+
+
+def publish_adapter_command(
+    run_dir: Annotated[
+        Path, typer.Argument(help="A run folder (medinjection train), scored (medinjection evaluate).")
+    ],
+    repo: Annotated[str, typer.Option("--repo", help="The model repo, ORG/NAME.")],
+    dry_run: Annotated[
+        Path | None,
+        typer.Option("--dry-run", help="Write exactly the files of the release into DIR; push nothing."),
+    ] = None,
+    private: PrivateOption = False,
+    license: LicenseOption = None,
+    dataset_repo: DatasetRepoOption = None,
+    require_not_worse_than_base: GateOption = None,
+) -> None:
+    """Publish one scored adapter with its model card in one atomic commit."""
+    try:
+        release = prepare_release(
+            run_dir,
+            repo,
+            license=license,
+            dataset_repo=dataset_repo,
+            not_worse_than_base=require_not_worse_than_base or [],
+            live=dry_run is None,
+        )
+        publish_release(release, dry_run_dir=dry_run, private=private, echo=typer.echo)
+    except PublishError as err:
+        _fail(str(err))
+
+
+def publish_adapters_command(
+    runs_dir: Annotated[Path, typer.Argument(help="A folder of run folders (runs/<mix>/).")],
+    namespace: Annotated[str, typer.Option("--namespace", help="The Hub user or organisation.")],
+    name_template: Annotated[
+        str, typer.Option("--name-template", help="Repo name from {base}, {mix}, {run}.")
+    ] = DEFAULT_NAME_TEMPLATE,
+    dry_run: Annotated[
+        Path | None, typer.Option("--dry-run", help="Write each release into DIR/<run>/; push nothing.")
+    ] = None,
+    private: PrivateOption = False,
+    license: LicenseOption = None,
+    dataset_repo: DatasetRepoOption = None,
+    require_not_worse_than_base: GateOption = None,
+) -> None:
+    """Publish every scored adapter under RUNS_DIR; all are checked before the first is pushed."""
+    try:
+        runs = find_runs(runs_dir)
+        releases = [
+            prepare_release(
+                run.root,
+                repo_name(run, namespace, name_template),
+                license=license,
+                dataset_repo=dataset_repo,
+                not_worse_than_base=require_not_worse_than_base or [],
+                live=dry_run is None,
+            )
+            for run in runs
+        ]
+        for release in releases:
+            publish_release(
+                release,
+                dry_run_dir=dry_run / release.run.name if dry_run is not None else None,
+                private=private,
+                echo=typer.echo,
+            )
+    except (PublishError, RunError) as err:
+        _fail(str(err))
+    typer.echo(f"{'previewed' if dry_run else 'published'} {len(releases)} adapters")

@@ -1,0 +1,194 @@
+"""The training data of a run: one mix config of a built dataset, from a local folder or a Hub repo.
+
+``load_dataset(name, config)`` reads both (the folder's README ``configs:`` block maps a config to its
+Parquet files, as on the Hub). What the manifest needs is gathered here too: the resolved Hub commit
+or, for a local folder, a sha256 of every file the run read; the mix's name, size and types and the
+chat version from ``mixes.json`` (read when present; otherwise the types are those of the train split
+and the chat version is recognised from the records).
+
+A mix's validation split is the build's shared evaluation set of every provenance and type; it is
+cut to the mix's types, so a multiple-choice run is validated on multiple-choice items (the number
+before and after is recorded).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+MIXES_FILE = "mixes.json"
+_HUB_REVISION = re.compile(r"^hf://datasets/[^@]+@([0-9a-f]{40})/")
+
+
+class DataError(ValueError):
+    """The dataset or config cannot be used for training; the message names it and what is wrong."""
+
+
+@dataclass
+class TrainingData:
+    train: Any  # datasets.Dataset
+    eval: Any | None
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def resolved_hub_revision(data_files: dict[str, list[str]]) -> str | None:
+    """The commit sha ``datasets`` resolved a Hub dataset to (it is in every ``hf://`` data file path)."""
+    found = {m.group(1) for files in data_files.values() for f in files if (m := _HUB_REVISION.match(str(f)))}
+    if len(found) > 1:
+        raise DataError(f"data files resolved to several commits: {sorted(found)}")
+    return found.pop() if found else None
+
+
+def local_fingerprint(root: Path, data_files: dict[str, list[str]], splits: list[str]) -> dict[str, Any]:
+    """sha256 of every file read (path relative to the dataset folder) and one sha256 over them all."""
+    files = {}
+    for split in splits:
+        for name in data_files.get(split, []):
+            path = Path(name)
+            files[str(path.resolve().relative_to(root.resolve()))] = sha256_file(path)
+    digest = hashlib.sha256()
+    for rel, sha in sorted(files.items()):
+        digest.update(f"{rel}\0{sha}\n".encode())
+    return {"sha256": digest.hexdigest(), "files": dict(sorted(files.items()))}
+
+
+def read_mixes_manifest(name: str, revision: str | None, local: bool) -> dict[str, Any] | None:
+    """``mixes.json`` of the dataset (None when the folder or repo has none)."""
+    if local:
+        path = Path(name) / MIXES_FILE
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError
+
+    try:
+        path = hf_hub_download(name, MIXES_FILE, repo_type="dataset", revision=revision)
+    except EntryNotFoundError:
+        return None
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def recognise_chat_version(dataset, sample: int = 50) -> str | None:
+    """The chat format version whose rendering equals the records' ``messages`` (first ``sample`` rows)."""
+    from importlib import resources
+
+    from medinjection.chat import to_messages
+
+    folder = resources.files("medinjection") / "prompts" / "chat"
+    versions = sorted(p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml"))
+    rows = dataset.select(range(min(sample, len(dataset)))).to_list()
+    for version in versions:
+        try:
+            if all(to_messages(row, version) == row["messages"] for row in rows):
+                return version
+        except (KeyError, ValueError):
+            continue
+    return None
+
+
+def load_training_data(
+    name: str,
+    config: str,
+    *,
+    revision: str | None = None,
+    train_split: str = "train",
+    eval_split: str | None = "validation",
+) -> TrainingData:
+    """Load ``config`` of the dataset ``name`` (a built folder or a Hub repo at ``revision``).
+
+    Raises ``DataError`` naming the dataset and what is missing (config, split, ``messages`` column).
+    """
+    import datasets
+
+    if not name:
+        raise DataError("no dataset: give dataset_name (a built dataset folder or a Hub dataset repo)")
+    if not config:
+        raise DataError(f"{name}: no dataset_config (the mix to train on: nat, trad, syn, nat_trad, ...)")
+    local = Path(name).is_dir()
+    if not local and Path(name).expanduser().exists():
+        raise DataError(f"{name}: not a dataset folder")
+    try:
+        builder = datasets.load_dataset_builder(name, config, revision=None if local else revision)
+    except ValueError as err:
+        if "BuilderConfig" in str(err):
+            raise DataError(f"{name}: no config {config!r}; {str(err).split('. ', 1)[-1]}") from None
+        raise
+    data_files = {split: list(files) for split, files in (builder.config.data_files or {}).items()}
+    wanted = [train_split] + ([eval_split] if eval_split else [])
+    missing = [split for split in wanted if split not in data_files]
+    if missing:
+        raise DataError(
+            f"{name} config {config!r} has no {', '.join(missing)} split (splits: {sorted(data_files)})"
+        )
+    loaded = datasets.load_dataset(name, config, revision=None if local else revision)
+    train = loaded[train_split]
+    if "messages" not in train.column_names:
+        raise DataError(
+            f"{name} config {config!r}: no `messages` column (columns: {train.column_names}); "
+            "build the dataset with `medinjection build` and `medinjection mix`"
+        )
+    mixes = read_mixes_manifest(name, revision, local)
+    mix_info = (mixes or {}).get("mixes", {}).get(config)
+    types = (mixes or {}).get("types")
+    if not types and "type" in train.column_names:
+        types = sorted(set(train["type"]))
+    chat_version = (mixes or {}).get("chat_version")
+    chat_source = "mixes.json" if chat_version else None
+    if not chat_version:
+        chat_version = recognise_chat_version(train)
+        chat_source = "recognised from the records" if chat_version else None
+
+    eval_data, eval_counts = None, None
+    if eval_split:
+        eval_data = loaded[eval_split]
+        before = len(eval_data)
+        if types and "type" in eval_data.column_names:
+            keep = set(types)
+            eval_data = eval_data.filter(lambda kind: kind in keep, input_columns="type")
+        eval_counts = {"split": eval_split, "rows": before, "kept_types": types, "used": len(eval_data)}
+        if len(eval_data) == 0:
+            raise DataError(f"{name} config {config!r}: no {eval_split} item of the types {types}")
+
+    info: dict[str, Any] = {
+        "name": name,
+        "kind": "local" if local else "hub",
+        "config": config,
+        "revision_requested": None if local else revision,
+        "revision": None if local else resolved_hub_revision(data_files),
+        "splits": {train_split: len(train), **({eval_split: eval_counts} if eval_split else {})},
+        "mix": {
+            "name": config,
+            "size": len(train),
+            "types": types,
+            "type_counts": dict(sorted(_counts(train, "type").items())),
+            "provenance_counts": dict(sorted(_counts(train, "provenance").items())),
+            "from_mixes_json": mix_info is not None,
+            "mixes_json_seed": (mixes or {}).get("seed"),
+        },
+        "chat_version": chat_version,
+        "chat_version_source": chat_source,
+    }
+    if local:
+        info["fingerprint"] = local_fingerprint(Path(name), data_files, wanted)
+    if mix_info is not None and mix_info.get("train") not in (None, len(train)):
+        raise DataError(
+            f"{name} config {config!r}: mixes.json says {mix_info['train']} train rows, the files hold {len(train)}"
+        )
+    return TrainingData(train=train, eval=eval_data, info=info)
+
+
+def _counts(dataset, column: str) -> dict[str, int]:
+    from collections import Counter
+
+    return dict(Counter(dataset[column])) if column in dataset.column_names else {}

@@ -1,0 +1,154 @@
+"""What a run folder says about itself: the base model's Hub id, versions, hardware, code, recipe.
+
+``adapter_config.json`` must name the base model by its Hub id (PEFT writes whatever path the model
+was loaded from, a local folder for the tiny model or an offline copy). The id comes from, in order:
+``--base_model_id``; the marker of a model made on the fly (``medinjection.tiny``); a Hub cache
+snapshot path (``.../models--ORG--NAME/snapshots/SHA``); ``model_name_or_path`` itself when it is not a
+local folder. A local folder that says none of this is refused before training starts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from medinjection.tiny import model_marker
+
+PACKAGES = (
+    "medinjection",
+    "torch",
+    "transformers",
+    "trl",
+    "peft",
+    "accelerate",
+    "datasets",
+    "tokenizers",
+    "huggingface_hub",
+    "flash_attn",
+    "liger_kernel",
+    "deepspeed",
+)
+_SNAPSHOT = re.compile(r"models--(?P<org>[^/]+?)--(?P<name>[^/]+)/snapshots/(?P<sha>[0-9a-f]{40})/?$")
+
+
+class BaseModelError(ValueError):
+    """The base model's Hub id cannot be told; the message says how to give it."""
+
+
+def base_model(model_name_or_path: str, revision: str | None, declared_id: str | None) -> dict[str, Any]:
+    """``{"hub_id", "revision", "path", "source"}`` of the base model (see the module docstring)."""
+    path = Path(model_name_or_path).expanduser()
+    local = path.is_dir()
+    marker = model_marker(path) if local else None
+    snapshot = _SNAPSHOT.search(str(path.resolve())) if local else None
+    if declared_id:
+        hub_id, source, rev = declared_id, "--base_model_id", revision if not local else None
+    elif marker and marker.get("hub_id"):
+        hub_id, source, rev = marker["hub_id"], "marker (made on the fly, not on the Hub)", None
+    elif snapshot:
+        hub_id = f"{snapshot['org']}/{snapshot['name']}"
+        source, rev = "Hub cache snapshot path", snapshot["sha"]
+    elif not local:
+        hub_id, source, rev = model_name_or_path, "model_name_or_path (a Hub id)", revision
+    else:
+        raise BaseModelError(
+            f"model_name_or_path {model_name_or_path!r} is a local folder that does not say which Hub model it "
+            "is a copy of; pass --base_model_id ORG/NAME (adapter_config.json must name the Hub id)"
+        )
+    return {
+        "hub_id": hub_id,
+        "revision": rev,
+        "path": model_name_or_path,
+        "source": source,
+        "made_on_the_fly": bool(marker and marker.get("made_on_the_fly")),
+    }
+
+
+def rewrite_adapter_config(run_dir: Path, hub_id: str) -> None:
+    """Point ``adapter_config.json`` at the base model's Hub id (PEFT wrote the loading path)."""
+    path = Path(run_dir) / "adapter_config.json"
+    config = json.loads(path.read_text(encoding="utf-8"))
+    config["base_model_name_or_path"] = hub_id
+    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def package_versions() -> dict[str, str | None]:
+    versions = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name.replace("_", "-"))
+        except metadata.PackageNotFoundError:
+            try:
+                versions[name] = metadata.version(name)
+            except metadata.PackageNotFoundError:
+                versions[name] = None
+    return versions
+
+
+def git_state(start: Path | None = None) -> dict[str, Any]:
+    """Commit and dirtiness of the checkout holding this package (``None`` values outside a checkout)."""
+    folder = Path(start or Path(__file__).resolve().parent)
+
+    def git(*args: str) -> str | None:
+        try:
+            out = subprocess.run(
+                ["git", *args], cwd=folder, capture_output=True, text=True, timeout=20, check=True
+            )
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return out.stdout.strip()
+
+    commit = git("rev-parse", "HEAD")
+    if not commit:
+        return {"commit": None, "dirty": None}
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"commit": commit, "dirty": bool(status) if status is not None else None}
+
+
+def hardware(world_size: int) -> dict[str, Any]:
+    import torch
+
+    info: dict[str, Any] = {
+        "platform": platform.platform(),
+        "cpu": _cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "processes": world_size,
+    }
+    if torch.cuda.is_available():
+        info["accelerator"] = "cuda"
+        info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+        info["cuda"] = torch.version.cuda
+    else:
+        info["accelerator"] = "cpu"
+    return info
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def recipe(recipe_file: str | None) -> dict[str, Any] | None:
+    if not recipe_file:
+        return None
+    path = Path(recipe_file)
+    data = path.read_bytes()
+    return {"path": str(recipe_file), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def command_line() -> list[str]:
+    return [Path(sys.argv[0]).name, *sys.argv[1:]] if sys.argv else []

@@ -1,0 +1,138 @@
+"""Tokens and labels of the two loss modes, computed once before training.
+
+**full** (the authors' setup). The authors rendered each chat to text with the tokenizer's chat template
+and trained on that text column. TRL's language-modelling path then appends the EOS token unless the
+text already ends with it and tokenizes the text. The Qwen3-Instruct-2507 template ends every turn with
+``<|im_end|>\\n``, so the text ends with a newline and TRL appends one more ``<|im_end|>``: the
+authors' sequence is the conversational rendering followed by an extra ``<|im_end|>``, and every
+token (system, user, assistant and that last one) is a label. ``full_sequence_ids`` reproduces exactly
+that; the tests compare it with TRL's own text path. (``trl sft`` on a ``messages`` column, the
+conversational path, renders the same tokens without the extra one.)
+
+**assistant**. The conversational rendering; the label mask covers the answer and its end-of-turn
+token only. The mask comes from TRL's training variant of the chat template (``{% generation %}``
+markers), which also marks the newline after ``<|im_end|>``; that newline is never generated (decoding
+stops at ``<|im_end|>``), so it is dropped from the mask.
+
+The sequences are truncated to ``max_length`` here (keeping the start, as TRL does) and an example left
+without any label is dropped and counted, so that padded and padding-free batches see the same data
+(TRL's padding-free mode refuses ``max_length`` and would not truncate).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+IGNORE = -100
+
+
+@dataclass
+class PreparedStats:
+    examples: int = 0
+    truncated: int = 0
+    dropped_without_labels: int = 0
+    tokens: int = 0
+    label_tokens: int = 0
+    dropped_ids: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "examples": self.examples,
+            "truncated": self.truncated,
+            "dropped_without_labels": self.dropped_without_labels,
+            "dropped_ids": self.dropped_ids[:20],
+            "tokens": self.tokens,
+            "label_tokens": self.label_tokens,
+        }
+
+
+def full_sequence_ids(tokenizer, messages: list[dict[str, str]]) -> list[int]:
+    """The authors' token ids: chat template to text, EOS appended as TRL does, then tokenized."""
+    text = tokenizer.apply_chat_template(messages, tokenize=False)
+    if not text.endswith(tokenizer.eos_token):
+        text += tokenizer.eos_token
+    return list(tokenizer(text=text)["input_ids"])
+
+
+def training_chat_template(tokenizer) -> str:
+    """A chat template with ``{% generation %}`` markers (TRL's training variant when needed)."""
+    from trl.chat_template_utils import get_training_chat_template
+
+    template = get_training_chat_template(tokenizer)
+    return template if template is not None else tokenizer.chat_template
+
+
+def assistant_ids_and_labels(
+    tokenizer, messages: list[dict[str, str]], chat_template: str
+) -> tuple[list[int], list[int]]:
+    """Conversational ids; labels = ids on the answer tokens and their end-of-turn token, -100 elsewhere."""
+    out = tokenizer.apply_chat_template(
+        messages,
+        tokenize=True,
+        return_dict=True,
+        return_assistant_tokens_mask=True,
+        chat_template=chat_template,
+    )
+    ids, mask = list(out["input_ids"]), list(out["assistant_masks"])
+    end = tokenizer.eos_token_id
+    labels, closed = [], False
+    for token, marked in zip(ids, mask, strict=True):
+        # A marked span runs from the answer's first token through its end-of-turn token; what the
+        # template marks after that token (the newline) is not something the model emits.
+        if not marked:
+            closed = False
+            labels.append(IGNORE)
+        elif closed:
+            labels.append(IGNORE)
+        else:
+            labels.append(token)
+            closed = token == end
+    return ids, labels
+
+
+def prepare(dataset, tokenizer, loss: str, max_length: int | None, num_proc: int | None = None):
+    """``dataset`` (with ``messages``) as ``input_ids`` + ``labels``, truncated; returns (dataset, stats)."""
+    if loss not in ("full", "assistant"):
+        raise ValueError(f"loss {loss!r}: expected 'full' or 'assistant'")
+    template = training_chat_template(tokenizer) if loss == "assistant" else None
+
+    def encode(example: dict[str, Any]) -> dict[str, Any]:
+        if loss == "full":
+            ids = full_sequence_ids(tokenizer, example["messages"])
+            labels = list(ids)
+        else:
+            ids, labels = assistant_ids_and_labels(tokenizer, example["messages"], template)
+        truncated = max_length is not None and len(ids) > max_length
+        if truncated:
+            ids, labels = ids[:max_length], labels[:max_length]
+        return {
+            "input_ids": ids,
+            "labels": labels,
+            "_truncated": truncated,
+            "_has_labels": any(label != IGNORE for label in labels[1:]),
+        }
+
+    keep_id = "id" in dataset.column_names
+    encoded = dataset.map(
+        encode,
+        remove_columns=[c for c in dataset.column_names if c != "id"],
+        num_proc=num_proc,
+        desc=f"Tokenizing ({loss} loss)",
+    )
+    stats = PreparedStats(examples=len(encoded), truncated=int(sum(encoded["_truncated"])))
+    has_labels = encoded["_has_labels"]
+    if not all(has_labels):
+        dropped = [i for i, ok in enumerate(has_labels) if not ok]
+        stats.dropped_without_labels = len(dropped)
+        if keep_id:
+            stats.dropped_ids = [encoded[i]["id"] for i in dropped[:20]]
+        encoded = encoded.select([i for i, ok in enumerate(has_labels) if ok])
+    encoded = encoded.remove_columns(
+        [c for c in ("_truncated", "_has_labels", "id") if c in encoded.column_names]
+    )
+    stats.tokens = int(sum(len(ids) for ids in encoded["input_ids"]))
+    stats.label_tokens = int(
+        sum(sum(1 for label in labels[1:] if label != IGNORE) for labels in encoded["labels"])
+    )
+    return encoded, stats

@@ -1,0 +1,57 @@
+"""
+Train a DoRA adapter on one MedInjection-FR mix (TRL SFT), in the style of TRL's `trl/scripts/sft.py`.
+
+The recipe YAMLs hold only TRL keys, so `trl sft --config FILE` runs them too; this script adds the
+provenance manifest, resume from the last complete checkpoint, the loss modes and the same-maths
+speed-ups (see medinjection/training/).
+
+# One mix, the paper's setup (2 GPUs; effective batch 12 x 2 x 8 = 192)
+```bash
+accelerate launch --config_file trl_configs/accelerate/ddp.yaml \
+    -m medinjection.recipes.train --config trl_configs/qwen3-4b-instruct-2507/nat.yaml
+```
+
+# Any number of GPUs, the same effective batch
+```bash
+accelerate launch --config_file trl_configs/accelerate/ddp.yaml --num_processes 4 \
+    -m medinjection.recipes.train --config trl_configs/qwen3-4b-instruct-2507/nat.yaml --effective_batch 192
+```
+
+# The tiny CPU recipe (a random Qwen3 made on the fly, the demo dataset)
+```bash
+medinjection demo && python -m medinjection.tiny tiny-qwen3
+python -m medinjection.recipes.train --config trl_configs/tiny/nat.yaml
+```
+
+# Options beyond TRL's
+```bash
+... --loss assistant           # loss on the answer and its end-of-turn token only (default: full, as the authors)
+... --speed faithful           # the recipe exactly as written (default: auto, same maths faster)
+... --dataset_revision SHA     # pin a Hub dataset
+... --base_model_id ORG/NAME   # the Hub id of a local copy of the base model
+```
+"""
+
+from __future__ import annotations
+
+
+def main(script_args, training_args, model_args, argv: list[str] | None = None):
+    from medinjection.training.run import train
+
+    layout = train(script_args, training_args, model_args, argv=argv)
+    print(f"adapter and manifest in {layout.root}")
+    return layout
+
+
+def make_parser(prog: str | None = None):
+    from medinjection.training.arguments import make_parser as training_parser
+
+    return training_parser(prog=prog)
+
+
+if __name__ == "__main__":
+    import sys
+
+    from medinjection.training.arguments import parse_args
+
+    main(*parse_args(sys.argv[1:]), argv=["medinjection.recipes.train", *sys.argv[1:]])

@@ -1,0 +1,199 @@
+"""The report renders from evaluation outputs, its numbers are the summaries' numbers, its verdicts
+are the paired tests', and the same inputs give the same bytes."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import report_fixture as fx
+from typer.testing import CliRunner
+
+from medinjection.cli import app
+from medinjection.evaluation.report import ReportError, build_report, read_outputs
+
+
+@pytest.fixture(scope="module")
+def outputs(tmp_path_factory) -> Path:
+    return fx.write_outputs(tmp_path_factory.mktemp("eval") / "eval-out")
+
+
+@pytest.fixture(scope="module")
+def ratings(outputs, tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("ratings") / "ratings.parquet"
+    pq.write_table(pa.Table.from_pylist(fx.ratings_for(outputs)), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def report(outputs, ratings, tmp_path_factory):
+    return build_report(outputs, tmp_path_factory.mktemp("report"), ratings, resamples=200)
+
+
+def tables(markdown: str) -> dict[str, list[dict[str, str]]]:
+    """Each Markdown table under its nearest heading, as rows of {column: cell}."""
+    found, heading, lines = {}, None, markdown.splitlines()
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        if line.startswith("#"):
+            heading = line.lstrip("#").strip()
+        elif line.startswith("| ") and i + 1 < len(lines) and lines[i + 1].startswith("|---"):
+            header = [c.strip() for c in line.strip("|").split("|")]
+            rows, i = [], i + 2
+            while i < len(lines) and lines[i].startswith("| "):
+                rows.append(
+                    dict(zip(header, (c.strip() for c in lines[i].strip("|").split("|")), strict=True))
+                )
+                i += 1
+            found[heading] = rows
+            continue
+        i += 1
+    return found
+
+
+def summary(outputs: Path, tag: str, benchmark: str) -> dict:
+    return json.loads((outputs / tag / benchmark / "summary.json").read_text())
+
+
+def fmt(entry: dict, scale: float = 100.0) -> str:
+    low, high = entry["ci95"]
+    return f"{scale * entry['value']:.2f} [{scale * low:.2f}, {scale * high:.2f}]"
+
+
+NAMES = {"Base": "base", "NAT": "nat", "TRAD": "trad"}
+
+
+def test_multiple_choice_tables_match_the_summaries(report, outputs):
+    found = tables(report.markdown)
+    for heading, metric in (
+        ("Constrained exact match (%)", "em_constrained"),
+        ("Greedy exact match (%)", "em_greedy"),
+        ("Hamming score, constrained (%), MCQ items", "hamming_constrained"),
+    ):
+        rows = found[heading]
+        assert [r["model"] for r in rows] == ["Base", "NAT", "TRAD"]
+        for row in rows:
+            entry = summary(outputs, NAMES[row["model"]], fx.MC)["metrics"][metric]
+            assert row[fx.MC].startswith(fmt(entry)), (heading, row)
+    aggregated = {r["model"]: r["aggregated (macro)"] for r in found["Constrained exact match (%)"]}
+    for name, tag in NAMES.items():
+        entry = json.loads((outputs / tag / "aggregate.json").read_text())["metrics"]["em_constrained_macro"]
+        assert aggregated[name].startswith(fmt(entry))
+
+
+def test_verdicts_are_the_paired_tests(report, outputs):
+    comparisons = json.loads((outputs / "comparisons.json").read_text())["families"]["vs_base"]
+    verdicts = {(r["model"], r["metric"]): r["verdict"] for r in comparisons}
+    assert (
+        verdicts[("nat", "em_constrained")] == "better"
+        and verdicts[("trad", "em_constrained")] == "no difference"
+    )
+    rows = {r["model"]: r[fx.MC] for r in tables(report.markdown)["Constrained exact match (%)"]}
+    assert rows["NAT"].endswith(" ▲") and rows["TRAD"].endswith(" =")
+    assert not rows["Base"].endswith(("▲", "▼", "="))  # the base is not compared with itself
+    # a metric the evaluation did not compare is compared by the report (marked ᵣ), with the same tests
+    computed = {(r["model"], r["metric"]): r for r in report.data["comparisons_computed"]}
+    assert computed[("nat", "em_constrained_perm")]["verdict"] == "better"
+    assert computed[("nat", "em_constrained_perm")]["test"] == "paired_permutation"  # a mean of K copies
+    assert computed[("nat", "em_constrained_robust")]["test"] == "mcnemar"  # 0/1
+    assert computed[("trad", "rouge2")]["test"] == "paired_permutation"
+    assert computed[("nat", "bleu")]["test"] == "paired_approximate_randomization_corpus_bleu"
+    oeq = {r["model"]: r for r in tables(report.markdown)[fx.OEQ]}
+    assert oeq["NAT"]["ROUGE-2"].endswith("▲ᵣ") and oeq["NAT"]["Judge 1-5"].endswith("▲ᵣ")
+
+
+def test_position_bias_and_open_ended_tables(report, outputs):
+    found = tables(report.markdown)
+    for row in found["Position bias"]:
+        metrics = summary(outputs, NAMES[row["model"]], fx.MC)["metrics"]
+        assert row["K"] == "2"
+        assert row["original"].startswith(fmt(metrics["em_constrained"]))
+        assert row["permuted"].startswith(fmt(metrics["em_constrained_perm"]))
+        assert row["drop"] == fmt(metrics["em_constrained_perm_drop"])
+        assert row["robust"].startswith(fmt(metrics["em_constrained_robust"]))
+    for row in found[fx.OEQ]:
+        metrics = summary(outputs, NAMES[row["model"]], fx.OEQ)["metrics"]
+        assert row["BLEU"].startswith(fmt(metrics["bleu"], 1.0))
+        assert row["ROUGE-2"].startswith(fmt(metrics["rouge2"]))
+        assert row["METEOR"].startswith(fmt(metrics["meteor"]))
+        assert row["Judge 0/1"].startswith(fmt(metrics["judge_binary"]))
+        assert row["Judge 1-5"].startswith(fmt(metrics["judge_graded"], 1.0))
+        assert row["BERTScore-F1"] == "missing"  # no model: missing with its reason, never 0
+    assert (
+        "- Base, mediqal-oeq, bertscore_f1: no BERTScore model given (--bertscore-model)" in report.markdown
+    )
+    assert (
+        "Base, judge_graded: judge `judge-model`, prompt `judge-graded-v1`: 23 verdicts of 24 answers (0 unparseable, 1 failed)"
+        in report.markdown
+    )
+
+
+def test_calibration_sections(report):
+    found = tables(report.markdown)
+    rows = {r["score"]: r for r in found["Correlation with the human rating"]}
+    assert set(rows) == {"judge_binary", "judge_graded", "bleu_sentence", "rouge2", "meteor"}
+    pearson = report.data["calibration"]["correlations"]["judge_graded"]["rating"]["pearson"]
+    assert (
+        rows["judge_graded"]["Pearson"]
+        == f"{pearson['value']:.2f} [{pearson['ci95'][0]:.2f}, {pearson['ci95'][1]:.2f}]"
+    )
+    assert rows["judge_graded"]["n"] == "71"  # 72 rated answers, one graded verdict failed
+    controlled = {(r["judge"], r["model"]): r for r in found["Length-controlled judge scores"]}
+    # TRAD's long answers lose more than NAT's and Base's short ones once length is controlled
+    lc = report.data["calibration"]["length_controlled"]["judge_graded"]["models"]
+    assert lc["trad"]["value"] < lc["trad"]["raw"] and lc["base"]["value"] > lc["base"]["raw"]
+    assert controlled[("judge_graded", "TRAD")]["raw"] == f"{lc['trad']['raw']:.2f}"
+    assert "Verbosity bias" in found
+
+
+def test_same_inputs_same_bytes(outputs, ratings, report, tmp_path):
+    again = build_report(outputs, tmp_path / "again", ratings, resamples=200)
+    first = Path(next(iter(report.figures.values()))).parent
+    assert again.markdown == report.markdown
+    for name in ["report.md", "report.json", *(p.name for p in report.figures.values())]:
+        assert (tmp_path / "again" / name).read_bytes() == (first / name).read_bytes(), name
+    assert sorted(p.name for p in report.figures.values()) == [
+        "em_by_mix.png",
+        "judge_vs_human.png",
+        "judge_vs_length.png",
+        "position_bias.png",
+    ]
+    png = (first / "em_by_mix.png").read_bytes()
+    assert png.startswith(b"\x89PNG") and b"Matplotlib" not in png
+    for path in report.figures.values():
+        assert f"]({path.name})" in report.markdown
+
+
+def test_report_command(outputs, tmp_path):
+    result = CliRunner().invoke(
+        app, ["report", str(outputs), "--output", str(tmp_path / "r"), "--resamples", "100"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "report.md" in result.output
+    markdown = (tmp_path / "r" / "report.md").read_text()
+    assert "No ratings given" in markdown and not (tmp_path / "r" / "judge_vs_human.png").exists()
+    assert (tmp_path / "r" / "judge_vs_length.png").is_file()  # needs no ratings
+    bad = CliRunner().invoke(app, ["report", str(tmp_path / "nowhere"), "--output", str(tmp_path / "r2")])
+    assert bad.exit_code == 1 and "no such folder" in bad.output
+
+
+def test_bad_outputs_are_named(tmp_path):
+    (tmp_path / "base" / "x").mkdir(parents=True)
+    with pytest.raises(
+        ReportError, match="no <model_tag>/<benchmark>/summary.json with its predictions.parquet"
+    ):
+        read_outputs(tmp_path)
+    (tmp_path / "base" / "x" / "predictions.parquet").write_bytes(b"")
+    (tmp_path / "base" / "x" / "summary.json").write_text("{not json")
+    with pytest.raises(
+        ReportError, match=re.escape(f"{tmp_path / 'base' / 'x' / 'summary.json'}: not valid JSON")
+    ):
+        read_outputs(tmp_path)
+    (tmp_path / "base" / "x" / "summary.json").write_text('{"model": "m"}')
+    with pytest.raises(ReportError, match="no 'benchmark' \\(not an evaluation summary\\)"):
+        read_outputs(tmp_path)

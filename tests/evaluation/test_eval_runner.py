@@ -1,0 +1,240 @@
+"""``medinjection evaluate`` end to end on the tiny Qwen3: base + DoRA run folders, permutations,
+outputs and their schemas, the run-folder copy with the adapter hash, comparisons, reuse."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pyarrow.parquet as pq
+import pytest
+import yaml
+from test_eval_benchmarks import built_records, fmm_rows, write_built_folder
+from typer.testing import CliRunner
+
+from medinjection.cli import app
+from medinjection.evaluation import tasks
+from medinjection.evaluation.runner import EvalSettings, evaluate
+from medinjection.runs import RunLayout
+
+COLUMNS = {
+    "id", "benchmark", "type", "source", "task", "permutation", "options", "order", "gold",
+    "constrained_text", "constrained", "greedy_text", "greedy", "constrained_letters_text", "constrained_letters",
+    "em_constrained", "em_greedy", "em_constrained_letters",
+    "hamming_constrained", "hamming_greedy", "hamming_constrained_letters", "n_prompt_tokens",
+}  # fmt: skip
+SUMMARY_KEYS = {
+    "model",
+    "adapter",
+    "adapter_sha256",
+    "benchmark",
+    "n_items",
+    "metrics",
+    "items_sha256",
+    "protocol",
+}
+
+
+@pytest.fixture()
+def fmm_benchmark(tmp_path):
+    folder = tmp_path / "bench"
+    folder.mkdir()
+    (folder / "dev.json").write_text(json.dumps(fmm_rows(9), ensure_ascii=False))
+    path = folder / "fmm-mini.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {"name": "fmm-mini", "source": {"adapter": "frenchmedmcqa", "path": "."}, "split": "validation"}
+        )
+    )
+    return path
+
+
+def invoke(*args):
+    result = CliRunner().invoke(app, ["evaluate", *map(str, args)])
+    assert result.exit_code == 0, result.output + (repr(result.exception) if result.exception else "")
+    return result.output
+
+
+def test_evaluate_base_and_adapters(tiny_path, dora_runs, fmm_benchmark, tmp_path):
+    out = tmp_path / "out"
+    common = ["--model", tiny_path, "--benchmark", fmm_benchmark, "-o", out, "--bootstrap-resamples", "200"]
+    invoke(*common, "--adapter", dora_runs, "--permutations", "2")
+
+    for tag in ("base", "nat", "nat_trad"):
+        table = pq.read_table(out / tag / "fmm-mini" / "predictions.parquet")
+        assert COLUMNS <= set(table.column_names)
+        rows = table.to_pylist()
+        assert len(rows) == 9 * 3 and sorted({r["permutation"] for r in rows}) == [0, 1, 2]
+        summary = json.loads((out / tag / "fmm-mini" / "summary.json").read_text())
+        assert SUMMARY_KEYS <= set(summary) and summary["n_items"] == 9 and summary["model_tag"] == tag
+        assert summary["n_by_type"] == {"MCQ": 3, "MCQU": 6}
+        original = [r for r in rows if r["permutation"] == 0]
+        for name in (
+            "em_constrained",
+            "em_greedy",
+            "hamming_constrained",
+            "em_constrained_perm",
+            "em_constrained_robust",
+        ):
+            entry = summary["metrics"][name]
+            assert (
+                set(entry) == {"value", "ci95", "n"}
+                and entry["ci95"][0] <= entry["value"] <= entry["ci95"][1]
+            )
+        em = [r["em_constrained"] for r in original]
+        assert summary["metrics"]["em_constrained"]["value"] == pytest.approx(sum(em) / len(em))
+        hamming = [r["hamming_constrained"] for r in original if r["type"] == "MCQ"]
+        assert summary["metrics"]["hamming_constrained"]["n"] == 3
+        assert summary["metrics"]["hamming_constrained"]["value"] == pytest.approx(sum(hamming) / 3)
+        gold_options = {r["id"]: {r["order"][r["options"].index(g)] for g in r["gold"]} for r in original}
+        for r in rows:  # gold re-mapped: the same original options are gold under every order
+            assert {r["order"][r["options"].index(g)] for g in r["gold"]} == gold_options[r["id"]]
+        assert (out / tag / "aggregate.json").is_file()
+
+    for tag in ("nat", "nat_trad"):
+        run = RunLayout(dora_runs / tag)
+        in_run = json.loads(run.summary_path("fmm-mini").read_text())
+        in_output = json.loads((out / tag / "fmm-mini" / "summary.json").read_text())
+        assert in_run == in_output and in_run["adapter_sha256"] == run.adapter_sha256()
+        assert in_run["adapter"] == str(run.root.resolve())
+        assert set(in_run["vs_base"]) == {
+            "em_constrained",
+            "em_greedy",
+            "hamming_constrained",
+            "hamming_greedy",
+        }
+        assert {"diff", "ci95", "p_value", "p_adjusted", "significant", "verdict"} <= set(
+            in_run["vs_base"]["em_constrained"]
+        )
+    base = json.loads((out / "base" / "fmm-mini" / "summary.json").read_text())
+    assert base["adapter"] is None and base["adapter_sha256"] is None and "vs_base" not in base
+
+    comparisons = json.loads((out / "comparisons.json").read_text())
+    vs_base = comparisons["families"]["vs_base"]
+    assert {(r["model"], r["benchmark"]) for r in vs_base} >= {
+        ("nat", "fmm-mini"),
+        ("nat_trad", "_aggregate_macro"),
+    }
+    assert {(r["model"], r["baseline"]) for r in comparisons["families"]["pairwise"]} == {("nat", "nat_trad")}
+    assert all(r["p_adjusted"] >= r["p_value"] for r in vs_base)
+
+    # the same command again: everything reused, nothing rewritten
+    stamp = (out / "nat" / "fmm-mini" / "predictions.parquet").stat().st_mtime_ns
+    output = invoke(*common, "--adapter", dora_runs, "--permutations", "2")
+    assert output.count("reused") == 3
+    assert (out / "nat" / "fmm-mini" / "predictions.parquet").stat().st_mtime_ns == stamp
+    # another protocol setting is another scoring
+    output = invoke(*common, "--no-base", "--adapter", dora_runs / "nat", "--permutations", "1")
+    assert "reused" not in output
+    assert len(pq.read_table(out / "nat" / "fmm-mini" / "predictions.parquet")) == 9 * 2
+
+
+def test_reference_engine_gives_the_same_predictions(tiny_path, fmm_benchmark, tmp_path):
+    common = ["--model", tiny_path, "--benchmark", fmm_benchmark, "--bootstrap-resamples", "100"]
+    invoke(*common, "-o", tmp_path / "batched", "--batch-size", "4")
+    invoke(*common, "-o", tmp_path / "reference", "--engine", "reference")
+    keep = [
+        "id",
+        "constrained_text",
+        "greedy_text",
+        "constrained_letters_text",
+        "em_constrained",
+        "em_greedy",
+    ]
+    batched = pq.read_table(tmp_path / "batched/base/fmm-mini/predictions.parquet").select(keep).to_pylist()
+    reference = (
+        pq.read_table(tmp_path / "reference/base/fmm-mini/predictions.parquet").select(keep).to_pylist()
+    )
+    assert batched == reference
+
+
+def test_unknown_benchmark_and_the_list(tiny_path, tmp_path):
+    result = CliRunner().invoke(
+        app, ["evaluate", "--model", str(tiny_path), "--benchmark", "medqa-fr", "-o", str(tmp_path)]
+    )
+    assert result.exit_code == 1
+    assert "unknown benchmark 'medqa-fr'" in result.output and "'frenchmedmcqa'" in result.output
+    listed = invoke("--list-benchmarks")
+    assert "frenchmedmcqa" in listed and "pubmedqa" in listed and "native-test" in listed
+
+
+def test_types_without_a_task_are_counted_not_scored(tiny_path, tmp_path, monkeypatch):
+    monkeypatch.setitem(tasks.TASKS, "oeq", "medinjection.evaluation.no_such_task:TASK")
+    write_built_folder(tmp_path / "ds", {"test": built_records(4, 2)})
+    logs = []
+    evaluate(
+        EvalSettings(
+            model=str(tiny_path),
+            dataset=str(tmp_path / "ds"),
+            config="native",
+            output=tmp_path / "out",
+            bootstrap_resamples=100,
+            log=logs.append,
+        )
+    )
+    summary = json.loads((tmp_path / "out/base/native-test/summary.json").read_text())
+    assert summary["n_items"] == 4 and summary["skipped_types"]["OEQ"]["n"] == 2
+    assert "no_such_task" in summary["skipped_types"]["OEQ"]["reason"]
+    assert any("2 OEQ item(s) not scored" in line for line in logs)
+    assert len(pq.read_table(tmp_path / "out/base/native-test/predictions.parquet")) == 4
+
+
+def test_vllm_backend_says_how_to_get_it(tiny_path, fmm_benchmark, tmp_path):
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is not None:  # pragma: no cover - a machine with vLLM
+        return
+    result = CliRunner().invoke(
+        app,
+        [
+            "evaluate",
+            "--model",
+            str(tiny_path),
+            "--benchmark",
+            str(fmm_benchmark),
+            "-o",
+            str(tmp_path),
+            "--backend",
+            "vllm",
+        ],
+    )
+    assert result.exit_code == 1 and "pip install vllm" in result.output
+
+
+@pytest.mark.slow
+def test_data_parallel_with_accelerate_launch(tiny_path, fmm_benchmark, tmp_path):
+    """Two CPU processes, each a shard of the items: the same predictions as one process."""
+    common = [
+        "--model",
+        str(tiny_path),
+        "--benchmark",
+        str(fmm_benchmark),
+        "--bootstrap-resamples",
+        "100",
+        "--permutations",
+        "1",
+    ]
+    invoke(*common, "-o", tmp_path / "one")
+    launcher = os.path.join(os.path.dirname(sys.executable), "accelerate")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run(
+        # --multi_gpu picks accelerate's torchrun launcher (its --cpu launcher needs mpirun); without
+        # CUDA the runner joins the two processes over gloo on the CPU.
+        [launcher, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+         "--dynamo_backend", "no", "-m", "medinjection.recipes.evaluate", *common, "-o", str(tmp_path / "two")],
+        check=True, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    one = (
+        pq.read_table(tmp_path / "one/base/fmm-mini/predictions.parquet")
+        .drop(["n_prompt_tokens"])
+        .to_pylist()
+    )
+    two = (
+        pq.read_table(tmp_path / "two/base/fmm-mini/predictions.parquet")
+        .drop(["n_prompt_tokens"])
+        .to_pylist()
+    )
+    assert one == two
+    assert json.loads((tmp_path / "two/base/fmm-mini/summary.json").read_text())["backend"]["world_size"] == 2

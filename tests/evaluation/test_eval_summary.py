@@ -1,0 +1,82 @@
+"""Summary metrics from crafted prediction rows: means, breakdowns, position bias, aggregates."""
+
+from __future__ import annotations
+
+import pytest
+
+from medinjection.evaluation import summary
+from medinjection.evaluation.mcq import METRIC_COLUMNS
+
+
+def row(rid, kind, perm, em, ham=None, source="frenchmedmcqa"):
+    return {
+        "id": rid,
+        "type": kind,
+        "source": source,
+        "permutation": perm,
+        "task": "mcq",
+        "em_constrained": em,
+        "hamming_constrained": ham,
+    }
+
+
+ROWS = [
+    row("a", "MCQ", 0, 1.0, 1.0),
+    row("a", "MCQ", 1, 0.0, 0.5),
+    row("a", "MCQ", 2, 1.0, 1.0),
+    row("b", "MCQU", 0, 1.0, source="mmlu_medical"),
+    row("b", "MCQU", 1, 1.0, source="mmlu_medical"),
+    row("b", "MCQU", 2, 1.0, source="mmlu_medical"),
+    row("c", "MCQU", 0, 0.0),
+    row("c", "MCQU", 1, 1.0),
+    row("c", "MCQU", 2, 0.0),
+]
+
+
+def value(metrics, name):
+    return metrics[name]["value"], metrics[name]["n"]
+
+
+def test_means_over_the_original_order_and_breakdowns():
+    metrics = summary.column_metrics(ROWS, ("em_constrained", "hamming_constrained"), resamples=200)
+    assert value(metrics, "em_constrained") == (pytest.approx(2 / 3), 3)
+    assert value(metrics, "hamming_constrained") == (1.0, 1)  # MCQ items only
+    assert value(metrics, "em_constrained_by_type:MCQ") == (1.0, 1)
+    assert value(metrics, "em_constrained_by_type:MCQU") == (0.5, 2)
+    assert value(metrics, "em_constrained_by_source:mmlu_medical") == (1.0, 1)
+    assert value(metrics, "em_constrained_by_source:frenchmedmcqa") == (0.5, 2)
+    assert "hamming_constrained_by_type:MCQU" not in metrics
+    for entry in metrics.values():
+        low, high = entry["ci95"]
+        assert low <= entry["value"] <= high
+
+
+def test_position_bias_metrics():
+    metrics = summary.permutation_metrics(ROWS, ("em_constrained",), resamples=200)
+    assert value(metrics, "em_constrained_perm") == (pytest.approx(2 / 3), 3)  # items: 0.5, 1, 0.5
+    assert value(metrics, "em_constrained_perm1") == (pytest.approx(2 / 3), 3)
+    assert value(metrics, "em_constrained_perm2") == (pytest.approx(2 / 3), 3)
+    assert value(metrics, "em_constrained_perm_drop") == (pytest.approx(0.0), 3)  # 0.5, 0, -0.5
+    assert value(metrics, "em_constrained_robust") == (pytest.approx(1 / 3), 3)  # only b, every order
+    assert summary.permutation_metrics([r for r in ROWS if r["permutation"] == 0], ("em_constrained",)) == {}
+
+
+def test_micro_and_macro_aggregates():
+    bench_a = [row(str(i), "MCQU", 0, 1.0) for i in range(10)]
+    bench_b = [row(str(i), "MCQU", 0, float(i < 30)) for i in range(90)]
+    metrics = summary.aggregate({"a": bench_a, "b": bench_b}, ("em_constrained",), resamples=200)
+    assert metrics["em_constrained_micro"]["value"] == pytest.approx(40 / 100)
+    assert metrics["em_constrained_macro"]["value"] == pytest.approx((1.0 + 30 / 90) / 2)
+    assert metrics["em_constrained_macro"]["n"] == 100 and metrics["em_constrained_macro"]["benchmarks"] == 2
+    assert summary.AGGREGATED == "macro"
+
+
+def test_mcq_metric_columns():
+    assert METRIC_COLUMNS == (
+        "em_constrained",
+        "em_greedy",
+        "em_constrained_letters",
+        "hamming_constrained",
+        "hamming_greedy",
+        "hamming_constrained_letters",
+    )

@@ -1,0 +1,234 @@
+"""The LLM judge: strict verdicts, versioned prompts, the cache, and two real servers.
+
+- the project's fault-injecting server (tests/generation/gen_fault_server.py), answering judge
+  prompts with "1" when the candidate equals the ground truth and "0" otherwise: unparseable
+  replies and requests that fail for good are counted as such, never as 0, and a second run
+  asks nothing it was already answered;
+- a real ``transformers serve`` of the tiny Qwen3 (and the same model in process): every answer of
+  a random model is judged or counted unparseable, with real token counts, and cached.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from judge_server import JudgeServer
+
+from medinjection.config import GenerationBackendConfig
+from medinjection.dataset_builders.generation.cache import ResponseCache
+from medinjection.evaluation.judge import (
+    JudgeError,
+    JudgeSettings,
+    judge_items,
+    judge_messages,
+    judge_metric,
+    judge_prompt,
+    judgment_columns,
+    parse_verdict,
+)
+
+ITEMS = [
+    {
+        "id": f"oeq-{i}",
+        "question": f"Question : quel est le traitement du cas {i} ?",
+        "reference": f"L'amoxicilline pendant {i + 5} jours.",
+        "answer_text": f"L'amoxicilline pendant {i + 5} jours." if i % 2 == 0 else "Le paracétamol.",
+    }
+    for i in range(8)
+]
+
+
+def test_parse_verdict_is_strict():
+    binary, graded = judge_prompt("binary-v1"), judge_prompt("graded-v1")
+    assert [parse_verdict(t, binary) for t in ("1", " 0", "1.", "0\nThe answer is wrong", "1)")] == [
+        1,
+        0,
+        1,
+        0,
+        1,
+    ]
+    for text in ("10", "2", "Score: 1", "one", "", None, "1a", " x1"):
+        assert parse_verdict(text, binary) is None, text
+    assert [parse_verdict(t, graded) for t in ("5", "1", " 3 ", "4/5")] == [5, 1, 3, 4]
+    assert [parse_verdict(t, graded) for t in ("0", "6", "45")] == [None, None, None]
+
+
+def test_prompt_files_are_versioned():
+    binary, graded = judge_prompt("binary-v1"), judge_prompt("graded-v1")
+    assert (binary.version, binary.metric, binary.low, binary.high, binary.max_tokens) == (
+        "judge-binary-v1",
+        "judge_binary",
+        0,
+        1,
+        1,
+    )
+    assert (graded.version, graded.metric, graded.low, graded.high) == (
+        "judge-graded-v1",
+        "judge_graded",
+        1,
+        5,
+    )
+    messages = judge_messages(binary, "Q ?", "réponse {avec} accolades", "la référence")
+    assert [m["role"] for m in messages] == ["system", "user"]
+    assert messages[1]["content"] == (
+        "Question: Q ?\nCandidate_answer: réponse {avec} accolades\nGround_truth: la référence"
+    )
+    assert "equivalent to the ground truth" in messages[0]["content"]
+    with pytest.raises(
+        ValueError, match=r"unknown judge prompt version 'binary-v9'; known: \['binary-v1', 'graded-v1'\]"
+    ):
+        judge_prompt("binary-v9")
+
+
+def fault_settings(url: str, cache: Path, **kw) -> JudgeSettings:
+    backend = GenerationBackendConfig(
+        type="openai",
+        model="judge-model",
+        base_url=url,
+        max_retries=2,
+        backoff_s=0.0,
+        concurrency=4,
+        timeout_s=10,
+    )
+    return JudgeSettings(backend=backend, cache=cache, **kw)
+
+
+def test_judge_against_the_fault_server(tmp_path):
+    with JudgeServer() as server:
+        settings = fault_settings(server.url, tmp_path / "judge.sqlite")
+        results, usage = judge_items(ITEMS, settings)
+        first_requests = sum(server.requests.values())
+        again, usage2 = judge_items(ITEMS, settings)
+        second_requests = sum(server.requests.values()) - first_requests
+
+    for metric, ok, bad in (("judge_binary", 1, 0), ("judge_graded", 5, 2)):
+        rows = results[metric]
+        assert [r["status"] for r in rows] == [
+            "ok",
+            "unparseable",
+            "ok",
+            "failed",
+            "ok",
+            "ok",
+            "ok",
+            "ok",
+        ]
+        expected = [ok if i % 2 == 0 else bad for i in range(8)]
+        assert [r["verdict"] for r in rows] == [
+            v if i not in (1, 3) else None for i, v in enumerate(expected)
+        ]
+        assert rows[1]["raw"].startswith("Voici la traduction") and rows[3]["raw"] is None
+        assert "gave up after 3 attempts" in rows[3]["error"]
+        columns = judgment_columns(metric, rows)
+        assert columns[metric][1] is None and columns[metric][3] is None and columns[metric][0] == float(ok)
+    # per prompt: 8 items, item 2 asked twice (429), item 3 three times (500 x 3), item 5 twice
+    assert first_requests == 2 * (8 + 1 + 2 + 1)
+    assert usage["requests"] == 2 * 7 and usage["failures"] == 2 and usage["retries"] == 2 * 2
+    # the second run asks again only for the failed items (3 attempts each, failing again)
+    assert second_requests == 2 * 3
+    assert usage2["cache_hits"] == 2 * 7 and usage2["requests"] == 0
+    assert [r["status"] for r in again["judge_binary"]] == [r["status"] for r in results["judge_binary"]]
+    assert all(r["cached"] for i, r in enumerate(again["judge_binary"]) if i != 3)
+    assert len(ResponseCache(tmp_path / "judge.sqlite")) == 2 * 7  # a failed request is never cached
+
+
+def test_judge_metric_counts_what_it_leaves_out():
+    statuses = ["ok", "unparseable", "ok", "failed", "ok", None]
+    values = [1.0, None, 0.0, None, 1.0, None]
+    described = {"model": "judge-model", "prompts": {"judge_binary": "judge-binary-v1"}}
+    entry = judge_metric(values, statuses, described, "judge_binary", resamples=200)
+    assert entry["value"] == pytest.approx(2 / 3) and entry["n"] == 3
+    assert (entry["n_judged"], entry["n_unparseable"], entry["n_failed"]) == (5, 1, 1)
+    assert entry["judge_model"] == "judge-model" and entry["prompt_version"] == "judge-binary-v1"
+    assert 0 <= entry["ci95"][0] <= entry["value"] <= entry["ci95"][1] <= 1
+    nothing = judge_metric([None, None], ["unparseable", "failed"], described, "judge_binary")
+    assert nothing["value"] is None and nothing["n"] == 0
+    assert nothing["missing"] == "no parseable verdict (1 unparseable, 1 failed)"
+
+
+def test_judge_input_is_checked(tmp_path):
+    settings = fault_settings("http://127.0.0.1:9/v1", tmp_path / "c.sqlite")
+    with pytest.raises(JudgeError, match=r"item 0 \(x\): no 'answer_text' text to judge"):
+        judge_items([{"id": "x", "question": "q", "reference": "r"}], settings)
+
+
+# --- a real OpenAI-compatible server: transformers serve on the tiny Qwen3 --------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tiny_path) -> Path:
+    return tiny_path  # the tiny Qwen3 of tests/evaluation/eval_fixtures.py
+
+
+@pytest.fixture(scope="module")
+def served(tiny_model, tmp_path_factory, require_module):
+    require_module("fastapi", "transformers serve needs pip install 'medinjection[serving]'")
+    command = shutil.which("transformers") or str(Path(sys.executable).parent / "transformers")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "HF_HUB_CACHE": str(tmp_path_factory.mktemp("hub")), "HF_HUB_OFFLINE": "1"}
+    log = (tmp_path_factory.mktemp("serve") / "serve.log").open("w")
+    process = subprocess.Popen(
+        [command, "serve", str(tiny_model), "--port", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            try:
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("transformers serve did not start in 90 s: " + Path(log.name).read_text()[-2000:])
+        yield f"{url}/v1"
+    finally:
+        process.terminate()
+        process.wait(20)
+
+
+def check_random_judge(results: dict, usage: dict, n: int, max_tokens: int) -> None:
+    for metric, rows in results.items():
+        assert len(rows) == n
+        prompt = judge_prompt("binary-v1" if metric == "judge_binary" else "graded-v1")
+        for row in rows:
+            assert row["status"] in ("ok", "unparseable"), row
+            assert isinstance(row["raw"], str)
+            # the status is what the strict parser says of the raw reply, nothing else
+            assert row["verdict"] == parse_verdict(row["raw"], prompt)
+            assert (row["status"] == "ok") == (row["verdict"] is not None)
+    assert usage["requests"] == 2 * n and usage["failures"] == 0
+    assert usage["prompt_tokens"] > 2 * n * 50 and 0 < usage["completion_tokens"] <= 2 * n * max_tokens
+
+
+@pytest.mark.slow
+def test_judge_against_transformers_serve(served, tiny_model, tmp_path):
+    backend = GenerationBackendConfig(
+        type="openai", model=str(tiny_model), base_url=served, concurrency=4, timeout_s=60
+    )
+    settings = JudgeSettings(backend=backend, cache=tmp_path / "judge.sqlite", max_tokens=3)
+    results, usage = judge_items(ITEMS[:4], settings)
+    check_random_judge(results, usage, 4, 3)
+    again, usage2 = judge_items(ITEMS[:4], settings)
+    assert usage2["cache_hits"] == 8 and usage2["requests"] == 0
+    assert [r["raw"] for r in again["judge_graded"]] == [r["raw"] for r in results["judge_graded"]]
+
+
+def test_judge_with_an_in_process_transformers_model(tiny_model, tmp_path):
+    backend = GenerationBackendConfig(type="transformers", model=str(tiny_model))
+    settings = JudgeSettings(backend=backend, cache=tmp_path / "judge.sqlite")
+    results, usage = judge_items(ITEMS[:3], settings)
+    check_random_judge(results, usage, 3, 1)  # the prompts' one new token, as the paper's judge

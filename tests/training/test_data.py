@@ -1,0 +1,92 @@
+"""Loading a mix by config name: local folder fingerprint, mixes.json types and chat version, the
+validation split cut to the mix's types, the Hub revision read from resolved paths, clear errors."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+
+from medinjection.training.data import DataError, load_training_data, resolved_hub_revision
+
+
+def test_local_mix_loads_with_a_fingerprint_of_every_file_read(demo_dataset):
+    data = load_training_data(str(demo_dataset), "nat_trad")
+    info = data.info
+    assert info["kind"] == "local" and info["revision"] is None
+    assert (
+        info["mix"]["size"]
+        == len(data.train)
+        == json.loads((demo_dataset / "mixes.json").read_text())["mixes"]["nat_trad"]["train"]
+    )
+    files = info["fingerprint"]["files"]
+    assert "data/nat_trad/train-00000.parquet" in files
+    assert any(name.startswith("data/translated/validation-") for name in files)
+    for name, sha in files.items():
+        assert hashlib.sha256((demo_dataset / name).read_bytes()).hexdigest() == sha
+    mixes = json.loads((demo_dataset / "mixes.json").read_text())
+    assert info["chat_version"] == "v1" == mixes.get("chat_version", "v1")
+    assert info["mix"]["types"] == mixes.get("types", sorted(set(data.train["type"])))
+
+
+def test_without_mixes_json_types_come_from_the_data_and_the_version_from_the_records(demo_copy):
+    (demo_copy / "mixes.json").unlink()
+    data = load_training_data(str(demo_copy), "nat")
+    assert data.info["mix"]["types"] == sorted(set(data.train["type"]))
+    assert data.info["mix"]["from_mixes_json"] is False
+    assert (data.info["chat_version"], data.info["chat_version_source"]) == (
+        "v1",
+        "recognised from the records",
+    )
+
+
+def test_fingerprint_changes_when_a_file_changes(demo_copy):
+    before = load_training_data(str(demo_copy), "nat").info["fingerprint"]["sha256"]
+    import pyarrow.parquet as pq
+
+    path = demo_copy / "data" / "nat" / "train-00000.parquet"
+    table = pq.read_table(path)
+    pq.write_table(table.slice(1), path)
+    after = load_training_data(str(demo_copy), "nat").info["fingerprint"]["sha256"]
+    assert after != before
+
+
+def test_types_and_chat_version_come_from_mixes_json_and_cut_the_validation_split(demo_copy):
+    manifest = json.loads((demo_copy / "mixes.json").read_text())
+    manifest["types"] = ["MCQU"]
+    manifest["chat_version"] = "v1"
+    (demo_copy / "mixes.json").write_text(json.dumps(manifest))
+    data = load_training_data(str(demo_copy), "syn")
+    assert data.info["mix"]["types"] == ["MCQU"]
+    assert data.info["chat_version_source"] == "mixes.json"
+    assert set(data.eval["type"]) == {"MCQU"}
+    counts = data.info["splits"]["validation"]
+    assert counts["used"] == len(data.eval) < counts["rows"]  # the demo's validation has MCQ and OEQ items
+
+
+def test_unknown_config_and_missing_split_are_named(demo_dataset):
+    with pytest.raises(DataError, match=r"no config 'nat-trad'.*nat_trad"):
+        load_training_data(str(demo_dataset), "nat-trad")
+    with pytest.raises(DataError, match="no dev split"):
+        load_training_data(str(demo_dataset), "nat", eval_split="dev")
+    with pytest.raises(DataError, match="dataset_config"):
+        load_training_data(str(demo_dataset), "")
+
+
+def test_hub_revision_is_read_from_the_resolved_data_files():
+    sha = "a" * 40
+    files = {
+        "train": [f"hf://datasets/org/medinjection-fr@{sha}/data/nat/train-00000.parquet"],
+        "validation": [f"hf://datasets/org/medinjection-fr@{sha}/data/native/validation-00000.parquet"],
+    }
+    assert resolved_hub_revision(files) == sha
+    assert resolved_hub_revision({"train": ["/local/data/nat/train-00000.parquet"]}) is None
+    with pytest.raises(DataError, match="several commits"):
+        resolved_hub_revision({**files, "test": [f"hf://datasets/org/medinjection-fr@{'b' * 40}/x.parquet"]})
+
+
+def test_an_unreachable_hub_dataset_fails_at_the_network_call():
+    """A Hub repo id goes to the Hub (offline here): the real code path up to the download."""
+    with pytest.raises(ConnectionError, match="medinjection-tests/no-such-dataset"):
+        load_training_data("medinjection-tests/no-such-dataset", "nat", revision="0" * 40)
