@@ -73,6 +73,25 @@ class Scored:
     path: Path
 
 
+def portable(value: Any) -> Any:
+    """``value`` (a manifest, a summary) with the local absolute paths it names made portable.
+
+    What is published must not carry the trainer's file system (user names, scratch folders): a path
+    into the package's ``trl_configs/`` keeps that tail (``trl_configs/tiny/nat.yaml``), any other
+    absolute path becomes ``<local>/<its last component>``. Hub ids, revisions and hashes are untouched.
+    """
+    if isinstance(value, dict):
+        return {key: portable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [portable(item) for item in value]
+    if isinstance(value, str) and (value.startswith(("/", "~")) or re.match(r"^[A-Za-z]:[\\/]", value)):
+        parts = Path(value).parts
+        if "trl_configs" in parts:
+            return "/".join(parts[parts.index("trl_configs") :])
+        return f"<local>/{Path(value).name}"
+    return value
+
+
 def is_hub_id(value: str | None) -> bool:
     return bool(value) and bool(HUB_ID.match(value)) and not Path(value).expanduser().exists()
 
@@ -97,33 +116,41 @@ def base_model_id(run: RunLayout, manifest: dict) -> str:
     return in_config
 
 
-def _scale(entry: dict) -> float:
-    """Summary values are fractions, shown as percentages; BLEU is already on sacrebleu's 0-100 scale."""
-    return 1.0 if entry.get("scale") == "0-100" else 100.0
+RAW_METRICS = frozenset({"bleu", "bleu_sentence", "judge_graded"})
+"""Metrics shown as they are (BLEU on sacrebleu's 0-100 scale, the graded judge on 1-5); the others are
+fractions, shown as percentages (the same rule as the evaluation report)."""
 
 
-def _shown(entry: dict, value: float | None) -> float | None:
-    return None if value is None else round(_scale(entry) * value, 2)
+def scale(metric: str) -> float:
+    return (
+        1.0
+        if metric.split(":")[0].removesuffix("_by_type").removesuffix("_by_source") in RAW_METRICS
+        else 100.0
+    )
 
 
-def _percent(entry: dict, value: float | None) -> str:
-    shown = _shown(entry, value)
+def _shown(metric: str, value: float | None) -> float | None:
+    return None if value is None else round(scale(metric) * value, 2)
+
+
+def _percent(metric: str, value: float | None) -> str:
+    shown = _shown(metric, value)
     return "n/a" if shown is None else f"{shown:.2f}"
 
 
-def _interval(entry: dict) -> str:
+def _interval(metric: str, entry: dict) -> str:
     ci = entry.get("ci95")
     if not ci or ci[0] is None:
         return "n/a"
-    return f"[{_percent(entry, ci[0])}, {_percent(entry, ci[1])}]"
+    return f"[{_percent(metric, ci[0])}, {_percent(metric, ci[1])}]"
 
 
-def _vs_base(summary: dict, metric: str, entry: dict) -> str:
+def _vs_base(summary: dict, metric: str) -> str:
     comparison = (summary.get("vs_base") or {}).get(metric)
     if not comparison or comparison.get("diff") is None:
         return "not compared"
     p = comparison.get("p_adjusted", comparison.get("p_value"))
-    return f"{comparison['verdict']} ({_scale(entry) * comparison['diff']:+.2f}, p_adj {p:.3g})"
+    return f"{comparison['verdict']} ({scale(metric) * comparison['diff']:+.2f}, p_adj {p:.3g})"
 
 
 def _benchmark_ref(summary: dict) -> dict[str, Any]:
@@ -166,8 +193,8 @@ def eval_results(scored: list[Scored]) -> list[EvalResult]:
                 dataset_revision=ref["revision"],
                 metric_type=name,
                 metric_name=name,
-                metric_value=_shown(entry, entry["value"]),
-                metric_config=f"ci95 [{_interval(entry).strip('[]')}], n={entry.get('n')}",
+                metric_value=_shown(name, entry["value"]),
+                metric_config=f"ci95 {_interval(name, entry)}, n={entry.get('n')}",
             )
         )
     return found
@@ -192,10 +219,10 @@ def eval_result_files(scored: list[Scored]) -> dict[str, str]:
             EvalResultEntry(
                 dataset_id=ref["hub_id"],
                 task_id=f"{item.benchmark}/{name}",
-                value=_shown(entry, entry["value"]),
+                value=_shown(name, entry["value"]),
                 dataset_revision=ref["revision"],
                 date=item.summary.get("created"),
-                notes=f"medinjection evaluate; 95% CI {_interval(entry)}; n={entry.get('n')}",
+                notes=f"medinjection evaluate; 95% CI {_interval(name, entry)}; n={entry.get('n')}",
             )
         )
     for benchmark, entries in sorted(by_benchmark.items()):
@@ -276,7 +303,7 @@ def card_facts(
     license: str | None = None,
     dataset_repo: str | None = None,
 ) -> tuple[ModelCardData, dict[str, Any]]:
-    manifest = run.manifest()
+    manifest = portable(run.manifest())
     base = base_model_id(run, manifest)
     made_on_the_fly = bool((manifest.get("base_model") or {}).get("made_on_the_fly"))
     if license is None:
@@ -303,6 +330,7 @@ def card_facts(
         "versions: " + ", ".join(f"{k} {v}" for k, v in sorted(versions.items()) if v),
         "hardware: " + ", ".join(f"{k} {v}" for k, v in hardware.items() if v not in (None, "")),
         f"base model revision: {(manifest.get('base_model') or {}).get('revision')}",
+        *(f"training warning: {warning}" for warning in manifest.get("warnings") or []),
     ]
     composition = [
         {"provenance": provenance_name, "type": kind, "count": count}
@@ -373,9 +401,9 @@ def card_facts(
                 "benchmark": item.benchmark,
                 "n": entry.get("n"),
                 "metric": name,
-                "value": _percent(entry, entry["value"]),
-                "ci": _interval(entry),
-                "vs_base": _vs_base(item.summary, name, entry),
+                "value": _percent(name, entry["value"]),
+                "ci": _interval(name, entry),
+                "vs_base": _vs_base(item.summary, name),
             }
             for item, name, entry in results(scored)
         ],

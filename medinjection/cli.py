@@ -181,7 +181,6 @@ def demo(
             directory,
             mixes=[m.strip() for m in mixes.split(",") if m.strip()],
             seed=seed,
-            verbose=verbose,
             build=lambda folder: build_and_report("demo", folder, verbose=verbose),
             console=console,
         )

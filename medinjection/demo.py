@@ -89,7 +89,6 @@ def run_demo(
     *,
     mixes: list[str] | None = None,
     seed: int = 0,
-    verbose: bool = False,
     build: Callable[[Path], Path] | None = None,
     console: Console | None = None,
 ) -> DemoResult:
@@ -170,7 +169,8 @@ def run_demo(
         )
         with capture_logs(logs / "evaluate.log"):
             evaluate(settings)
-        (logs / "evaluate.log").open("a", encoding="utf-8").write("\n".join(lines) + "\n")
+        with (logs / "evaluate.log").open("a", encoding="utf-8") as handle:
+            handle.write("\n".join(lines) + "\n")
         line.detail = f"base + {len(mixes)} adapters on {', '.join(BENCHMARKS)}"
     done()
     done = timed("report")
@@ -189,7 +189,7 @@ def run_demo(
                 layout = RunLayout(run)
                 release = prepare_release(run, repo_name(layout, "your-org", "{base}-MedInjection-FR-{mix}"))
                 preview = root / "publish-preview" / layout.name
-                publish_release(release, dry_run_dir=preview, echo=lambda text: None)
+                publish_release(release, dry_run_dir=preview, compare_remote=False, echo=lambda text: None)
                 result.previews.append(preview)
         line.detail = f"{len(result.previews)} model cards + adapters + summaries"
     done()

@@ -24,6 +24,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -33,7 +34,14 @@ from typing import Annotated
 
 import typer
 
-from medinjection.cards.model_card import ModelCardError, Scored, eval_result_files, render_model_card
+from medinjection.cards.model_card import (
+    ModelCardError,
+    Scored,
+    eval_result_files,
+    portable,
+    render_model_card,
+    scale,
+)
 from medinjection.publish import (
     KEEP_REMOTE,
     LocalFile,
@@ -85,32 +93,78 @@ def scored_summaries(run: RunLayout) -> list[Scored]:
             + "\nscore these files again:\n  "
             + evaluate_hint(run)
         )
+    base = ((run.manifest() if run.manifest_path.is_file() else {}).get("base_model")) or {}
+    other = {
+        name: f"{s.get('model_hub_id')}@{s.get('model_revision')}"
+        for name, s in summaries.items()
+        if not same_base(base, s)
+    }
+    if other:
+        lines = [f"{name}: scored on {model}" for name, model in other.items()]
+        raise PublishError(
+            f"refusing to publish {run.root}: scores made on another base model than the adapter's "
+            f"({base.get('hub_id')}@{base.get('revision')}):\n  "
+            + "\n  ".join(lines)
+            + "\nscore it on its base:\n  "
+            + evaluate_hint(run)
+        )
+    partial = [name for name, s in summaries.items() if s.get("subsample")]
+    if partial:
+        raise PublishError(
+            f"refusing to publish {run.root}: {', '.join(partial)} scored on a subset of the benchmark "
+            "(--limit, a smoke run); score the whole benchmark:\n  " + evaluate_hint(run)
+        )
     return [Scored(name, summary, run.summary_path(name)) for name, summary in summaries.items()]
 
 
+def _sha(value: str | None) -> bool:
+    return bool(value) and len(value) == 40 and all(c in "0123456789abcdef" for c in value.lower())
+
+
+def same_base(base: dict, summary: dict) -> bool:
+    """Whether a summary scored the adapter on its own base model (Hub id, and commit when both say one).
+
+    A summary whose base model could not be told (a local copy without marker) is not refused here; the
+    card's figures then rest on the evaluator's word, as before this check.
+    """
+    scored = summary.get("model_hub_id")
+    if scored is None or base.get("hub_id") is None:
+        return True
+    if scored != base["hub_id"]:
+        return False
+    ours, theirs = base.get("revision"), summary.get("model_revision")
+    return not (_sha(ours) and _sha(theirs) and ours.lower() != theirs.lower())
+
+
 def check_gates(run: RunLayout, scored: list[Scored], not_worse_than_base: list[str]) -> None:
-    """Refuse when a paired test says the adapter is significantly worse than the base on a gated metric."""
+    """Refuse when a paired test says the adapter is significantly worse than the base on a gated metric.
+
+    Every benchmark where the metric was scored must carry the comparison: one without it would pass the
+    gate unchecked. A benchmark where the metric does not apply (Hamming without multi-answer items) is not
+    gated on it; a metric scored nowhere is an error.
+    """
     problems = []
     for metric in not_worse_than_base:
-        compared = [(s, (s.summary.get("vs_base") or {}).get(metric)) for s in scored]
-        compared = [(s, c) for s, c in compared if c]
-        if not compared:
-            problems.append(
-                f"{metric}: no paired comparison with the base model in any summary; score the base model on "
-                "the same benchmarks into the same --output folder (medinjection evaluate --model BASE ...)"
-            )
+        applies = [
+            s for s in scored if ((s.summary.get("metrics") or {}).get(metric) or {}).get("value") is not None
+        ]
+        if not applies:
+            problems.append(f"{metric}: not scored on any benchmark of this adapter")
             continue
-        for item, comparison in compared:
-            if comparison.get("verdict") == "worse" and comparison.get("significant"):
-                scale = (
-                    1.0
-                    if (item.summary.get("metrics") or {}).get(metric, {}).get("scale") == "0-100"
-                    else 100.0
-                )
+        missing = [s.benchmark for s in applies if not (s.summary.get("vs_base") or {}).get(metric)]
+        if missing:
+            problems.append(
+                f"{metric}: no paired comparison with the base model on {', '.join(missing)}; score the base "
+                "model on the same benchmarks into the same --output folder (medinjection evaluate --model BASE ...)"
+            )
+        for item in scored:
+            comparison = (item.summary.get("vs_base") or {}).get(metric)
+            if comparison and comparison.get("verdict") == "worse" and comparison.get("significant"):
+                factor = scale(metric)
                 problems.append(
                     f"{metric} on {item.benchmark}: significantly worse than the base model "
-                    f"(diff {scale * comparison['diff']:+.2f} points, 95% CI "
-                    f"[{scale * comparison['ci95'][0]:+.2f}, {scale * comparison['ci95'][1]:+.2f}], "
+                    f"(diff {factor * comparison['diff']:+.2f} points, 95% CI "
+                    f"[{factor * comparison['ci95'][0]:+.2f}, {factor * comparison['ci95'][1]:+.2f}], "
                     f"{comparison.get('test')}, p_adjusted {comparison.get('p_adjusted'):.3g})"
                 )
     if problems:
@@ -155,9 +209,9 @@ def prepare_release(
     for name in ADAPTER_FILES:
         release.files[name] = (run.root / name).read_bytes()
     release.files["README.md"] = str(card).encode("utf-8")
-    release.files["manifest.json"] = run.manifest_path.read_bytes()
+    release.files["manifest.json"] = _json_bytes(portable(manifest))
     for item in scored:
-        release.files[f"eval/{item.benchmark}/summary.json"] = item.path.read_bytes()
+        release.files[f"eval/{item.benchmark}/summary.json"] = _json_bytes(portable(item.summary))
     eval_files = eval_result_files(scored)
     release.files |= {path: text.encode("utf-8") for path, text in eval_files.items()}
     without_hub_id = sorted({s.benchmark for s in scored} - {Path(p).stem for p in eval_files})
@@ -173,6 +227,10 @@ def prepare_release(
             "once the dataset is published)"
         )
     return release
+
+
+def _json_bytes(value) -> bytes:
+    return (json.dumps(value, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
 
 
 def _local_files(folder: Path) -> dict[str, LocalFile]:
@@ -214,8 +272,14 @@ def publish_release(
     dry_run_dir: Path | None = None,
     private: bool = False,
     endpoint: str | None = None,
+    compare_remote: bool = True,
     echo: Callable[[str], None] = print,
 ) -> AdapterPublishResult:
+    """Write ``release`` to ``dry_run_dir``, or push it in one commit.
+
+    ``compare_remote=False`` (dry runs only) lists the plan against an empty repo without asking the
+    Hub (the offline demo).
+    """
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, get_token
 
     token = get_token()
@@ -226,24 +290,15 @@ def publish_release(
         write_files(release.files, staging)
         local = _local_files(staging)
         api = HfApi(endpoint=endpoint, token=token)
-        parent = None
-        try:
-            # The head first, then the files at that head: the commit names it as its parent, so a
-            # push that lands in between makes ours fail instead of silently mixing the two.
-            parent = head_commit(api, release.repo)
-            remote, listed = (
-                remote_listing(api, release.repo, parent, repo_type="model")
-                if parent
-                else (None, f"{release.repo} does not exist yet")
-            )
-        except Exception as err:  # offline, DNS, refused
-            message = redact(f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}", token)
-            if dry_run_dir is None:
-                raise PublishError(f"cannot reach the Hub to list {release.repo}: {message}") from None
-            remote, listed = (
-                None,
-                f"{release.repo}: remote unreachable ({message}); listed against an empty repo",
-            )
+        if not compare_remote and dry_run_dir is None:
+            raise PublishError("a push must compare with the repo (compare_remote=False is for dry runs)")
+        parent, remote, listed = (
+            None,
+            None,
+            f"{release.repo} (the Hub was not asked; listed against an empty repo)",
+        )
+        if compare_remote:
+            parent, remote, listed = _remote_state(api, release.repo, token, dry_run=dry_run_dir is not None)
         plan = plan_commit(local, remote)
         prefix = "dry run: " if dry_run_dir is not None else ""
         echo(f"{prefix}{release.run.root} -> {release.repo}: {len(local)} files vs {listed}")
@@ -280,6 +335,23 @@ def publish_release(
         result.commit_url = info.commit_url
         echo(f"  committed {info.commit_url}")
         return result
+
+
+def _remote_state(api, repo: str, token: str | None, dry_run: bool) -> tuple[str | None, dict | None, str]:
+    """(head commit, files at that head, a note): the head first, then the files at that head, so that
+    the commit can name it as its parent and a push landing in between makes ours fail instead of
+    silently mixing the two. Unreachable Hub: an error for a push, an empty repo for a dry run."""
+    try:
+        parent = head_commit(api, repo)
+        if parent is None:
+            return None, None, f"{repo} does not exist yet"
+        remote, listed = remote_listing(api, repo, parent, repo_type="model")
+        return parent, remote, listed
+    except Exception as err:  # offline, DNS, refused
+        message = redact(f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}", token)
+        if not dry_run:
+            raise PublishError(f"cannot reach the Hub to list {repo}: {message}") from None
+        return None, None, f"{repo}: remote unreachable ({message}); listed against an empty repo"
 
 
 def head_commit(api, repo: str) -> str | None:

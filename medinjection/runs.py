@@ -74,7 +74,7 @@ class RunLayout:
     def manifest(self) -> dict:
         if not self.manifest_path.is_file():
             raise RunError(f"{self.root}: no {MANIFEST} (train it with `medinjection train`)")
-        return json.loads(self.manifest_path.read_text(encoding="utf-8"))
+        return read_json(self.manifest_path)
 
     def summary_path(self, benchmark: str) -> Path:
         return self.eval_dir / benchmark / SUMMARY
@@ -83,7 +83,7 @@ class RunLayout:
         """Evaluation summaries written into the run folder, by benchmark."""
         found = {}
         for path in sorted(self.eval_dir.glob(f"*/{SUMMARY}")):
-            found[path.parent.name] = json.loads(path.read_text(encoding="utf-8"))
+            found[path.parent.name] = read_json(path)
         return found
 
     def checkpoints(self) -> list[Path]:
@@ -92,14 +92,46 @@ class RunLayout:
         return sorted(found, key=lambda p: int(p.name.split("-")[-1]))
 
 
+def read_json(path: Path) -> dict:
+    """A JSON file of a run folder; a file that does not parse is an error naming it."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise RunError(f"{path}: not valid JSON ({err})") from None
+
+
 def find_runs(path: str | Path) -> list[RunLayout]:
-    """``path`` itself when it is a run folder, else its sub-folders that are (sorted by name)."""
+    """``path`` itself when it is a run folder, else the run folders below it, at any depth (sorted).
+
+    ``runs/`` holds ``runs/<mix>/`` for the demo and ``runs/<model>/<mix>/`` for the recipes; a run's
+    ``checkpoint-N/`` folders are not runs. Two runs of the same name (the evaluation's model tag) are
+    an error: point at the folder of one family.
+    """
     path = Path(path)
     if RunLayout(path).is_run():
         return [RunLayout(path)]
     if not path.is_dir():
         raise RunError(f"{path}: no such folder")
-    runs = [RunLayout(p) for p in sorted(path.iterdir()) if p.is_dir() and RunLayout(p).is_run()]
+    runs = sorted(
+        (
+            RunLayout(config.parent)
+            for config in path.rglob(ADAPTER_FILES[0])
+            if not any(part.startswith("checkpoint-") for part in config.parent.relative_to(path).parts)
+            and RunLayout(config.parent).is_run()
+        ),
+        key=lambda run: run.root,
+    )
     if not runs:
         raise RunError(f"{path}: neither a run folder nor a folder of run folders (no adapter_config.json)")
+    names: dict[str, list[Path]] = {}
+    for run in runs:
+        names.setdefault(run.name, []).append(run.root)
+    clashes = {name: roots for name, roots in names.items() if len(roots) > 1}
+    if clashes:
+        lines = [f"{name}: {', '.join(str(r) for r in roots)}" for name, roots in sorted(clashes.items())]
+        raise RunError(
+            f"{path}: several run folders share a name (the model tag of their scores):\n  "
+            + "\n  ".join(lines)
+            + "\npass the folder of one family, e.g. runs/qwen3-4b-instruct-2507"
+        )
     return runs

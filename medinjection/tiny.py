@@ -101,7 +101,7 @@ def make_tiny_model(path: str | Path, settings: TinySettings = TinySettings()) -
     path = Path(path)
     marker = path / MARKER
     wanted = {"hub_id": TINY_HUB_ID, "made_on_the_fly": True, "settings": asdict(settings)}
-    if marker.is_file() and json.loads(marker.read_text()) == wanted:
+    if marker.is_file() and model_marker(path) == wanted:
         return path
     path.mkdir(parents=True, exist_ok=True)
     tokenizer = make_tokenizer(settings)
@@ -134,7 +134,12 @@ def make_tiny_model(path: str | Path, settings: TinySettings = TinySettings()) -
 def model_marker(path: str | Path) -> dict | None:
     """The marker of a local model folder (``None`` for a Hub id or a folder without one)."""
     marker = Path(path) / MARKER
-    return json.loads(marker.read_text()) if marker.is_file() else None
+    if not marker.is_file():
+        return None
+    try:
+        return json.loads(marker.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{marker}: not valid JSON ({err})") from None
 
 
 def main() -> None:  # pragma: no cover - a convenience: python -m medinjection.tiny PATH

@@ -5,7 +5,9 @@ The recipe YAMLs hold only TRL keys, so `trl sft --config FILE` runs them too; t
 provenance manifest, resume from the last complete checkpoint, the loss modes and the same-maths
 speed-ups (see medinjection/training/).
 
-# One mix, the paper's setup (2 GPUs; effective batch 12 x 2 x 8 = 192)
+# One mix, the paper's setup (2 GPUs; effective batch 12 x 2 x 8 = 192; a paper recipe keeps 192 on any
+# number of GPUs: the accumulation is set from it unless --effective_batch or --gradient_accumulation_steps
+# says otherwise, and a run at another effective batch is warned about and recorded in the manifest)
 ```bash
 accelerate launch --config_file trl_configs/accelerate/ddp.yaml \
     -m medinjection.recipes.train --config trl_configs/qwen3-4b-instruct-2507/nat.yaml
@@ -29,6 +31,8 @@ python -m medinjection.recipes.train --config trl_configs/tiny/nat.yaml
 ... --speed faithful           # the recipe exactly as written (default: auto, same maths faster)
 ... --dataset_revision SHA     # pin a Hub dataset
 ... --base_model_id ORG/NAME   # the Hub id of a local copy of the base model
+... --base_model_revision SHA  # the Hub commit that local copy was taken at
+... --resume_from_checkpoint runs/qwen3-4b-instruct-2507/nat/checkpoint-200  # not the last one
 ```
 """
 

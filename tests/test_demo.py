@@ -46,7 +46,9 @@ def test_every_output_of_the_loop_is_there(root):
             summary = json.loads((folder / "summary.json").read_text())
             table = pq.read_table(folder / "predictions.parquet")
             assert summary["n_items"] == len(set(table.column("id").to_pylist()))
-            assert set(table.column("permutation").to_pylist()) >= {0}  # and 1 for the MC items
+            rows = table.select(["type", "permutation"]).to_pylist()
+            assert {r["permutation"] for r in rows if r["type"] in ("MCQ", "MCQU")} == {0, 1}
+            assert {r["permutation"] for r in rows if r["type"] == "OEQ"} <= {0}
     assert (root / "eval" / "comparisons.json").is_file()
     assert (root / "report" / "report.md").is_file()
     assert len(list((root / "report").glob("*.png"))) >= 2
@@ -105,3 +107,14 @@ def test_publish_preview_is_a_loadable_model_repo(root):
     assert sorted(model.peft_config["default"].target_modules) == sorted(
         ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
     )
+
+
+def test_published_files_carry_no_local_path(root):
+    """What goes to the Hub names no folder of the machine that trained and scored it."""
+    for preview in (root / "publish-preview").iterdir():
+        for path in preview.rglob("*"):
+            if path.is_file() and path.suffix in (".json", ".md", ".yaml"):
+                text = path.read_text(encoding="utf-8")
+                assert str(root) not in text and str(Path.cwd()) not in text, path
+    manifest = (root / "publish-preview" / "nat" / "manifest.json").read_text(encoding="utf-8")
+    assert "<local>/tiny-qwen3" in manifest and "trl_configs/tiny/nat.yaml" in manifest

@@ -84,7 +84,7 @@ def test_gate_refuses_an_adapter_significantly_worse_than_base(run, tmp_path):
         "--require-not-worse-than-base",
         "nosuch",
     )
-    assert unknown.exit_code != 0 and "nosuch: no paired comparison" in unknown.output
+    assert unknown.exit_code != 0 and "nosuch: not scored on any benchmark" in unknown.output
     # without the gate the same adapter is published (the gate is a policy, not a default)
     assert publish("adapter", str(run), "--repo", "org/x", "--dry-run", str(out)).exit_code == 0
 
@@ -172,3 +172,69 @@ def test_live_publish_is_one_commit_and_idempotent(run, require_live):
     second = publish_release(release, echo=print)
     assert second.plan.empty and second.commit_url is None
     assert os.environ["HF_TOKEN"] not in json.dumps(sorted(remote))
+
+
+def test_a_summary_of_a_subset_is_refused(run, tmp_path):
+    path = RunLayout(run).summary_path("native-test")
+    summary = json.loads(path.read_text())
+    summary["subsample"] = True  # what `evaluate --limit N` writes
+    path.write_text(json.dumps(summary))
+    result = publish("adapter", str(run), "--repo", "org/x", "--dry-run", str(tmp_path / "out"))
+    assert result.exit_code != 0 and "native-test scored on a subset" in result.output
+
+
+def test_gate_refuses_a_benchmark_without_comparison(run, tmp_path):
+    path = RunLayout(run).summary_path("synthetic-test")
+    summary = json.loads(path.read_text())
+    del summary["vs_base"]["em_constrained"]
+    path.write_text(json.dumps(summary))
+    gate = ["--require-not-worse-than-base", "em_constrained"]
+    result = publish("adapter", str(run), "--repo", "org/x", "--dry-run", str(tmp_path / "out"), *gate)
+    assert (
+        result.exit_code != 0
+        and "no paired comparison with the base model on synthetic-test" in result.output
+    )
+
+
+def test_card_shows_each_metric_on_its_own_scale(run, tmp_path):
+    from huggingface_hub import ModelCard
+
+    path = RunLayout(run).summary_path("native-test")
+    summary = json.loads(path.read_text())
+    summary["metrics"]["judge_graded"] = {"value": 4.0, "ci95": [3.5, 4.5], "n": 4}  # a grade on 1-5
+    path.write_text(json.dumps(summary))
+    out = tmp_path / "out"
+    assert publish("adapter", str(run), "--repo", "org/x", "--dry-run", str(out)).exit_code == 0
+    results = {
+        (r.dataset_name, r.metric_type): r.metric_value
+        for r in ModelCard.load(out / "README.md").data.eval_results
+    }
+    assert results[("native-test", "judge_graded")] == 4.0  # as is, not 400
+    assert results[("native-test", "bleu")] == round(summary["metrics"]["bleu"]["value"], 2)  # 0-100 already
+    assert results[("native-test", "em_constrained")] == round(
+        100 * summary["metrics"]["em_constrained"]["value"], 2
+    )
+
+
+def test_runs_are_found_at_any_depth_and_names_must_not_clash(demo_run, tmp_path):
+    from medinjection.runs import RunError, find_runs
+
+    runs = tmp_path / "runs"
+    shutil.copytree(demo_run.cwd / "runs" / "nat", runs / "qwen3-4b-instruct-2507" / "nat")
+    shutil.copytree(demo_run.cwd / "runs" / "trad", runs / "qwen3-4b-instruct-2507" / "trad")
+    assert [r.name for r in find_runs(runs)] == ["nat", "trad"]  # checkpoint-N folders are not runs
+    shutil.copytree(demo_run.cwd / "runs" / "nat", runs / "tiny" / "nat")
+    with pytest.raises(RunError, match="share a name"):
+        find_runs(runs)
+    assert [r.name for r in find_runs(runs / "tiny")] == ["nat"]
+
+
+def test_scores_made_on_another_base_model_are_refused(run, tmp_path):
+    path = RunLayout(run).summary_path("native-test")
+    summary = json.loads(path.read_text())
+    assert summary["model_hub_id"] == "medinjection/tiny-random-qwen3"  # the marker of the folder scored
+    summary["model_hub_id"] = "Qwen/Qwen3-4B-Instruct-2507"
+    path.write_text(json.dumps(summary))
+    result = publish("adapter", str(run), "--repo", "org/x", "--dry-run", str(tmp_path / "out"))
+    assert result.exit_code != 0 and "another base model" in result.output
+    assert "native-test: scored on Qwen/Qwen3-4B-Instruct-2507" in result.output

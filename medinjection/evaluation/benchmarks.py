@@ -119,7 +119,11 @@ def parse_benchmark(data: Any, where: str) -> BenchmarkSpec:
 def load_benchmark(name_or_path: str, data_dir: str | Path | None = None) -> BenchmarkSpec:
     """A bundled benchmark by name, or a user's benchmark YAML, with its paths resolved."""
     path, bundled = benchmark_path(name_or_path)
-    spec = parse_benchmark(yaml.safe_load(path.read_text(encoding="utf-8")), str(path))
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise BenchmarkError(f"{path}: not valid YAML ({err})") from None
+    spec = parse_benchmark(data, str(path))
     base = Path(data_dir) if data_dir is not None else (Path.cwd() if bundled else path.parent)
     return spec.resolved(base)
 

@@ -148,6 +148,7 @@ def evaluate_command(
     from medinjection.evaluation.judge import JudgeError
     from medinjection.evaluation.models import ModelLoadError
     from medinjection.evaluation.open_ended import task_options as oeq_task_options
+    from medinjection.evaluation.outputs import OutputError
     from medinjection.evaluation.runner import EvalSettings, EvaluationError, evaluate
     from medinjection.evaluation.vllm_backend import BackendUnavailable
     from medinjection.runs import RunError
@@ -211,6 +212,7 @@ def evaluate_command(
         ItemError,
         ModelLoadError,
         EvaluationError,
+        OutputError,
         BackendUnavailable,
         RunError,
         SourceUnavailable,

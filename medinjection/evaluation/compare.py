@@ -8,9 +8,12 @@ Two families, each corrected with Benjamini-Hochberg over all of its rows:
 
 Only the primary metrics of each task are tested (for multiple choice: ``em_constrained``,
 ``em_greedy``, ``hamming_constrained``, ``hamming_greedy``); breakdowns are not. Items are paired on
-``id`` in the original order (permutation 0). 0/1 metrics are tested with McNemar's exact test,
-others with a paired sign-flip permutation test; the interval of the difference is a paired
-bootstrap (stratified by benchmark for the aggregates).
+``id`` in the original order (permutation 0). On one benchmark, 0/1 metrics are tested with
+McNemar's exact test, others with a paired sign-flip permutation test, and the interval of the
+difference is a paired bootstrap. On the micro and macro aggregates, every metric is tested with a
+sign-flip permutation test stratified by benchmark (``stats.sign_flip_test``: each pair's sign
+flipped, the micro or macro statistic recomputed) and the interval is a bootstrap resampling items
+within each benchmark.
 
 The result goes to ``OUTPUT/comparisons.json``, and each model's ``vs_base`` rows into its
 summaries (``OUTPUT/<tag>/<benchmark>/summary.json`` and the run folder's copy).
@@ -97,17 +100,17 @@ def compare_models(
                         **result.as_dict(),
                     }
                 )
-    for column, binary in primary.items():
+    for column in primary:
         groups = [_pairs(a, b, bench, column) for bench in common]
         groups = [g for g in groups if any(v is not None for v in g[0])]
         if not groups:
             continue
         benches = [bench for bench in common if any(v is not None for v in _pairs(a, b, bench, column)[0])]
-        micro_a = [v for g in groups for v in g[0]]
-        micro_b = [v for g in groups for v in g[1]]
-        micro = stats.compare_paired(micro_a, micro_b, binary=binary, resamples=resamples, seed=seed)
-        macro = stats.compare_stratified(
-            [g[0] for g in groups], [g[1] for g in groups], "macro", resamples=resamples, seed=seed
+        micro, macro = (
+            stats.compare_stratified(
+                [g[0] for g in groups], [g[1] for g in groups], statistic, resamples=resamples, seed=seed
+            )
+            for statistic in ("micro", "macro")
         )
         for name, result in zip(AGGREGATES, (micro, macro), strict=True):
             rows.append(

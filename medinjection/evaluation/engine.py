@@ -138,6 +138,8 @@ class Engine:
             self.tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=False)
             for messages in conversations
         ]
+        if not texts:  # the tokenizer refuses an empty batch
+            return []
         return [list(ids) for ids in self.tokenizer(texts, add_special_tokens=False)["input_ids"]]
 
     def decode(self, ids: Sequence[int]) -> str:

@@ -215,6 +215,7 @@ def _items_from_dataset(spec) -> ItemSet:
 
 
 def _dataset_rows(root: Path, config: str, split: str) -> list[dict[str, Any]]:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     if not root.is_dir():
@@ -233,7 +234,10 @@ def _dataset_rows(root: Path, config: str, split: str) -> list[dict[str, Any]]:
         raise ItemError(f"{folder}: no {split}-*.parquet file (splits here: {found})")
     rows: list[dict[str, Any]] = []
     for path in files:
-        rows.extend(pq.read_table(path).to_pylist())
+        try:
+            rows.extend(pq.read_table(path).to_pylist())
+        except (pa.ArrowException, OSError) as err:
+            raise ItemError(f"{path}: not a readable Parquet file ({err})") from None
     return rows
 
 
@@ -242,4 +246,10 @@ def dataset_chat_version(root: Path) -> str | None:
     path = Path(root) / "mixes.json"
     if not path.is_file():
         return None
-    return json.loads(path.read_text(encoding="utf-8")).get("chat_version")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ItemError(f"{path}: not valid JSON ({err})") from None
+    if not isinstance(data, dict):
+        raise ItemError(f"{path}: not a JSON object (found {type(data).__name__})")
+    return data.get("chat_version")

@@ -8,21 +8,33 @@
   adapter the base is restored with ``unload()`` (no merge), so the next adapter starts from the
   same base weights.
 - ``merge=True``: the adapter is merged into a fresh copy of the base for speed, and only after a
-  check on the first items: the merged model must give the same first-token predictions (greedy
-  and constrained) as the unmerged one, and the largest logit difference is recorded. What was
-  scored is still identified by the adapter files' hash.
+  check on the first items: the merged model must decode exactly what the unmerged one decodes
+  (every multiple-choice prediction, every token; a few short open-ended generations), and the
+  largest first-step logit difference is recorded. What was scored is still identified by the
+  adapter files' hash.
 - vLLM (``backend="vllm"``) needs merged weights (it cannot load DoRA adapters): see ``vllm_backend``.
+- ``base_identity``: which Hub model and commit the base is, as a training manifest records its base
+  (``medinjection.training.provenance.base_model``), so that a summary can be matched to an adapter.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from medinjection.evaluation.items import EvalItem
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+MERGE_CHECK_OEQ_ITEMS = 4
+"""Open-ended check items of a merge (each a short greedy generation)."""
+MERGE_CHECK_OEQ_TOKENS = 32
+"""Tokens generated per open-ended check item."""
+UNKNOWN_BASE = "unknown (a local folder with no medinjection-model.json marker and no Hub cache path)"
 
 
 class ModelLoadError(RuntimeError):
@@ -62,11 +74,52 @@ def resolve_dtype(dtype: str, device: str):
     return getattr(torch, dtype)
 
 
+def base_identity(model: str, revision: str | None) -> dict[str, str | None]:
+    """``{"hub_id", "revision", "source"}``: the Hub model and commit that ``model`` is.
+
+    The Hub id as the training manifest records a base (``provenance.base_model``): a Hub id itself;
+    the marker of a model made on the fly (``medinjection.tiny``: no revision, it is not on the Hub);
+    the ``models--ORG--NAME/snapshots/SHA`` path of a Hub cache copy. The revision is the commit
+    transformers resolves (the snapshot folder it reads ``config.json`` from) when it can tell, else
+    ``revision`` as given. A local folder that says none of this gives ``None`` for both.
+    """
+    from medinjection.training.provenance import BaseModelError, base_model
+
+    try:
+        found = base_model(model, revision, None)
+    except BaseModelError:
+        return {"hub_id": None, "revision": None, "source": UNKNOWN_BASE}
+    resolved = found["revision"]
+    if not Path(model).expanduser().is_dir():
+        resolved = resolved_commit(model, revision) or resolved
+    return {"hub_id": found["hub_id"], "revision": resolved, "source": found["source"]}
+
+
+def resolved_commit(model: str, revision: str | None) -> str | None:
+    """The commit of a Hub model at ``revision`` (a branch, tag or sha), read from the cache path of
+    its ``config.json`` (downloaded if needed, as loading it does); ``None`` when it cannot tell."""
+    from transformers.utils import cached_file, extract_commit_hash
+
+    try:
+        path = cached_file(model, "config.json", revision=revision)
+    except (OSError, ValueError):  # offline without a cached copy, a gated repo: not known
+        return None
+    return extract_commit_hash(path, None)
+
+
+def backend_info(settings: ModelSettings, device: str) -> dict[str, Any]:
+    """What the summary's ``backend`` says about the base weights (without loading them)."""
+    return {
+        "model": settings.model,
+        "revision": settings.revision,
+        "dtype": str(resolve_dtype(settings.dtype, device)).removeprefix("torch."),
+        "device": device,
+    }
+
+
 def load_base(settings: ModelSettings):
     """``(model, tokenizer, info)`` for the base model."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from medinjection.tiny import model_marker
 
     device = resolve_device(settings.device)
     dtype = resolve_dtype(settings.dtype, device)
@@ -82,16 +135,7 @@ def load_base(settings: ModelSettings):
             f"model {settings.model!r}: its tokenizer has no chat template (the prompt needs one)"
         )
     model.to(device).eval()
-    marker = model_marker(settings.model) if Path(settings.model).is_dir() else None
-    info = {
-        "model": settings.model,
-        "revision": settings.revision,
-        "hub_id": (marker or {}).get("hub_id")
-        or (settings.model if not Path(settings.model).is_dir() else None),
-        "dtype": str(dtype).removeprefix("torch."),
-        "device": device,
-    }
-    return model, tokenizer, info
+    return model, tokenizer, backend_info(settings, device)
 
 
 def adapter_info(adapter_dir: Path) -> dict[str, Any]:
@@ -100,7 +144,11 @@ def adapter_info(adapter_dir: Path) -> dict[str, Any]:
 
     layout = RunLayout(adapter_dir)
     layout.require_adapter()
-    config = json.loads((layout.root / "adapter_config.json").read_text(encoding="utf-8"))
+    path = layout.root / "adapter_config.json"
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ModelLoadError(f"{path}: not valid JSON ({err})") from None
     return {
         "adapter": str(layout.root.resolve()),
         "adapter_sha256": layout.adapter_sha256(),
@@ -151,43 +199,73 @@ def merge_checked(
     loaded: LoadedAdapter,
     fresh_base,
     tokenizer,
-    check_prompts: list[list[int]],
-    allowed: list[tuple[int, ...]],
+    mc_items: Sequence[EvalItem],
+    oeq_items: Sequence[EvalItem] = (),
+    *,
+    letters_only: bool = True,
+    oeq_tokens: int = MERGE_CHECK_OEQ_TOKENS,
 ) -> LoadedAdapter:
-    """Merge the adapter into ``fresh_base`` (a second copy of the base) if it predicts the same.
+    """Merge the adapter into ``fresh_base`` (a second copy of the base) if it decodes the same.
 
-    Compares the first-token logits of the unmerged and the merged model on ``check_prompts``: the
-    greedy argmax and the argmax over each prompt's ``allowed`` ids must agree on every prompt.
+    The unmerged model (DoRA caching on, as it is scored) and the merged one decode the check items:
+    every multiple-choice prediction of ``mcq.predict_texts`` (greedy, constrained, letters-only,
+    every token up to the stop id or the budget) and ``oeq_tokens`` greedy tokens of each open-ended
+    item must be identical, or the merge is refused. The largest first-step logit difference over
+    all check prompts is recorded beside (``merge_check``).
     """
     import torch
     from peft import PeftModel
 
     from medinjection.evaluation.engine import Engine
+    from medinjection.evaluation.mcq import predict_texts
+
+    adapter = loaded.info["adapter"]
+    if not mc_items and not oeq_items:
+        raise ModelLoadError(
+            f"adapter {adapter}: the merge check has no item to compare the merged and unmerged models on "
+            "(--merge-check-items must be at least 1 and the benchmarks must hold items)"
+        )
+
+    def decode(model) -> tuple[list, list, torch.Tensor]:
+        engine = Engine(model, tokenizer)
+        mc = predict_texts(engine, mc_items, letters_only) if mc_items else []
+        oeq_prompts = engine.encode_many([item.messages for item in oeq_items])
+        oeq = engine.generate_greedy(oeq_prompts, oeq_tokens) if oeq_items else []
+        prompts = engine.encode_many([item.messages for item in mc_items]) + oeq_prompts
+        return mc, oeq, engine.first_step_logits(prompts)
 
     with loaded.caching():
-        reference = Engine(loaded.model, tokenizer).first_step_logits(check_prompts)
-    merged_peft = PeftModel.from_pretrained(fresh_base, loaded.info["adapter"], is_trainable=False)
+        reference = decode(loaded.model)
+    merged_peft = PeftModel.from_pretrained(fresh_base, adapter, is_trainable=False)
     merged = merged_peft.merge_and_unload().eval()
-    logits = Engine(merged, tokenizer).first_step_logits(check_prompts)
-    mismatches = 0
-    for row, ids in enumerate(allowed):
-        index = torch.as_tensor(ids)
-        same_greedy = int(torch.argmax(reference[row])) == int(torch.argmax(logits[row]))
-        same_constrained = int(index[torch.argmax(reference[row][index])]) == int(
-            index[torch.argmax(logits[row][index])]
+    found = decode(merged)
+    differing = [
+        item.id
+        for item, ours, theirs in zip(
+            list(mc_items) + list(oeq_items), reference[0] + reference[1], found[0] + found[1], strict=True
         )
-        mismatches += not (same_greedy and same_constrained)
-    max_diff = float((reference - logits).abs().max()) if len(check_prompts) else 0.0
-    if mismatches:
+        if ours != theirs
+    ]
+    max_diff = float((reference[2] - found[2]).abs().max())
+    n_items = len(mc_items) + len(oeq_items)
+    if differing:
         raise ModelLoadError(
-            f"adapter {loaded.info['adapter']}: the merged model predicts differently on {mismatches} of "
-            f"{len(check_prompts)} check items (largest logit difference {max_diff:.3g}); score it unmerged"
+            f"adapter {adapter}: the merged model decodes differently from the unmerged one on "
+            f"{len(differing)} of {n_items} check items (e.g. {', '.join(differing[:3])}; largest "
+            f"first-step logit difference {max_diff:.3g}); score it unmerged"
         )
     info = dict(loaded.info)
     info.update(
         merged=True,
         dora_caching=False,
-        merge_check={"items": len(check_prompts), "max_abs_logit_diff": max_diff},
+        merge_check={
+            "items": n_items,
+            "mc_items": len(mc_items),
+            "oeq_items": len(oeq_items),
+            "oeq_tokens": oeq_tokens if oeq_items else 0,
+            "compared": "decoded predictions (all tokens)",
+            "max_abs_logit_diff": max_diff,
+        },
     )
     base = loaded.model.unload()
     return LoadedAdapter(merged, info, merged=True, _base=base)

@@ -1,7 +1,7 @@
 """Open-ended questions (OEQ) in ``medinjection evaluate``: greedy answers, text metrics, the judge.
 
 The paper's protocol: the item's prompt through the chat template, greedy decoding up to 512 new
-tokens (the authors: batch 1; here batched by length with left padding through ``Engine``), then
+tokens (the authors: batch 1; here batched by length with right padding through ``Engine``), then
 BLEU, ROUGE-2, METEOR and BERTScore-F1 against the reference answer, and optionally an LLM judge
 (``--judge``). Every per-item figure is a column of ``predictions.parquet``; ``summarize`` turns
 them into the summary's ``metrics`` (corpus BLEU is not a mean of a column: it is computed here,
@@ -193,8 +193,9 @@ def score(ctx, items) -> list[dict[str, Any]]:
 def bootstrap_statistic(
     stats: np.ndarray, statistic, *, resamples: int = 1000, seed: int = 0, confidence: float = 0.95
 ) -> tuple[float, float] | None:
-    """Percentile bootstrap interval of ``statistic(stats[resampled rows])`` (items resampled)."""
-    if len(stats) == 0:
+    """Percentile bootstrap interval of ``statistic(stats[resampled rows])`` (items resampled);
+    None for fewer than two items (one item resamples to itself: no interval)."""
+    if len(stats) < 2:
         return None
     rng = np.random.default_rng(seed)
     values = np.array(
@@ -251,7 +252,11 @@ def paired_corpus_bleu(
         "value": value,
         "baseline_value": baseline,
         "diff": value - baseline,
-        "ci95": [float(np.quantile(distribution, tail)), float(np.quantile(distribution, 1 - tail))],
+        "ci95": (
+            [float(np.quantile(distribution, tail)), float(np.quantile(distribution, 1 - tail))]
+            if len(ids) >= 2
+            else [None, None]
+        ),
         "test": "paired_approximate_randomization_corpus_bleu",
         "p_value": approximate_randomization_p(a, b, resamples=max(resamples, 999), seed=seed),
     }

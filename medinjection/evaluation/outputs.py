@@ -30,6 +30,10 @@ REJECTED = "rejected.jsonl"
 SCHEMA_VERSION = 1
 
 
+class OutputError(ValueError):
+    """A file of an output folder that cannot be read (corrupt, truncated); the message names it."""
+
+
 def bench_dir(output: Path, tag: str, benchmark: str) -> Path:
     return Path(output) / tag / benchmark
 
@@ -42,7 +46,16 @@ def write_json(path: Path, data: Any) -> None:
 
 
 def read_json(path: Path) -> dict:
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+    """A JSON object of an output folder (summary, aggregate, comparisons); a file that does not
+    parse is an ``OutputError`` naming it."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise OutputError(f"{path}: not valid JSON ({err})") from None
+    if not isinstance(data, dict):
+        raise OutputError(f"{path}: not a JSON object (found {type(data).__name__})")
+    return data
 
 
 def write_predictions(path: Path, rows: list[dict[str, Any]], float_columns: tuple[str, ...] = ()) -> str:
@@ -71,9 +84,15 @@ def write_predictions(path: Path, rows: list[dict[str, Any]], float_columns: tup
 
 
 def read_predictions(path: Path) -> list[dict[str, Any]]:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    return pq.read_table(path).to_pylist()
+    try:
+        return pq.read_table(path).to_pylist()
+    except (pa.ArrowException, OSError) as err:
+        if isinstance(err, FileNotFoundError):
+            raise
+        raise OutputError(f"{path}: not a readable Parquet file ({err})") from None
 
 
 def write_rejected(path: Path, rejected: list[dict]) -> None:
@@ -102,7 +121,10 @@ def reusable(folder: Path, fingerprint: dict[str, Any]) -> bool:
     summary_path, predictions = folder / SUMMARY, folder / PREDICTIONS
     if not (summary_path.is_file() and predictions.is_file()):
         return False
-    summary = read_json(summary_path)
+    try:
+        summary = read_json(summary_path)
+    except OutputError as err:
+        raise OutputError(f"{err}; score it again with --overwrite") from None
     if summary.get("fingerprint") != fingerprint:
         return False
     return hashlib.sha256(predictions.read_bytes()).hexdigest() == summary.get("predictions_sha256")

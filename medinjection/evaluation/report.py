@@ -60,9 +60,9 @@ class Output:
 
     def rows(self) -> list[dict[str, Any]]:
         if self._rows is None:
-            import pyarrow.parquet as pq
+            from medinjection.evaluation.outputs import read_predictions
 
-            self._rows = pq.read_table(self.predictions).to_pylist() if self.predictions.is_file() else []
+            self._rows = read_predictions(self.predictions) if self.predictions.is_file() else []
         return self._rows
 
     def metric(self, name: str) -> dict[str, Any] | None:
@@ -114,7 +114,13 @@ def read_outputs(root: str | Path) -> list[Output]:
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    """An optional JSON file of the output folder (``None`` when absent; a corrupt one is an error)."""
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ReportError(f"{path}: not valid JSON ({err})") from None
 
 
 def read_ratings(path: str | Path) -> list[dict[str, Any]]:
@@ -126,7 +132,15 @@ def read_ratings(path: str | Path) -> list[dict[str, Any]]:
 
         return pq.read_table(path).to_pylist()
     if path.suffix == ".jsonl":
-        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        rows = []
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as err:
+                raise ReportError(f"{path}, line {number}: not valid JSON ({err})") from None
+        return rows
     raise ReportError(f"{path}: a ratings table is .parquet or .jsonl")
 
 
@@ -140,14 +154,20 @@ def _number(value: float | None, metric: str) -> str:
 
 
 def cell(entry: dict[str, Any] | None, metric: str, mark: str = "") -> str:
-    """``37.31 [35.10, 39.52] ▲``: the value, its interval, the verdict mark against the base."""
+    """``37.31 [35.10, 39.52] ▲``: the value, its interval, the verdict mark against the base
+    (``[n/a]`` for a missing interval, e.g. a metric over fewer than two items)."""
     if entry is None:
         return "n/a"
     if entry.get("value") is None:
         return "missing" if entry.get("missing") else "–"
-    ci = entry.get("ci95") or [None, None]
-    text = f"{_number(entry['value'], metric)} [{_number(ci[0], metric)}, {_number(ci[1], metric)}]"
+    text = f"{_number(entry['value'], metric)} {_interval(entry.get('ci95'), metric)}"
     return f"{text} {mark}".rstrip()
+
+
+def _interval(ci: list | tuple | None, metric: str) -> str:
+    if not ci or any(v is None or (isinstance(v, float) and math.isnan(v)) for v in ci):
+        return "[n/a]"
+    return f"[{_number(ci[0], metric)}, {_number(ci[1], metric)}]"
 
 
 def table(header: list[str], rows: list[list[str]]) -> str:
@@ -532,7 +552,9 @@ def _corr(entry: dict[str, Any]) -> str:
     value, ci = entry.get("value"), entry.get("ci95")
     if value is None:
         return "–"
-    return f"{value:.2f} [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else f"{value:.2f}"
+    if not ci or ci[0] is None or ci[1] is None:
+        return f"{value:.2f} [n/a]"
+    return f"{value:.2f} [{ci[0]:.2f}, {ci[1]:.2f}]"
 
 
 def build_report(

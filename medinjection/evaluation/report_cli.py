@@ -108,10 +108,11 @@ def report_command(
 ) -> None:
     """The paper's comparison tables and plots from evaluation outputs (same inputs, same bytes)."""
     from medinjection.evaluation.calibration import CalibrationError
+    from medinjection.evaluation.outputs import OutputError
     from medinjection.evaluation.report import ReportError, build_report
 
     try:
         report = build_report(runs_dir, output, ratings, resamples=resamples, seed=seed)
-    except (ReportError, CalibrationError, OSError) as err:
+    except (ReportError, CalibrationError, OutputError, OSError) as err:
         _fail(str(err))
     typer.echo(f"wrote {output / 'report.md'} ({len(report.figures)} plots)")

@@ -280,6 +280,7 @@ class _Loader:
         self._base = None
         self.tokenizer = None
         self.base_info: dict[str, Any] = {}
+        self._identity: dict[str, str | None] | None = None
 
     def _model_settings(self):
         from medinjection.evaluation.models import ModelSettings
@@ -288,6 +289,15 @@ class _Loader:
         if device == "auto" and self.processes.device:
             device = self.processes.device
         return ModelSettings(self.settings.model, self.settings.revision, self.settings.dtype, device)
+
+    @property
+    def identity(self) -> dict[str, str | None]:
+        """``{"hub_id", "revision", "source"}`` of the base (``models.base_identity``), found once."""
+        if self._identity is None:
+            from medinjection.evaluation.models import base_identity
+
+            self._identity = base_identity(self.settings.model, self.settings.revision)
+        return self._identity
 
     def base(self):
         if self._base is None:
@@ -312,7 +322,18 @@ class _Loader:
         return self.tokenizer
 
     def close(self) -> None:
+        """Drop the base model and give its memory back (before vLLM takes the GPU, and at the end)."""
+        import gc
+
         self._base = None
+        gc.collect()
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        except ImportError:  # pragma: no cover - torch is a dependency
+            pass
 
 
 def _fingerprint(model: _Model, bench: PreparedBenchmark, settings: EvalSettings, generation: dict) -> dict:
@@ -335,6 +356,8 @@ def _score_model(
     loader: _Loader,
     processes: _Processes,
 ) -> list[Path]:
+    import contextlib
+
     from medinjection.evaluation.engine import generation_settings
 
     generation = generation_settings(loader.tokenizer_only())
@@ -351,27 +374,64 @@ def _score_model(
         )
     if not todo:
         return reused
-    engine, backend_info, loaded = _engine(model, todo, settings, loader)
     written = list(reused)
-    try:
-        for bench in todo:
-            written.extend(
-                _score_benchmark(model, bench, settings, engine, backend_info, loaded, generation, processes)
-            )
-    finally:
-        if loaded is not None:
-            loader._base = loaded.release()
+    # The stack frees what scoring this model needed: vLLM's engine, then its merged-weights folder.
+    with contextlib.ExitStack() as resources:
+        if settings.backend == "vllm":
+            engine, backend_info, loaded = _vllm_engine(model, todo, settings, loader, resources)
+        else:
+            engine, backend_info, loaded = _engine(model, todo, settings, loader)
+        try:
+            for bench in todo:
+                written.extend(
+                    _score_benchmark(
+                        model, bench, settings, engine, backend_info, loaded, generation, processes, loader
+                    )
+                )
+        finally:
+            if loaded is not None:
+                loader._base = loaded.release()
     return written
 
 
-def _engine(model: _Model, todo: list[PreparedBenchmark], settings: EvalSettings, loader: _Loader):
-    """``(engine, backend info, loaded adapter or None)`` for one model."""
-    from medinjection.evaluation.engine import Engine
-    from medinjection.evaluation.models import load_adapter, merge_checked
-    from medinjection.evaluation.protocol import allowed_token_ids
+def _merge_check_items(todo: list[PreparedBenchmark], settings: EvalSettings):
+    """The first ``merge_check_items`` multiple-choice items, and a few open-ended ones."""
+    from medinjection.evaluation.models import MERGE_CHECK_OEQ_ITEMS
 
-    base = loader.base()
-    tokenizer = loader.tokenizer
+    originals = [item for bench in todo for item in bench.originals]
+    mc = [item for item in originals if item.is_mc][: settings.merge_check_items]
+    oeq = [item for item in originals if item.type == "OEQ"][
+        : min(MERGE_CHECK_OEQ_ITEMS, settings.merge_check_items)
+    ]
+    return mc, oeq
+
+
+def _adapter(
+    model: _Model, todo: list[PreparedBenchmark], settings: EvalSettings, loader: _Loader, merge: bool
+):
+    """The adapter loaded on the base (merged after the check when ``merge``), and what to record."""
+    from medinjection.evaluation.models import load_adapter, merge_checked
+
+    loaded = load_adapter(loader.base(), model.adapter)
+    if loaded.info["adapter_sha256"] != model.adapter_sha256:
+        raise EvaluationError(f"{model.adapter}: the adapter files changed while the run was starting")
+    if merge:
+        mc, oeq = _merge_check_items(todo, settings)
+        loaded = merge_checked(
+            loaded, loader.fresh_base(), loader.tokenizer, mc, oeq, letters_only=settings.letters_only
+        )
+    base_hint = loaded.info.get("adapter_base_model")
+    if base_hint and base_hint not in (settings.model, loader.identity["hub_id"]):
+        settings.log(f"note: {model.adapter} was trained on {base_hint!r}; scoring it on {settings.model!r}")
+    recorded = ("merged", "dora_caching", "merge_check", "use_dora", "peft_type")
+    return loaded, {k: v for k, v in loaded.info.items() if k in recorded}
+
+
+def _engine(model: _Model, todo: list[PreparedBenchmark], settings: EvalSettings, loader: _Loader):
+    """``(engine, backend info, loaded adapter or None)`` for one model (transformers backend)."""
+    from medinjection.evaluation.engine import Engine
+
+    scored = loader.base()
     info: dict[str, Any] = {
         "name": settings.backend,
         **loader.base_info,
@@ -379,54 +439,59 @@ def _engine(model: _Model, todo: list[PreparedBenchmark], settings: EvalSettings
         "dora_caching": False,
     }
     loaded = None
-    scored = base
     if model.adapter is not None:
-        loaded = load_adapter(base, model.adapter)
-        if loaded.info["adapter_sha256"] != model.adapter_sha256:
-            raise EvaluationError(f"{model.adapter}: the adapter files changed while the run was starting")
-        if settings.merge or settings.backend == "vllm":
-            checks = [i for b in todo for i in b.originals if i.is_mc][: settings.merge_check_items]
-            engine = Engine(loaded.model, tokenizer)
-            prompts = [engine.encode(i.messages) for i in checks]
-            allowed = [tuple(allowed_token_ids(tokenizer, i.letters)) for i in checks]
-            loaded = merge_checked(loaded, loader.fresh_base(), tokenizer, prompts, allowed)
+        loaded, recorded = _adapter(model, todo, settings, loader, merge=settings.merge)
         scored = loaded.model
-        info.update(
-            {
-                k: v
-                for k, v in loaded.info.items()
-                if k in ("merged", "dora_caching", "merge_check", "use_dora", "peft_type")
-            }
-        )
-        base_hint = loaded.info.get("adapter_base_model")
-        if base_hint and base_hint != settings.model:
-            settings.log(
-                f"note: {model.adapter} was trained on {base_hint!r}; scoring it on {settings.model!r}"
-            )
-    if settings.backend == "vllm":
-        return _vllm_engine(scored, tokenizer, settings, info), info, loaded
+        info.update(recorded)
     engine = Engine(
-        scored, tokenizer, batch_size=settings.batch_size, max_batch_tokens=settings.max_batch_tokens
+        scored, loader.tokenizer, batch_size=settings.batch_size, max_batch_tokens=settings.max_batch_tokens
     )
     return engine, info, loaded
 
 
-def _vllm_engine(model, tokenizer, settings: EvalSettings, info: dict):
+def _vllm_engine(
+    model: _Model, todo: list[PreparedBenchmark], settings: EvalSettings, loader: _Loader, resources
+):
+    """``(vLLM engine, backend info, None)`` for one model; ``resources`` closes the engine after scoring.
+
+    The base model is given to vLLM as it is (a Hub id at its pinned ``--revision``, or a folder):
+    transformers does not load it. vLLM cannot load DoRA adapters, so an adapter is merged with
+    transformers after the merge check, saved to a temporary folder that is removed after scoring,
+    and every transformers copy is freed before vLLM takes the GPU.
+    """
     import tempfile
 
+    from medinjection.evaluation.models import backend_info
     from medinjection.evaluation.vllm_backend import VLLMEngine, require_vllm
 
-    require_vllm()
-    if info.get("merged"):
-        # vLLM cannot load DoRA adapters: it gets the checked merged weights.
-        folder = tempfile.mkdtemp(prefix="medinjection-vllm-")
-        model.save_pretrained(folder)
-        tokenizer.save_pretrained(folder)
-        info["vllm_weights"] = "merged"
-    else:
-        folder = settings.model
+    require_vllm()  # before any weights are loaded
+    model_settings = loader._model_settings()
+    device = model_settings.device if model_settings.device != "auto" else "cuda"
+    tokenizer = loader.tokenizer_only()
+    info: dict[str, Any] = {
+        "name": "vllm",
+        **backend_info(model_settings, device),
+        "merged": False,
+        "dora_caching": False,
+    }
+    if model.adapter is None:
+        local = Path(settings.model).expanduser().is_dir()
+        weights, revision = settings.model, None if local else settings.revision
         info["vllm_weights"] = "base"
-    return VLLMEngine(folder, tokenizer, dtype=info.get("dtype", "auto"))
+    else:
+        loaded, recorded = _adapter(model, todo, settings, loader, merge=True)
+        info.update(recorded)
+        info["dtype"] = loader.base_info.get("dtype", info["dtype"])
+        weights = resources.enter_context(tempfile.TemporaryDirectory(prefix="medinjection-vllm-"))
+        loaded.model.save_pretrained(weights)
+        tokenizer.save_pretrained(weights)
+        del loaded  # the merged copy and the base: vLLM needs the memory
+        loader.close()
+        revision = None
+        info["vllm_weights"] = "merged (temporary folder, removed after scoring)"
+    engine = VLLMEngine(weights, tokenizer, dtype=info["dtype"], revision=revision)
+    resources.callback(engine.close)
+    return engine, info, None
 
 
 def _score_benchmark(
@@ -438,6 +503,7 @@ def _score_benchmark(
     loaded,
     generation: dict,
     processes: _Processes,
+    loader: _Loader,
 ) -> list[Path]:
     import contextlib
 
@@ -485,8 +551,9 @@ def _score_benchmark(
     doc = {
         "schema_version": SCHEMA_VERSION,
         "model": settings.model,
-        "model_revision": settings.revision,
-        "model_hub_id": backend_info.get("hub_id"),
+        "model_hub_id": loader.identity["hub_id"],
+        "model_revision": loader.identity["revision"],
+        "model_identity_source": loader.identity["source"],
         "model_tag": model.tag,
         "adapter": str(model.adapter.resolve()) if model.adapter else None,
         "adapter_sha256": model.adapter_sha256,
@@ -522,15 +589,21 @@ def _score_benchmark(
     path = folder / SUMMARY
     write_json(path, doc)
     run_copy = write_run_copy(doc)
-    head = metrics.get("em_constrained")
-    figure = (
-        f": em_constrained {head['value']:.4f} [{head['ci95'][0]:.4f}, {head['ci95'][1]:.4f}]" if head else ""
-    )
+    figure = _headline(metrics.get("em_constrained"))
     settings.log(
         f"{model.tag} / {bench.spec.name}: {len(bench.originals)} items ({len(rows)} rows) in {seconds:.1f} s{figure}"
         + (f"; also {run_copy}" if run_copy else "")
     )
     return [path]
+
+
+def _headline(entry: dict | None) -> str:
+    """``: em_constrained 0.3731 [0.3510, 0.3952]`` for the log (``[n/a]``: no interval)."""
+    if not entry or entry.get("value") is None:
+        return ""
+    ci = entry.get("ci95") or [None, None]
+    interval = "[n/a]" if None in ci else f"[{ci[0]:.4f}, {ci[1]:.4f}]"
+    return f": em_constrained {entry['value']:.4f} {interval}"
 
 
 def compute_metrics(
@@ -581,7 +654,7 @@ def resummarize(folder: Path, task_options: dict[str, dict] | None = None) -> di
     doc["metrics"] = compute_metrics(
         rows,
         tasks,
-        lambda name: ScoringContext(None, None, spec, options.get(name, {})),
+        lambda name: ScoringContext(None, None, spec, options.get(name, {}), bootstrap=boot or None),
         permutations=bool(doc.get("protocol", {}).get("permutations")),
         resamples=int(boot.get("resamples", stats.RESAMPLES)),
         seed=int(boot.get("seed", stats.SEED)),
@@ -620,15 +693,25 @@ def write_aggregate(
     return path
 
 
-def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
+EVALUATION_PACKAGES = ("sacrebleu", "rouge_score", "nltk", "bert_score", "scipy", "numpy", "pyarrow")
+"""Packages behind the figures of a summary, beside those every run records (``package_versions``)."""
 
-    found = {}
-    for name in ("medinjection", "torch", "transformers", "peft", "accelerate"):
+
+def _versions() -> dict[str, str | None]:
+    """``provenance.package_versions()`` (what a training manifest records) and the metric packages."""
+    from importlib import metadata
+
+    from medinjection.training.provenance import package_versions
+
+    found = package_versions()
+    listed = {name.replace("-", "_").lower() for name in found}
+    for name in EVALUATION_PACKAGES:
+        if name in listed:
+            continue
         try:
-            found[name] = version(name)
-        except PackageNotFoundError:
-            pass
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = None
     return found
 
 

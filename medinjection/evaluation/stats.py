@@ -7,6 +7,12 @@
 - Paired comparisons of two models on the same items: the interval of the mean difference by
   paired bootstrap; the p-value by McNemar's exact test for 0/1 metrics (exact match) and by a
   paired sign-flip permutation test otherwise (Hamming, BLEU, judge scores).
+- Comparisons of the micro and macro means over several benchmarks: the interval by a bootstrap
+  stratified by benchmark, the p-value by a stratified paired sign-flip permutation test
+  (``sign_flip_test``). A bootstrap distribution gives intervals, never p-values here: it has no
+  "+1" and says p = 0 for a difference seen on three items.
+- An interval needs at least two values: with fewer, ``ci95`` is ``[None, None]`` (a one-item
+  "interval" ``[v, v]`` would claim a certainty nothing measured).
 - ``benjamini_hochberg``: adjusted p-values across the comparisons of a family
   (``scipy.stats.false_discovery_control``).
 
@@ -28,6 +34,10 @@ CONFIDENCE = 0.95
 SEED = 0
 _MAX_RESAMPLED_VALUES = 20_000_000
 """Resampled values held in memory at once (scipy's ``batch``)."""
+EXACT_SIGN_FLIPS = 16
+"""Up to this many non-zero paired differences, sign-flip tests enumerate all 2**n sign patterns."""
+TEST_RESAMPLES = 999
+"""Fewest random sign patterns of a permutation test (its smallest p-value is 1 / (R + 1))."""
 
 
 def as_array(values: Sequence[float | None]) -> np.ndarray:
@@ -54,9 +64,9 @@ def bootstrap_ci(
     seed: int = SEED,
     confidence: float = CONFIDENCE,
 ) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean (``(nan, nan)`` without values)."""
+    """Percentile bootstrap interval of the mean (``(nan, nan)`` with fewer than two values)."""
     x = _clean(values)
-    if x.size == 0:
+    if x.size < 2:
         return (math.nan, math.nan)
     if np.all(x == x[0]):
         return (float(x[0]), float(x[0]))  # every resample has the same mean
@@ -84,7 +94,8 @@ def metric(
     seed: int = SEED,
     confidence: float = CONFIDENCE,
 ) -> dict:
-    """The summary entry of a per-item metric: ``{"value": mean, "ci95": [low, high], "n"}``."""
+    """The summary entry of a per-item metric: ``{"value": mean, "ci95": [low, high], "n"}``
+    (``ci95`` is ``[None, None]`` for fewer than two values)."""
     x = _clean(values)
     low, high = bootstrap_ci(x, resamples=resamples, seed=seed, confidence=confidence)
     return {
@@ -104,10 +115,11 @@ def stratified_bootstrap_ci(
 ) -> tuple[float, float, np.ndarray]:
     """Interval of the macro (mean of group means) or micro (pooled) mean, resampling within groups.
 
-    Returns ``(low, high, bootstrap distribution)``.
+    Returns ``(low, high, bootstrap distribution)``; ``(nan, nan, [])`` when no benchmark has two
+    values (nothing to resample).
     """
     arrays = [g for g in (_clean(group) for group in groups) if g.size]
-    if not arrays:
+    if not any(a.size >= 2 for a in arrays):
         return (math.nan, math.nan, np.array([]))
     # A group of one item (or of equal values) resamples to the same mean every time: it enters the
     # statistic as a constant (scipy's bootstrap refuses samples of fewer than two observations).
@@ -189,14 +201,6 @@ def paired(a: Sequence[float | None], b: Sequence[float | None]) -> tuple[np.nda
     return x[keep], y[keep]
 
 
-def bootstrap_p_value(distribution: np.ndarray) -> float:
-    """Two-sided p-value of "no difference" from a bootstrap distribution of the difference."""
-    if distribution.size == 0:
-        return math.nan
-    low, high = np.mean(distribution <= 0), np.mean(distribution >= 0)
-    return float(min(1.0, 2 * min(low, high)))
-
-
 def paired_bootstrap(
     a: Sequence[float | None],
     b: Sequence[float | None],
@@ -204,26 +208,14 @@ def paired_bootstrap(
     resamples: int = RESAMPLES,
     seed: int = SEED,
     confidence: float = CONFIDENCE,
-) -> tuple[float, tuple[float, float], float]:
-    """``(mean difference, interval, bootstrap p-value)`` of ``a - b`` over paired items."""
+) -> tuple[float, tuple[float, float]]:
+    """``(mean difference, interval)`` of ``a - b`` over paired items (interval ``(nan, nan)`` for
+    fewer than two pairs). No p-value: the tests are ``mcnemar`` and ``sign_flip_test``."""
     x, y = paired(a, b)
     d = x - y
     if d.size == 0:
-        return (math.nan, (math.nan, math.nan), math.nan)
-    if np.all(d == d[0]):
-        return (float(d[0]), (float(d[0]), float(d[0])), 1.0 if d[0] == 0 else 0.0)
-    result = stats.bootstrap(
-        (d,),
-        _mean,
-        n_resamples=resamples,
-        method="percentile",
-        confidence_level=confidence,
-        vectorized=True,
-        batch=_batch(d.size),
-        rng=np.random.default_rng(seed),
-    )
-    ci = (float(result.confidence_interval.low), float(result.confidence_interval.high))
-    return (float(d.mean()), ci, bootstrap_p_value(np.asarray(result.bootstrap_distribution)))
+        return (math.nan, (math.nan, math.nan))
+    return (float(d.mean()), bootstrap_ci(d, resamples=resamples, seed=seed, confidence=confidence))
 
 
 def mcnemar(a: Sequence[float | None], b: Sequence[float | None]) -> float:
@@ -238,25 +230,61 @@ def mcnemar(a: Sequence[float | None], b: Sequence[float | None]) -> float:
     return float(stats.binomtest(only_a, only_a + only_b, 0.5).pvalue)
 
 
+def sign_flip_test(
+    differences: Sequence[Sequence[float | None]],
+    statistic: str = "micro",
+    *,
+    resamples: int = 9999,
+    seed: int = SEED,
+) -> float:
+    """Two-sided paired sign-flip permutation test of a mean difference, stratified by benchmark.
+
+    ``differences``: one sequence of paired differences ``a - b`` per benchmark (NaN dropped). Under
+    "no difference" the two models' values of an item are exchangeable, so each pair's sign is
+    flipped independently and the statistic is recomputed: ``"micro"``, the mean over all pairs, or
+    ``"macro"``, the mean of the benchmark means (the benchmarks keep their items, so the macro
+    weights stay those of the observed statistic). The p-value is the share of sign patterns whose
+    statistic is at least as far from 0 as the observed one: exact over all 2**n patterns when at
+    most ``EXACT_SIGN_FLIPS`` pairs differ, else ``(#{|stat_r| >= |obs|} + 1) / (R + 1)`` over
+    ``resamples`` random patterns (never 0). Pairs with no difference change no statistic and are
+    left out of the enumeration.
+    """
+    if statistic not in ("micro", "macro"):
+        raise ValueError(f"statistic {statistic!r}; allowed: 'micro', 'macro'")
+    groups = [g for g in (_clean(group) for group in differences) if g.size]
+    if not groups:
+        return math.nan
+    total = sum(g.size for g in groups)
+    # The statistic is a weighted sum of the differences: sum_i w_i * s_i * d_i with signs s_i.
+    weights = [
+        np.full(g.size, 1.0 / (len(groups) * g.size) if statistic == "macro" else 1.0 / total) for g in groups
+    ]
+    c = np.concatenate([w * g for w, g in zip(weights, groups, strict=True)])
+    c = c[c != 0]
+    if c.size == 0:
+        return 1.0
+    observed = abs(float(c.sum()))
+    # Sign patterns reaching the observed value by another summation order must count as reaching it.
+    tolerance = 1e-9 * float(np.abs(c).sum())
+    if c.size <= EXACT_SIGN_FLIPS:
+        patterns = 1 - 2 * ((np.arange(2**c.size)[:, None] >> np.arange(c.size)) & 1)
+        return float(np.mean(np.abs(patterns @ c) >= observed - tolerance))
+    rng = np.random.default_rng(seed)
+    hits, done, batch = 0, 0, _batch(c.size) // 8
+    while done < resamples:
+        rows = min(max(batch, 1), resamples - done)
+        signs = np.where(rng.random((rows, c.size)) < 0.5, -1.0, 1.0)
+        hits += int(np.sum(np.abs(signs @ c) >= observed - tolerance))
+        done += rows
+    return (hits + 1) / (resamples + 1)
+
+
 def paired_permutation_test(
     a: Sequence[float | None], b: Sequence[float | None], *, resamples: int = 9999, seed: int = SEED
 ) -> float:
     """Two-sided paired sign-flip permutation test of the mean difference (exact for few items)."""
     x, y = paired(a, b)
-    if x.size == 0:
-        return math.nan
-    if np.all(x == y) or x.size == 1:
-        return 1.0  # one pair: its two sign flips are +d and -d, as extreme as each other
-    result = stats.permutation_test(
-        (x, y),
-        lambda u, v, axis=-1: np.mean(u - v, axis=axis),
-        permutation_type="samples",
-        vectorized=True,
-        n_resamples=resamples,
-        batch=_batch(x.size),
-        rng=np.random.default_rng(seed),
-    )
-    return float(result.pvalue)
+    return sign_flip_test([x - y], "micro", resamples=resamples, seed=seed)
 
 
 def compare_paired(
@@ -270,13 +298,13 @@ def compare_paired(
 ) -> PairedResult:
     """Model ``a`` vs baseline ``b`` on the same items: difference, its interval, and a test."""
     x, y = paired(a, b)
-    diff, ci, _ = paired_bootstrap(x, y, resamples=resamples, seed=seed, confidence=confidence)
+    diff, ci = paired_bootstrap(x, y, resamples=resamples, seed=seed, confidence=confidence)
     if binary:
         test, p_value = "mcnemar", mcnemar(x, y)
     else:
         test, p_value = (
             "paired_permutation",
-            paired_permutation_test(x, y, resamples=max(resamples, 999), seed=seed),
+            paired_permutation_test(x, y, resamples=max(resamples, TEST_RESAMPLES), seed=seed),
         )
     return PairedResult(
         n=int(x.size),
@@ -298,7 +326,8 @@ def compare_stratified(
     seed: int = SEED,
     confidence: float = CONFIDENCE,
 ) -> PairedResult:
-    """Paired comparison of a micro or macro mean over benchmarks (items resampled within each)."""
+    """Paired comparison of a micro or macro mean over benchmarks: the difference, its interval by a
+    bootstrap resampling items within each benchmark, and the stratified sign-flip test's p-value."""
     diffs, xs, ys = [], [], []
     for ga, gb in zip(groups_a, groups_b, strict=True):
         x, y = paired(ga, gb)
@@ -307,26 +336,17 @@ def compare_stratified(
             xs.append(x)
             ys.append(y)
     mean = macro_mean if statistic == "macro" else micro_mean
-    low, high, distribution = stratified_bootstrap_ci(
+    low, high, _ = stratified_bootstrap_ci(
         diffs, statistic, resamples=resamples, seed=seed, confidence=confidence
     )
-    diff = mean(diffs)
-    if distribution.size and np.all(distribution == distribution[0]):
-        # Every resample gives the same difference (each benchmark's items all differ by the same
-        # amount, or a benchmark has one item): the bootstrap says nothing about chance, so test the
-        # pooled pairs by sign flips, which is exact here (one item differing gives p = 1, not 0).
-        p_value = (
-            paired_permutation_test(np.concatenate(xs), np.concatenate(ys), seed=seed) if xs else math.nan
-        )
-    else:
-        p_value = bootstrap_p_value(distribution)
+    p_value = sign_flip_test(diffs, statistic, resamples=max(resamples, TEST_RESAMPLES), seed=seed)
     return PairedResult(
         n=int(sum(d.size for d in diffs)),
         value=mean(xs),
         baseline_value=mean(ys),
-        diff=diff,
+        diff=mean(diffs),
         ci95=(low, high),
-        test=f"stratified_paired_bootstrap_{statistic}",
+        test=f"stratified_sign_flip_{statistic}",
         p_value=p_value,
     )
 

@@ -32,6 +32,8 @@ class ScoringContext:
     """``medinjection.evaluation.benchmarks.BenchmarkSpec`` of the items."""
     task_options: dict[str, Any] = field(default_factory=dict)
     """This task's options (``settings.task_options[task.name]``)."""
+    bootstrap: dict[str, Any] | None = None
+    """``{"resamples", "seed"}`` of the run when there are no ``settings`` (``runner.resummarize``)."""
 
 
 @dataclass(frozen=True)

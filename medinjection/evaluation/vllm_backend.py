@@ -1,8 +1,11 @@
 """vLLM as an optional backend for multiple-choice scoring (``--backend vllm``), on merged weights.
 
-vLLM cannot load DoRA adapters, so an adapter is first merged into the base (after the same check
-as ``--merge``: identical first-token predictions on the first items) and the merged model is
-saved to a temporary folder that vLLM loads. Decoding follows the protocol: greedy
+The base model is handed to vLLM as it is: a Hub id at its pinned ``--revision`` (vLLM downloads
+it), or a local folder; transformers does not load it. vLLM cannot load DoRA adapters, so an
+adapter is first merged into the base with transformers (after the same check as ``--merge``: the
+same decoded predictions on the first items), the merged model saved to a temporary folder that
+vLLM loads and that is removed after scoring, and the transformers copies freed first. Each
+``LLM`` is shut down (``VLLMEngine.close``) before the next model's. Decoding follows the protocol: greedy
 (``temperature=0``), the token budgets of the protocol, ``allowed_token_ids`` for the constrained
 predictions, stopping on the tokenizer's eos id only (``ignore_eos`` with ``stop_token_ids``), and
 the letters-only variant as one constrained token followed by the continuation.
@@ -38,12 +41,55 @@ def require_vllm():
 class VLLMEngine:
     """The ``Engine`` interface (``encode``, ``decode``, ``run``) over a vLLM ``LLM``."""
 
-    def __init__(self, model_dir: str, tokenizer, *, dtype: str = "auto", tensor_parallel_size: int = 1):
+    def __init__(
+        self,
+        model: str,
+        tokenizer,
+        *,
+        dtype: str = "auto",
+        revision: str | None = None,
+        tensor_parallel_size: int = 1,
+    ):
         vllm = require_vllm()
         self.vllm = vllm
         self.tokenizer = tokenizer
         self.stop_id = stop_token_id(tokenizer)
-        self.llm = vllm.LLM(model=model_dir, dtype=dtype, tensor_parallel_size=tensor_parallel_size, seed=0)
+        self.llm = vllm.LLM(
+            model=model,
+            revision=revision,
+            tokenizer_revision=revision,
+            dtype=dtype,
+            tensor_parallel_size=tensor_parallel_size,
+            seed=0,
+        )
+
+    def close(self) -> None:
+        """Shut the engine down and give its GPU memory back, so that the next model's ``LLM`` fits."""
+        import contextlib
+        import gc
+
+        llm, self.llm = self.llm, None
+        if llm is None:
+            return
+        shutdown = getattr(llm, "shutdown", None)  # recent vLLM
+        if shutdown is None:  # the V1 engine: stop its core process
+            shutdown = getattr(
+                getattr(getattr(llm, "llm_engine", None), "engine_core", None), "shutdown", None
+            )
+        if shutdown is not None:
+            with contextlib.suppress(Exception):  # a failing teardown must not hide the scores
+                shutdown()
+        del llm
+        with contextlib.suppress(ImportError, AssertionError, RuntimeError):
+            from vllm.distributed import destroy_distributed_environment, destroy_model_parallel
+
+            destroy_model_parallel()
+            destroy_distributed_environment()
+        gc.collect()
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
     def encode(self, messages) -> list[int]:
         encoded = self.tokenizer.apply_chat_template(

@@ -86,7 +86,10 @@ class TrainArguments(ScriptArguments):
         default=None,
         metadata={
             "help": "Examples per optimiser step; sets gradient_accumulation_steps from the per-device batch and "
-            "the number of processes (the paper: 192). Default: the recipe's gradient_accumulation_steps."
+            "the number of processes. Default: for a paper recipe (trl_configs/qwen3-4b-instruct-2507/), the "
+            "paper's 192 on any number of processes, unless gradient_accumulation_steps is set to another value "
+            "than the file's; for any other recipe, its gradient_accumulation_steps. A paper recipe run at "
+            "another effective batch is warned about and the manifest says so."
         },
     )
     base_model_id: str | None = field(
@@ -97,9 +100,19 @@ class TrainArguments(ScriptArguments):
             "cache snapshot do)."
         },
     )
+    base_model_revision: str | None = field(
+        default=None,
+        metadata={
+            "help": "Hub commit the local copy of the base model was taken at (with --base_model_id), recorded in "
+            "the manifest; a Hub id is pinned with model_revision instead."
+        },
+    )
     resume: bool = field(
         default=True,
-        metadata={"help": "Resume from the last complete checkpoint in output_dir when there is one."},
+        metadata={
+            "help": "Resume from the last complete checkpoint in output_dir when there is one (after checking it "
+            "was written with the same settings); --resume_from_checkpoint PATH picks another checkpoint."
+        },
     )
     overwrite: bool = field(
         default=False,
@@ -138,10 +151,15 @@ def parse_args(
     return script_args, training_args, model_args
 
 
+LAYOUT_SETTINGS = ("gradient_accumulation_steps", "world_size", "padding_free")
+"""How the effective batch is laid out on the hardware: recorded, but a resume may change them (the effective
+batch, the per-device batch and every other setting must stay)."""
+
+
 def effective_settings(
     script_args: TrainArguments, training_args: SFTConfig, model_args: ModelConfig, world_size: int
 ) -> dict[str, Any]:
-    """The run's values of the settings in ``PAPER`` (what the manifest compares)."""
+    """The run's values of the settings in ``PAPER`` (what the manifest compares) and of ``LAYOUT_SETTINGS``."""
     targets = model_args.lora_target_modules
     return {
         "model_name_or_path": model_args.model_name_or_path,
@@ -156,6 +174,8 @@ def effective_settings(
         "lora_target_modules": sorted(targets) if isinstance(targets, list) else targets,
         "num_train_epochs": training_args.num_train_epochs,
         "per_device_train_batch_size": training_args.per_device_train_batch_size,
+        "gradient_accumulation_steps": training_args.gradient_accumulation_steps,
+        "world_size": world_size,
         "effective_batch": training_args.per_device_train_batch_size
         * training_args.gradient_accumulation_steps
         * world_size,
@@ -172,6 +192,7 @@ def effective_settings(
         "seed": training_args.seed,
         "loss": script_args.loss,
         "packing": bool(training_args.packing),
+        "padding_free": bool(training_args.padding_free),
         "eval_strategy": str(getattr(training_args.eval_strategy, "value", training_args.eval_strategy)),
     }
 

@@ -34,12 +34,13 @@ def train_command(ctx: typer.Context) -> None:
         raise typer.Exit(2) from None
     from medinjection.training.data import DataError
     from medinjection.training.provenance import BaseModelError
+    from medinjection.training.recipe_files import RecipeError
     from medinjection.training.resume import ResumeError
     from medinjection.training.run import TrainError, train
 
     try:
         layout = train(script_args, training_args, model_args, argv=["medinjection", "train", *args])
-    except (DataError, BaseModelError, ResumeError, TrainError) as err:
+    except (DataError, BaseModelError, RecipeError, ResumeError, TrainError) as err:
         typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from None
     manifest = layout.manifest()

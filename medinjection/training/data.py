@@ -4,7 +4,8 @@
 Parquet files, as on the Hub). What the manifest needs is gathered here too: the resolved Hub commit
 or, for a local folder, a sha256 of every file the run read; the mix's name, size and types and the
 chat version from ``mixes.json`` (read when present; otherwise the types are those of the train split
-and the chat version is recognised from the records).
+and the chat version is recognised from the records; a dataset whose version cannot be told is
+refused, naming what is missing).
 
 A mix's validation split is the build's shared evaluation set of every provenance and type; it is
 cut to the mix's types, so a multiple-choice run is validated on multiple-choice items (the number
@@ -51,36 +52,57 @@ def resolved_hub_revision(data_files: dict[str, list[str]]) -> str | None:
     return found.pop() if found else None
 
 
-def local_fingerprint(root: Path, data_files: dict[str, list[str]], splits: list[str]) -> dict[str, Any]:
-    """sha256 of every file read (path relative to the dataset folder) and one sha256 over them all."""
-    files = {}
-    for split in splits:
-        for name in data_files.get(split, []):
-            path = Path(name)
-            files[str(path.resolve().relative_to(root.resolve()))] = sha256_file(path)
+def _relative(root: Path, name: str) -> str:
+    return str(Path(name).resolve().relative_to(root.resolve()))
+
+
+def _file_shas(root: Path, data_files: dict[str, list[str]], splits: list[str]) -> dict[str, str]:
+    """``{path relative to root: sha256}`` of the data files of ``splits``."""
+    files = {_relative(root, name): sha256_file(Path(name)) for s in splits for name in data_files.get(s, [])}
+    return dict(sorted(files.items()))
+
+
+def _digest(files: dict[str, str]) -> str:
     digest = hashlib.sha256()
     for rel, sha in sorted(files.items()):
         digest.update(f"{rel}\0{sha}\n".encode())
-    return {"sha256": digest.hexdigest(), "files": dict(sorted(files.items()))}
+    return digest.hexdigest()
+
+
+def _read_json(path: Path, what: str) -> Any:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DataError(
+            f"{path}: {what} is not valid JSON ({err}); rebuild it with `medinjection mix`"
+        ) from None
 
 
 def read_mixes_manifest(name: str, revision: str | None, local: bool) -> dict[str, Any] | None:
-    """``mixes.json`` of the dataset (None when the folder or repo has none)."""
+    """``mixes.json`` of the dataset (None when the folder or repo has none); a corrupt one fails, naming it."""
     if local:
         path = Path(name) / MIXES_FILE
-        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError
+        manifest = _read_json(path, MIXES_FILE) if path.is_file() else None
+    else:
+        from huggingface_hub import hf_hub_download
+        from huggingface_hub.errors import EntryNotFoundError
 
-    try:
-        path = hf_hub_download(name, MIXES_FILE, repo_type="dataset", revision=revision)
-    except EntryNotFoundError:
-        return None
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+        try:
+            path = hf_hub_download(name, MIXES_FILE, repo_type="dataset", revision=revision)
+        except EntryNotFoundError:
+            return None
+        manifest = _read_json(Path(path), f"{MIXES_FILE} of {name}@{revision or 'main'}")
+    if manifest is not None and not isinstance(manifest, dict):
+        raise DataError(f"{path}: {MIXES_FILE} must be a JSON object, got {type(manifest).__name__}")
+    return manifest
 
 
-def recognise_chat_version(dataset, sample: int = 50) -> str | None:
-    """The chat format version whose rendering equals the records' ``messages`` (first ``sample`` rows)."""
+def recognise_chat_version(dataset, sample: int = 50) -> tuple[str | None, dict[str, str]]:
+    """The chat format version whose rendering equals the records' ``messages`` (first ``sample`` rows).
+
+    Returns:
+        ``(version, {})``, or ``(None, {version: why it is not that one})`` when no version matches.
+    """
     from importlib import resources
 
     from medinjection.chat import to_messages
@@ -88,13 +110,24 @@ def recognise_chat_version(dataset, sample: int = 50) -> str | None:
     folder = resources.files("medinjection") / "prompts" / "chat"
     versions = sorted(p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml"))
     rows = dataset.select(range(min(sample, len(dataset)))).to_list()
+    why: dict[str, str] = {}
     for version in versions:
-        try:
-            if all(to_messages(row, version) == row["messages"] for row in rows):
-                return version
-        except (KeyError, ValueError):
-            continue
-    return None
+        for index, row in enumerate(rows):
+            record = row.get("id", f"row {index}")
+            try:
+                rendered = to_messages(row, version)
+            except KeyError as err:
+                why[version] = f"record {record} has no {err.args[0]!r} field to render it with"
+                break
+            except (ValueError, AttributeError, TypeError) as err:
+                why[version] = f"record {record} cannot be rendered: {err}"
+                break
+            if rendered != row["messages"]:
+                why[version] = f"the messages of record {record} are not its {version} rendering"
+                break
+        else:
+            return version, {}
+    return None, why
 
 
 def load_training_data(
@@ -131,7 +164,14 @@ def load_training_data(
         raise DataError(
             f"{name} config {config!r} has no {', '.join(missing)} split (splits: {sorted(data_files)})"
         )
-    loaded = datasets.load_dataset(name, config, revision=None if local else revision)
+    cache_dir, shas = None, {}
+    if local:
+        # `datasets` keys the cache of a folder's named config by the folder's name and the config, not by
+        # the files: a rebuilt (or another) `medinjection-fr` folder would be read from the old Arrow cache.
+        # Keyed by the files' sha256, the cache is reused exactly when the bytes are the same.
+        shas = _file_shas(Path(name), data_files, list(data_files))
+        cache_dir = str(Path(datasets.config.HF_DATASETS_CACHE) / "medinjection-local" / _digest(shas)[:20])
+    loaded = datasets.load_dataset(name, config, revision=None if local else revision, cache_dir=cache_dir)
     train = loaded[train_split]
     if "messages" not in train.column_names:
         raise DataError(
@@ -146,8 +186,18 @@ def load_training_data(
     chat_version = (mixes or {}).get("chat_version")
     chat_source = "mixes.json" if chat_version else None
     if not chat_version:
-        chat_version = recognise_chat_version(train)
-        chat_source = "recognised from the records" if chat_version else None
+        chat_version, why = recognise_chat_version(train)
+        if chat_version is None:
+            reasons = (
+                "; ".join(f"{version}: {reason}" for version, reason in why.items()) or "no version known"
+            )
+            where = f"{MIXES_FILE} has no chat_version" if mixes is not None else f"there is no {MIXES_FILE}"
+            raise DataError(
+                f"{name} config {config!r}: the chat format version of its messages cannot be told: {where} "
+                f"and the records match no version of medinjection/prompts/chat ({reasons}); build the dataset "
+                "with `medinjection build` and `medinjection mix`, or add the chat_version to its mixes.json"
+            )
+        chat_source = "recognised from the records"
 
     eval_data, eval_counts = None, None
     if eval_split:
@@ -180,7 +230,9 @@ def load_training_data(
         "chat_version_source": chat_source,
     }
     if local:
-        info["fingerprint"] = local_fingerprint(Path(name), data_files, wanted)
+        read = {_relative(Path(name), f) for split in wanted for f in data_files.get(split, [])}
+        files = {rel: sha for rel, sha in shas.items() if rel in read}
+        info["fingerprint"] = {"sha256": _digest(files), "files": files}
     if mix_info is not None and mix_info.get("train") not in (None, len(train)):
         raise DataError(
             f"{name} config {config!r}: mixes.json says {mix_info['train']} train rows, the files hold {len(train)}"

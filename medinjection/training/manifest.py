@@ -18,6 +18,7 @@ from typing import Any
 
 from medinjection.runs import RunLayout
 from medinjection.training import provenance
+from medinjection.training.atomic import write_text_atomic
 
 FORMAT = 1
 LOSS_LABELS = {
@@ -67,6 +68,8 @@ def build_manifest(
     tokens: dict[str, Any],
     metrics: dict[str, Any],
     resumed_from: str | None,
+    effective_batch: dict[str, Any] | None = None,
+    warnings: list[str] | None = None,
     world_size: int,
     argv: list[str] | None,
     peft_config,
@@ -92,8 +95,10 @@ def build_manifest(
                 "overwrite",
                 "dataset_revision",
                 "base_model_id",
+                "base_model_revision",
             )
         },
+        "effective_batch": effective_batch,
         "seed": run_settings["seed"],
         "loss": {"mode": script_args["loss"], "labels": LOSS_LABELS[script_args["loss"]], "tokens": tokens},
         "settings": {"recipe": recipe_settings, "run": run_settings},
@@ -101,6 +106,7 @@ def build_manifest(
         "faithful_to_paper": not deviations,
         "speed": speed,
         "resumed_from": resumed_from,
+        "warnings": list(warnings or []),
         "adapter": {
             "files": [p.name for p in layout.adapter_paths()],
             "sha256": layout.adapter_sha256(),
@@ -121,6 +127,4 @@ def build_manifest(
 
 def write_manifest(layout: RunLayout, manifest: dict[str, Any]) -> None:
     text = json.dumps(manifest, indent=2, ensure_ascii=False, sort_keys=False, default=str) + "\n"
-    tmp = layout.manifest_path.with_suffix(".json.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(layout.manifest_path)
+    write_text_atomic(layout.manifest_path, text)

@@ -4,7 +4,10 @@
 was loaded from, a local folder for the tiny model or an offline copy). The id comes from, in order:
 ``--base_model_id``; the marker of a model made on the fly (``medinjection.tiny``); a Hub cache
 snapshot path (``.../models--ORG--NAME/snapshots/SHA``); ``model_name_or_path`` itself when it is not a
-local folder. A local folder that says none of this is refused before training starts.
+local folder. A local folder that says none of this is refused before training starts. The revision
+comes from ``model_revision`` (a Hub id), the snapshot path, or ``--base_model_revision`` (a local
+copy); when none says it, from the commit transformers read the config at (``config._commit_hash``,
+filled in by ``run.train`` once the model is loaded).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from medinjection.tiny import model_marker
+from medinjection.training.atomic import write_text_atomic
 
 PACKAGES = (
     "medinjection",
@@ -43,41 +47,80 @@ class BaseModelError(ValueError):
     """The base model's Hub id cannot be told; the message says how to give it."""
 
 
-def base_model(model_name_or_path: str, revision: str | None, declared_id: str | None) -> dict[str, Any]:
-    """``{"hub_id", "revision", "path", "source"}`` of the base model (see the module docstring)."""
+def base_model(
+    model_name_or_path: str,
+    revision: str | None,
+    declared_id: str | None,
+    declared_revision: str | None = None,
+) -> dict[str, Any]:
+    """``{"hub_id", "revision", "revision_source", "path", "source", "made_on_the_fly"}`` of the base model.
+
+    Args:
+        model_name_or_path: what the model is loaded from (a Hub id or a local folder).
+        revision: ``model_revision`` (the commit a Hub id is loaded at).
+        declared_id: ``--base_model_id``, the Hub id of a local copy.
+        declared_revision: ``--base_model_revision``, the Hub commit a local copy was taken at. It may
+            not contradict what the path says (a Hub cache snapshot) or what is loaded (``model_revision``).
+    """
     path = Path(model_name_or_path).expanduser()
     local = path.is_dir()
     marker = model_marker(path) if local else None
     snapshot = _SNAPSHOT.search(str(path.resolve())) if local else None
     if declared_id:
-        hub_id, source, rev = declared_id, "--base_model_id", revision if not local else None
+        hub_id, source = declared_id, "--base_model_id"
     elif marker and marker.get("hub_id"):
-        hub_id, source, rev = marker["hub_id"], "marker (made on the fly, not on the Hub)", None
+        hub_id, source = marker["hub_id"], "marker (made on the fly, not on the Hub)"
     elif snapshot:
-        hub_id = f"{snapshot['org']}/{snapshot['name']}"
-        source, rev = "Hub cache snapshot path", snapshot["sha"]
+        hub_id, source = f"{snapshot['org']}/{snapshot['name']}", "Hub cache snapshot path"
     elif not local:
-        hub_id, source, rev = model_name_or_path, "model_name_or_path (a Hub id)", revision
+        hub_id, source = model_name_or_path, "model_name_or_path (a Hub id)"
     else:
         raise BaseModelError(
             f"model_name_or_path {model_name_or_path!r} is a local folder that does not say which Hub model it "
             "is a copy of; pass --base_model_id ORG/NAME (adapter_config.json must name the Hub id)"
         )
+    made_on_the_fly = bool(marker and marker.get("made_on_the_fly"))
+    if not local:
+        known, known_source = revision, "model_revision"
+    elif snapshot:
+        known, known_source = snapshot["sha"], "Hub cache snapshot path"
+    else:
+        known, known_source = None, None
+    if declared_revision and made_on_the_fly and not declared_id:
+        raise BaseModelError(
+            f"--base_model_revision {declared_revision!r}: {model_name_or_path} was made on the fly, it has no Hub "
+            "revision"
+        )
+    if declared_revision and known and declared_revision != known:
+        raise BaseModelError(
+            f"--base_model_revision {declared_revision!r} contradicts the {known_source} {known!r} of "
+            f"{model_name_or_path}; give one revision"
+        )
+    if known:
+        rev, rev_source = known, known_source
+    elif declared_revision:
+        rev, rev_source = declared_revision, "--base_model_revision"
+    else:
+        rev, rev_source = None, None
     return {
         "hub_id": hub_id,
         "revision": rev,
+        "revision_source": rev_source,
         "path": model_name_or_path,
         "source": source,
-        "made_on_the_fly": bool(marker and marker.get("made_on_the_fly")),
+        "made_on_the_fly": made_on_the_fly,
     }
 
 
 def rewrite_adapter_config(run_dir: Path, hub_id: str) -> None:
     """Point ``adapter_config.json`` at the base model's Hub id (PEFT wrote the loading path)."""
     path = Path(run_dir) / "adapter_config.json"
-    config = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from None
     config["base_model_name_or_path"] = hub_id
-    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    write_text_atomic(path, json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
 def package_versions() -> dict[str, str | None]:

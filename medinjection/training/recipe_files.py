@@ -3,7 +3,8 @@
 ``python -m medinjection.training.recipe_files`` rewrites ``trl_configs/<family>/<mix>.yaml`` from the
 templates below; a test checks that the files on disk are exactly what the templates give (edit a
 template, regenerate, commit both). A file differs from its siblings only in ``dataset_config`` and
-``output_dir`` (and the comment naming the mix).
+``output_dir`` (and the comment naming the mix); the DoRA block is one text (``DORA``) that every
+family's template takes, so the families cannot train different adapters.
 """
 
 from __future__ import annotations
@@ -14,6 +15,17 @@ from pathlib import Path
 from string import Template
 
 from medinjection.dataset_builders.mixes import MIXES
+
+DORA = """\
+# DoRA adapter, the authors' (TRL's default lora_alpha is 32; they used 16)
+use_peft: true
+use_dora: true
+lora_r: 16
+lora_alpha: 16
+lora_dropout: 0.05
+lora_target_modules: [q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj]
+"""
+"""The adapter block of every family: one text, so the paper and tiny recipes train the same adapter."""
 
 QWEN3_4B = Template("""\
 # MedInjection-FR: Qwen3-4B-Instruct-2507 + DoRA on the `$mix` mix, the authors' setup.
@@ -34,14 +46,7 @@ model_revision: cdbee75f17c01a7cc42f958dc650907174af0554
 dtype: bfloat16
 attn_implementation: flash_attention_2
 
-# DoRA adapter (TRL's default lora_alpha is 32; the authors used 16)
-use_peft: true
-use_dora: true
-lora_r: 16
-lora_alpha: 16
-lora_dropout: 0.05
-lora_target_modules: [q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj]
-
+$dora
 # Data: a built dataset folder (medinjection build, then mix) or a Hub dataset repo, by config name
 dataset_name: medinjection-fr
 dataset_config: $mix
@@ -52,7 +57,7 @@ max_length: 2048
 # Trainer
 num_train_epochs: 10
 per_device_train_batch_size: 12
-gradient_accumulation_steps: 8  # 12 per device x 2 GPUs x 8 = effective batch 192
+gradient_accumulation_steps: 8  # 12 per device x 2 GPUs x 8 = 192; medinjection train keeps 192 on any GPU count
 learning_rate: 1.0e-4
 lr_scheduler_type: cosine
 warmup_steps: 0.05
@@ -87,14 +92,7 @@ model_name_or_path: tiny-qwen3
 dtype: float32
 attn_implementation: sdpa
 
-# DoRA adapter
-use_peft: true
-use_dora: true
-lora_r: 16
-lora_alpha: 16
-lora_dropout: 0.05
-lora_target_modules: [q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj]
-
+$dora
 # Data
 dataset_name: medinjection-fr
 dataset_config: $mix
@@ -121,6 +119,8 @@ output_dir: runs/tiny/$mix
 """)
 
 TEMPLATES: dict[str, Template] = {"qwen3-4b-instruct-2507": QWEN3_4B, "tiny": TINY}
+PAPER_FAMILIES = ("qwen3-4b-instruct-2507",)
+"""The families whose recipes are the authors' setup (``medinjection train`` keeps their effective batch)."""
 
 
 class RecipeError(ValueError):
@@ -132,7 +132,30 @@ def render(family: str, mix: str) -> str:
         raise RecipeError(f"unknown recipe family {family!r}; known: {sorted(TEMPLATES)}")
     if mix not in MIXES:
         raise RecipeError(f"unknown mix {mix!r}; known: {list(MIXES)}")
-    return TEMPLATES[family].substitute(mix=mix)
+    return TEMPLATES[family].substitute(mix=mix, dora=DORA)
+
+
+def recipe_family(recipe_file: str | Path | None) -> str | None:
+    """The family of a recipe file: the name of its folder when it is one of ``TEMPLATES``
+    (``trl_configs/<family>/<mix>.yaml``, or a copy kept in a folder of that name); None otherwise."""
+    if not recipe_file:
+        return None
+    family = Path(recipe_file).parent.name
+    return family if family in TEMPLATES else None
+
+
+def recipe_value(recipe_file: str | Path, key: str, default=None):
+    """The value of ``key`` as the recipe file writes it (``default`` when the file does not set it)."""
+    import yaml
+
+    path = Path(recipe_file)
+    try:
+        config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        raise RecipeError(f"{path}: not valid YAML ({err})") from None
+    if not isinstance(config, dict):
+        raise RecipeError(f"{path}: a recipe is a mapping of TRL keys, got {type(config).__name__}")
+    return config.get(key, default)
 
 
 def recipes_root() -> Path:

@@ -14,10 +14,17 @@ from pathlib import Path
 from typing import Any
 
 from medinjection.runs import RunLayout
-from medinjection.training.arguments import TrainArguments, effective_settings, paper_deviations
+from medinjection.training.arguments import (
+    LAYOUT_SETTINGS,
+    PAPER,
+    TrainArguments,
+    effective_settings,
+    paper_deviations,
+)
 from medinjection.training.data import load_training_data
 from medinjection.training.manifest import build_manifest, final_metrics, write_manifest
 from medinjection.training.provenance import base_model, rewrite_adapter_config
+from medinjection.training.recipe_files import PAPER_FAMILIES, recipe_family, recipe_value
 from medinjection.training.resume import SettingsCallback, resume_point
 from medinjection.training.speed import plan_speed
 from medinjection.training.tokens import prepare
@@ -29,17 +36,62 @@ class TrainError(ValueError):
     """The run cannot start as asked; the message says what to change."""
 
 
-def apply_effective_batch(training_args, effective_batch: int | None, world_size: int) -> None:
+def apply_effective_batch(
+    training_args, effective_batch: int | None, world_size: int, source: str = "--effective_batch"
+) -> None:
     """Set gradient accumulation so that per-device batch x processes x accumulation = ``effective_batch``."""
     if effective_batch is None:
         return
     per_step = training_args.per_device_train_batch_size * world_size
     if effective_batch % per_step:
         raise TrainError(
-            f"--effective_batch {effective_batch} is not a multiple of per_device_train_batch_size "
-            f"{training_args.per_device_train_batch_size} x {world_size} process(es) = {per_step}"
+            f"effective batch {effective_batch} ({source}) is not a multiple of per_device_train_batch_size "
+            f"{training_args.per_device_train_batch_size} x {world_size} process(es) = {per_step}; pass "
+            "--effective_batch N or another --per_device_train_batch_size"
         )
     training_args.gradient_accumulation_steps = effective_batch // per_step
+
+
+def resolve_effective_batch(script_args: TrainArguments, training_args, world_size: int) -> dict[str, Any]:
+    """Set the run's gradient accumulation and say where its effective batch comes from.
+
+    ``--effective_batch`` wins. A paper recipe (``recipe_files.PAPER_FAMILIES``) whose
+    ``gradient_accumulation_steps`` is still the file's (written for the authors' 2 GPUs) gets the paper's
+    effective batch on any number of processes. Otherwise the accumulation is the recipe's. A paper recipe
+    run at another effective batch is logged as a warning, which the manifest keeps.
+
+    Returns:
+        ``{"value", "source", "paper", "warning"}`` (``paper`` and ``warning`` None outside a paper recipe).
+    """
+    family = recipe_family(script_args.recipe_file)
+    paper = PAPER["effective_batch"] if family in PAPER_FAMILIES else None
+    if script_args.effective_batch is not None:
+        wanted, source = script_args.effective_batch, "--effective_batch"
+    elif paper is not None and training_args.gradient_accumulation_steps == recipe_value(
+        script_args.recipe_file, "gradient_accumulation_steps", 1
+    ):
+        wanted, source = paper, f"the paper's, the default of the {family} recipes"
+    else:
+        wanted, source = None, "the recipe's gradient_accumulation_steps"
+    apply_effective_batch(training_args, wanted, world_size, source=source)
+    per_device, steps = training_args.per_device_train_batch_size, training_args.gradient_accumulation_steps
+    value = per_device * steps * world_size
+    warning = None
+    if paper is not None and value != paper:
+        warning = (
+            f"effective batch {value} ({per_device} per device x {world_size} process(es) x {steps} accumulation) "
+            f"is not the paper's {paper} of the {family} recipes; pass --effective_batch {paper} to train as "
+            "the authors did"
+        )
+        logger.warning(warning)
+    return {"value": value, "source": source, "paper": paper, "warning": warning}
+
+
+def _checkpoint_name(checkpoint: Path | None, layout: RunLayout) -> str | None:
+    """The checkpoint's folder name when it is in the run folder, its path otherwise."""
+    if checkpoint is None:
+        return None
+    return checkpoint.name if checkpoint.resolve().parent == layout.root.resolve() else str(checkpoint)
 
 
 def drop_trl_card(run_dir: Path) -> None:
@@ -73,8 +125,14 @@ def train(script_args: TrainArguments, training_args, model_args, argv: list[str
         raise TrainError("dataset_streaming is not supported: the mix is read whole (it fits in memory)")
     layout = RunLayout(Path(training_args.output_dir))
     world_size = training_args.world_size
-    apply_effective_batch(training_args, script_args.effective_batch, world_size)
-    base = base_model(model_args.model_name_or_path, model_args.model_revision, script_args.base_model_id)
+    batch = resolve_effective_batch(script_args, training_args, world_size)
+    warnings = [batch["warning"]] if batch["warning"] else []
+    base = base_model(
+        model_args.model_name_or_path,
+        model_args.model_revision,
+        script_args.base_model_id,
+        script_args.base_model_revision,
+    )
 
     evaluate = str(getattr(training_args.eval_strategy, "value", training_args.eval_strategy)) != "no"
     data = load_training_data(
@@ -86,14 +144,20 @@ def train(script_args: TrainArguments, training_args, model_args, argv: list[str
     )
     recipe_settings = effective_settings(script_args, training_args, model_args, world_size)
     resume_settings = {
-        **recipe_settings,
+        **{k: v for k, v in recipe_settings.items() if k not in LAYOUT_SETTINGS},
         "dataset": data.info["name"],
         "dataset_config": data.info["config"],
         "dataset_revision": data.info.get("revision"),
         "dataset_sha256": data.info.get("fingerprint", {}).get("sha256"),
     }
     with training_args.main_process_first(desc="checking the run folder", local=False):
-        checkpoint = resume_point(layout, resume_settings, script_args.resume, script_args.overwrite)
+        checkpoint = resume_point(
+            layout,
+            resume_settings,
+            script_args.resume,
+            script_args.overwrite,
+            requested=training_args.resume_from_checkpoint,
+        )
 
     from transformers import AutoTokenizer
 
@@ -140,7 +204,17 @@ def train(script_args: TrainArguments, training_args, model_args, argv: list[str
         callbacks=[SettingsCallback(resume_settings)],
     )
     if not base["made_on_the_fly"]:  # the commit the Hub id resolved to (for a branch, or when not given)
-        base["revision_resolved"] = getattr(trainer.model.config, "_commit_hash", None) or base["revision"]
+        commit = getattr(trainer.model.config, "_commit_hash", None)
+        base["revision_resolved"] = commit or base["revision"]
+        if base["revision"] is None and commit:
+            base["revision"] = commit
+            base["revision_source"] = "config._commit_hash (what transformers loaded)"
+        if base["revision"] is None:
+            warnings.append(
+                f"the base model's revision is unknown ({model_args.model_name_or_path} is a local copy): pass "
+                "--base_model_revision SHA to record the Hub commit it was taken at"
+            )
+            logger.warning(warnings[-1])
     if checkpoint is not None:
         logger.warning("resuming from %s", checkpoint)
     result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
@@ -161,7 +235,9 @@ def train(script_args: TrainArguments, training_args, model_args, argv: list[str
             speed=plan.as_dict(),
             tokens={"train": train_stats.as_dict(), "eval": eval_stats.as_dict() if eval_stats else None},
             metrics=metrics,
-            resumed_from=checkpoint.name if checkpoint else None,
+            resumed_from=_checkpoint_name(checkpoint, layout),
+            effective_batch=batch,
+            warnings=warnings,
             world_size=world_size,
             argv=argv,
             peft_config=trainer.model.peft_config["default"],

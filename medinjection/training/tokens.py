@@ -24,7 +24,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from medinjection.training.data import DataError
+
 IGNORE = -100
+ROLES = ("system", "user", "assistant")
 
 
 @dataclass
@@ -92,17 +95,43 @@ def assistant_ids_and_labels(
 
 
 def prepare(dataset, tokenizer, loss: str, max_length: int | None, num_proc: int | None = None):
-    """``dataset`` (with ``messages``) as ``input_ids`` + ``labels``, truncated; returns (dataset, stats)."""
+    """``dataset`` (with ``messages``) as ``input_ids`` + ``labels``, truncated; returns (dataset, stats).
+
+    Raises ``DataError`` naming the record (its ``id``, else its row) whose ``messages`` are missing, are
+    not (role, content) turns, or cannot be rendered with the chat template.
+    """
     if loss not in ("full", "assistant"):
         raise ValueError(f"loss {loss!r}: expected 'full' or 'assistant'")
+    if "messages" not in dataset.column_names:
+        raise DataError(f"no `messages` column to tokenize (columns: {dataset.column_names})")
+    from jinja2 import TemplateError
+
     template = training_chat_template(tokenizer) if loss == "assistant" else None
 
-    def encode(example: dict[str, Any]) -> dict[str, Any]:
-        if loss == "full":
-            ids = full_sequence_ids(tokenizer, example["messages"])
-            labels = list(ids)
-        else:
-            ids, labels = assistant_ids_and_labels(tokenizer, example["messages"], template)
+    def encode(example: dict[str, Any], index: int) -> dict[str, Any]:
+        record = f"record {example['id']!r}" if example.get("id") is not None else f"row {index}"
+        messages = example.get("messages")
+        if not messages:
+            raise DataError(f"{record} has no `messages` to train on")
+        for turn in messages:
+            if (
+                not isinstance(turn, dict)
+                or turn.get("role") not in ROLES
+                or not isinstance(turn.get("content"), str)
+            ):
+                raise DataError(
+                    f"{record}: every message needs a role ({', '.join(ROLES)}) and a text content, got {turn!r}"
+                )
+        try:
+            if loss == "full":
+                ids = full_sequence_ids(tokenizer, messages)
+                labels = list(ids)
+            else:
+                ids, labels = assistant_ids_and_labels(tokenizer, messages, template)
+        except (KeyError, TypeError, ValueError, TemplateError) as err:
+            raise DataError(
+                f"{record}: its `messages` cannot be rendered with the chat template ({err!r})"
+            ) from err
         truncated = max_length is not None and len(ids) > max_length
         if truncated:
             ids, labels = ids[:max_length], labels[:max_length]
@@ -116,6 +145,7 @@ def prepare(dataset, tokenizer, loss: str, max_length: int | None, num_proc: int
     keep_id = "id" in dataset.column_names
     encoded = dataset.map(
         encode,
+        with_indices=True,
         remove_columns=[c for c in dataset.column_names if c != "id"],
         num_proc=num_proc,
         desc=f"Tokenizing ({loss} loss)",

@@ -131,7 +131,7 @@ def mc_metrics(rows: list[dict]) -> dict:
     perm = [sum(v) / len(v) for _, v in sorted(by_id.items())]
     orig = [r["em_constrained"] for r in sorted(original, key=lambda r: r["id"])]
     metrics["em_constrained_perm"] = stats.metric(perm)
-    diff, ci, _ = stats.paired_bootstrap(orig, perm)
+    diff, ci = stats.paired_bootstrap(orig, perm)
     metrics["em_constrained_perm_drop"] = {"value": diff, "ci95": list(ci), "n": len(orig)}
     every = {}
     for r in rows:

@@ -89,26 +89,70 @@ def test_dora_adapter_batched_with_caching_equals_reference(tiny_path, dora_runs
     assert predict_texts(Engine(restored, tokenizer), items) == base_texts  # base weights untouched
 
 
+def _oeq_items():
+    from medinjection.evaluation.items import EvalItem
+
+    system = {"role": "system", "content": "Tu es un assistant médical expert."}
+    questions = ["Quel est le traitement de la pneumonie ?", "Que faire devant une fièvre chez l'enfant ?"]
+    return [
+        EvalItem(
+            id=f"oeq-{i}",
+            type="OEQ",
+            source="mediqal",
+            messages=(system, {"role": "user", "content": question}),
+            reference="Une antibiothérapie par amoxicilline.",
+        )
+        for i, question in enumerate(questions)
+    ]
+
+
 def test_merging_is_checked_and_keeps_predictions(tiny_path, dora_runs, dev_items):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from medinjection.evaluation.models import load_adapter, merge_checked
-    from medinjection.evaluation.protocol import allowed_token_ids
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_path)
-    items = dev_items[:24]
+    items, oeq = dev_items[:24], _oeq_items()
     loaded = load_adapter(AutoModelForCausalLM.from_pretrained(tiny_path).eval(), dora_runs / "nat_trad")
     with loaded.caching():
         unmerged = predict_texts(Engine(loaded.model, tokenizer), items)
-    engine = Engine(loaded.model, tokenizer)
-    prompts = [engine.encode(i.messages) for i in items]
-    allowed = [tuple(allowed_token_ids(tokenizer, i.letters)) for i in items]
+        unmerged_oeq = Engine(loaded.model, tokenizer).generate_greedy(
+            [Engine(loaded.model, tokenizer).encode(i.messages) for i in oeq], 32
+        )
     merged = merge_checked(
-        loaded, AutoModelForCausalLM.from_pretrained(tiny_path).eval(), tokenizer, prompts, allowed
+        loaded, AutoModelForCausalLM.from_pretrained(tiny_path).eval(), tokenizer, items, oeq
     )
-    assert merged.merged and merged.info["merge_check"]["items"] == len(items)
-    assert merged.info["merge_check"]["max_abs_logit_diff"] < 1e-3
-    assert predict_texts(Engine(merged.model, tokenizer), items) == unmerged
+    check = merged.info["merge_check"]
+    assert merged.merged and check["items"] == len(items) + len(oeq)
+    assert (check["mc_items"], check["oeq_items"], check["oeq_tokens"]) == (len(items), len(oeq), 32)
+    assert check["max_abs_logit_diff"] < 1e-3
+    engine = Engine(merged.model, tokenizer)
+    assert predict_texts(engine, items) == unmerged
+    assert engine.generate_greedy([engine.encode(i.messages) for i in oeq], 32) == unmerged_oeq
+
+
+def test_a_merge_that_changes_predictions_or_has_nothing_to_check_is_refused(
+    tiny_path, dora_runs, dev_items, tmp_path
+):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from medinjection.evaluation.models import ModelLoadError, load_adapter, merge_checked
+    from medinjection.tiny import TinySettings, make_tiny_model
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_path)
+
+    def loaded():
+        return load_adapter(AutoModelForCausalLM.from_pretrained(tiny_path).eval(), dora_runs / "nat")
+
+    with pytest.raises(ModelLoadError, match="merge check has no item"):
+        merge_checked(loaded(), AutoModelForCausalLM.from_pretrained(tiny_path).eval(), tokenizer, [], [])
+    # merged into another base (same shapes, other weights): the decoded answers differ, on MC and OEQ
+    other = AutoModelForCausalLM.from_pretrained(make_tiny_model(tmp_path / "other", TinySettings(seed=7)))
+    with pytest.raises(ModelLoadError, match=r"decodes differently from the unmerged one on \d+ of 12"):
+        merge_checked(loaded(), other.eval(), tokenizer, dev_items[:12])
+    other = AutoModelForCausalLM.from_pretrained(tmp_path / "other")
+    with pytest.raises(ModelLoadError, match="oeq-"):
+        merge_checked(loaded(), other.eval(), tokenizer, [], _oeq_items())
 
 
 @pytest.mark.parametrize("batch_size", [1, 5])

@@ -197,3 +197,42 @@ def test_bad_outputs_are_named(tmp_path):
     (tmp_path / "base" / "x" / "summary.json").write_text('{"model": "m"}')
     with pytest.raises(ReportError, match="no 'benchmark' \\(not an evaluation summary\\)"):
         read_outputs(tmp_path)
+
+
+def test_a_missing_interval_reads_n_a(outputs, tmp_path):
+    """A metric over fewer than two items has ``ci95: [None, None]``: the tables say so, nothing crashes."""
+    import shutil
+
+    from medinjection.evaluation import stats
+    from medinjection.evaluation.report import cell
+
+    one_item = stats.metric([1.0])
+    assert one_item["ci95"] == [None, None]
+    assert cell(one_item, "em_constrained", "▲") == "100.00 [n/a] ▲"
+    assert cell({"value": 0.5, "ci95": None, "n": 1}, "em_constrained") == "50.00 [n/a]"
+    root = tmp_path / "eval-out"
+    shutil.copytree(outputs, root)
+    path = root / "nat" / fx.MC / "summary.json"
+    doc = json.loads(path.read_text())
+    doc["metrics"]["em_constrained"] = {**doc["metrics"]["em_constrained"], "ci95": [None, None]}
+    path.write_text(json.dumps(doc))
+    built = build_report(root, tmp_path / "report", resamples=50)
+    row = {r["model"]: r[fx.MC] for r in tables(built.markdown)["Constrained exact match (%)"]}["NAT"]
+    assert row.startswith(f"{100 * doc['metrics']['em_constrained']['value']:.2f} [n/a]"), row
+    assert (tmp_path / "report" / "em_by_mix.png").is_file()
+
+
+def test_corrupt_report_inputs_are_named(outputs, tmp_path):
+    import shutil
+
+    root = tmp_path / "eval-out"
+    shutil.copytree(outputs, root)
+    (root / "comparisons.json").write_text('{"families": ')
+    with pytest.raises(ReportError, match=re.escape(f"{root / 'comparisons.json'}: not valid JSON")):
+        build_report(root, tmp_path / "report", resamples=50)
+    ratings = tmp_path / "ratings.jsonl"
+    ratings.write_text('{"id": "a"}\n{oops\n')
+    from medinjection.evaluation.report import read_ratings
+
+    with pytest.raises(ReportError, match=re.escape(f"{ratings}, line 2: not valid JSON")):
+        read_ratings(ratings)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -238,3 +239,143 @@ def test_data_parallel_with_accelerate_launch(tiny_path, fmm_benchmark, tmp_path
     )
     assert one == two
     assert json.loads((tmp_path / "two/base/fmm-mini/summary.json").read_text())["backend"]["world_size"] == 2
+
+
+def test_summary_names_the_base_and_versions_and_one_item_has_no_interval(tiny_path, fmm_benchmark, tmp_path):
+    """The summary says which Hub model (and commit) was scored, in the training manifest's terms."""
+    from medinjection.tiny import TINY_HUB_ID
+
+    logs = []
+    evaluate(
+        EvalSettings(
+            model=str(tiny_path),
+            benchmarks=[str(fmm_benchmark)],
+            output=tmp_path / "out",
+            bootstrap_resamples=50,
+            limit=1,
+            log=logs.append,
+        )
+    )
+    summary = json.loads((tmp_path / "out/base/fmm-mini/summary.json").read_text())
+    assert summary["model_hub_id"] == TINY_HUB_ID and summary["model_revision"] is None
+    assert summary["model_identity_source"].startswith("marker")
+    for name in (
+        "trl",
+        "datasets",
+        "transformers",
+        "peft",
+        "sacrebleu",
+        "rouge_score",
+        "nltk",
+        "bert_score",
+        "scipy",
+    ):
+        assert summary["versions"].get(name), name
+    assert summary["n_items"] == 1 and summary["metrics"]["em_constrained"]["ci95"] == [None, None]
+    assert any(line.endswith("[n/a]") and "em_constrained" in line for line in logs), logs
+
+
+def test_base_identity_of_hub_ids_snapshots_and_bare_folders(tiny_path, tmp_path):
+    """Offline, against a Hub cache laid out as huggingface_hub writes it (no download)."""
+    sha = "cdbee75f17c01a7cc42f958dc650907174af0554"
+    repo = tmp_path / "hub" / "models--Qwen--Qwen3-4B-Instruct-2507"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(sha)
+    (repo / "snapshots" / sha).mkdir(parents=True)
+    (repo / "snapshots" / sha / "config.json").write_text("{}")
+    (tmp_path / "bare").mkdir()
+    script = (
+        "import json, sys\n"
+        "from medinjection.evaluation.models import base_identity\n"
+        "print(json.dumps([base_identity(m, r) for m, r in json.loads(sys.argv[1])]))\n"
+    )
+    cases = [
+        ["Qwen/Qwen3-4B-Instruct-2507", "main"],  # a branch: the commit it resolves to
+        ["Qwen/Qwen3-4B-Instruct-2507", None],
+        ["Qwen/Other-Model", "v1.0"],  # not in the cache: the revision as given
+        [str(repo / "snapshots" / sha), None],
+        [str(tmp_path / "bare"), "main"],
+        [str(tiny_path), None],
+    ]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "hub")}
+    out = subprocess.run(
+        [sys.executable, "-c", script, json.dumps(cases)], env=env, capture_output=True, text=True, check=True
+    )
+    found = [(i["hub_id"], i["revision"]) for i in json.loads(out.stdout.splitlines()[-1])]
+    assert found == [
+        ("Qwen/Qwen3-4B-Instruct-2507", sha),
+        ("Qwen/Qwen3-4B-Instruct-2507", sha),
+        ("Qwen/Other-Model", "v1.0"),
+        ("Qwen/Qwen3-4B-Instruct-2507", sha),
+        (None, None),
+        ("medinjection/tiny-random-qwen3", None),
+    ]
+
+
+def test_merged_scoring_is_checked_through_evaluate(tiny_path, dora_runs, fmm_benchmark, tmp_path):
+    from medinjection.evaluation.models import ModelLoadError
+
+    common = dict(
+        model=str(tiny_path),
+        adapters=[dora_runs / "nat"],
+        base=False,
+        benchmarks=[str(fmm_benchmark)],
+        bootstrap_resamples=50,
+        merge=True,
+        log=lambda line: None,
+    )
+    evaluate(EvalSettings(**common, output=tmp_path / "merged", merge_check_items=4))
+    backend = json.loads((tmp_path / "merged/nat/fmm-mini/summary.json").read_text())["backend"]
+    assert backend["merged"] and backend["merge_check"]["mc_items"] == 4
+    assert backend["merge_check"]["compared"] == "decoded predictions (all tokens)"
+    unmerged = tmp_path / "unmerged"
+    evaluate(EvalSettings(**{**common, "merge": False}, output=unmerged))
+    keep = ["id", "constrained_text", "greedy_text", "constrained_letters_text"]
+    assert (
+        pq.read_table(tmp_path / "merged/nat/fmm-mini/predictions.parquet").select(keep).to_pylist()
+        == pq.read_table(unmerged / "nat/fmm-mini/predictions.parquet").select(keep).to_pylist()
+    )
+    with pytest.raises(ModelLoadError, match="merge check has no item"):
+        evaluate(EvalSettings(**common, output=tmp_path / "none", merge_check_items=0))
+
+
+def test_corrupt_files_are_named(tiny_path, dora_runs, fmm_benchmark, tmp_path):
+    import shutil
+
+    from medinjection.evaluation.benchmarks import BenchmarkError, load_benchmark
+    from medinjection.evaluation.compare import update_comparisons
+    from medinjection.evaluation.items import ItemError, dataset_chat_version
+    from medinjection.evaluation.models import ModelLoadError, adapter_info
+    from medinjection.evaluation.outputs import OutputError, read_json, read_predictions
+
+    out = tmp_path / "out"
+    common = ["--model", tiny_path, "--benchmark", fmm_benchmark, "-o", out, "--bootstrap-resamples", "50"]
+    invoke(*common)
+    summary = out / "base" / "fmm-mini" / "summary.json"
+    summary.write_text('{"model": ')
+    with pytest.raises(OutputError, match=re.escape(f"{summary}: not valid JSON")):
+        read_json(summary)
+    with pytest.raises(OutputError, match=re.escape(str(summary))):
+        update_comparisons(out)
+    result = CliRunner().invoke(app, ["evaluate", *map(str, common)])
+    assert result.exit_code == 1 and f"{summary}: not valid JSON" in result.output
+    assert "--overwrite" in result.output and "Traceback" not in result.output
+    invoke(*common, "--overwrite")  # rescoring replaces the broken file
+    predictions = out / "base" / "fmm-mini" / "predictions.parquet"
+    predictions.write_bytes(b"PAR1 not parquet")
+    with pytest.raises(OutputError, match=re.escape(f"{predictions}: not a readable Parquet file")):
+        read_predictions(predictions)
+
+    run = tmp_path / "run"
+    shutil.copytree(dora_runs / "nat", run)
+    (run / "adapter_config.json").write_text("{")
+    with pytest.raises(ModelLoadError, match=re.escape(f"{run / 'adapter_config.json'}: not valid JSON")):
+        adapter_info(run)
+    (tmp_path / "ds").mkdir()
+    (tmp_path / "ds" / "mixes.json").write_text("[1, 2")
+    with pytest.raises(ItemError, match=re.escape(f"{tmp_path / 'ds' / 'mixes.json'}: not valid JSON")):
+        dataset_chat_version(tmp_path / "ds")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [unclosed\n")
+    with pytest.raises(BenchmarkError, match=re.escape(f"{bad}: not valid YAML")):
+        load_benchmark(str(bad))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -24,6 +25,18 @@ def test_interval_edge_cases():
     assert stats.metric([None, None]) == {"value": None, "ci95": [None, None], "n": 0}
     assert stats.metric([1, None, 0, None])["n"] == 2  # missing values are not zeros
     assert stats.bootstrap_ci([0, 1] * 50, seed=3) == stats.bootstrap_ci([0, 1] * 50, seed=3)
+
+
+def test_one_value_has_no_interval():
+    # one item resamples to itself: [v, v] would claim a certainty nothing measured
+    assert stats.metric([0.7]) == {"value": 0.7, "ci95": [None, None], "n": 1}
+    assert stats.metric([0.7, None])["ci95"] == [None, None]
+    assert all(math.isnan(v) for v in stats.bootstrap_ci([0.7]))
+    diff, ci = stats.paired_bootstrap([1.0], [0.0])
+    assert diff == 1.0 and all(math.isnan(v) for v in ci)
+    low, high, _ = stats.stratified_bootstrap_ci([[1.0]], "macro")
+    assert math.isnan(low) and math.isnan(high)
+    assert stats.compare_paired([1.0], [0.0], binary=True).as_dict()["ci95"] == [None, None]
 
 
 def test_mcnemar_exact_values():
@@ -100,7 +113,7 @@ def test_benchmarks_of_one_item_enter_the_aggregate_as_constants():
     assert low < stats.macro_mean(groups) < high
     assert low >= (0.0 + 1.0) / 2 and high <= (1.0 + 1.0) / 2  # the second mean is always 1.0
     low, high, _ = stats.stratified_bootstrap_ci([[1.0], [0.0]], "micro")
-    assert (low, high) == (0.5, 0.5)
+    assert math.isnan(low) and math.isnan(high)  # no benchmark has two items: nothing to resample
 
 
 def test_a_single_differing_item_is_not_significant():
@@ -108,3 +121,63 @@ def test_a_single_differing_item_is_not_significant():
     assert one.diff == 1.0 and one.p_value == 1.0  # sign flips of one pair: p = 1, not 0
     ten = stats.compare_stratified([[1.0] * 10], [[0.0] * 10], "micro")
     assert ten.p_value == pytest.approx(2 / 2**10)
+
+
+def test_aggregate_p_value_is_a_sign_flip_test_not_a_bootstrap_share():
+    # Three items all better: a bootstrap distribution never reaches 0 (p = 0 without "+1"); the 2^3
+    # sign patterns of the differences give 2 as extreme as the observed one (all +, all -).
+    result = stats.compare_stratified([[1.0, 0.5, 1.0]], [[0.0, 0.0, 0.0]], "macro")
+    assert result.p_value == pytest.approx(2 / 8) and result.test == "stratified_sign_flip_macro"
+    assert result.diff == pytest.approx(2.5 / 3) and result.ci95[0] <= result.diff <= result.ci95[1]
+
+
+def _enumerated_p(groups, statistic):
+    """The stratified sign-flip p-value by brute force over every sign pattern (for small groups)."""
+    arrays = [np.asarray(g, dtype=float) for g in groups]
+
+    def stat(parts):
+        if statistic == "macro":
+            return np.mean([part.mean() for part in parts])
+        return np.concatenate(parts).mean()
+
+    observed = abs(stat(arrays))
+    flat, cuts = np.concatenate(arrays), np.cumsum([a.size for a in arrays])[:-1]
+    hits = [
+        abs(stat(np.split(flat * np.array(signs), cuts))) >= observed - 1e-12
+        for signs in itertools.product((1, -1), repeat=flat.size)
+    ]
+    return sum(hits) / len(hits)
+
+
+def test_stratified_sign_flip_equals_enumeration_and_keeps_the_strata():
+    a = [[0.0, 0.25], [0.0, 0.25, 0.0], [1.0, 0.5, 0.0]]
+    b = [[0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 1.0]]
+    diffs = [np.subtract(x, y) for x, y in zip(a, b, strict=True)]
+    micro, macro = (stats.compare_stratified(a, b, s) for s in ("micro", "macro"))
+    assert micro.p_value == pytest.approx(_enumerated_p(diffs, "micro")) == pytest.approx(0.625)
+    assert macro.p_value == pytest.approx(_enumerated_p(diffs, "macro")) == pytest.approx(0.5625)
+    rng = np.random.default_rng(4)
+    for _ in range(10):
+        groups = [
+            rng.choice([-1.0, 0.0, 0.5, 1.0], size=rng.integers(1, 5)) for _ in range(rng.integers(1, 4))
+        ]
+        for statistic in ("micro", "macro"):
+            assert stats.sign_flip_test(groups, statistic) == pytest.approx(_enumerated_p(groups, statistic))
+
+
+def test_random_sign_flips_never_give_p_zero():
+    # 30 pairs all differing by 1: beyond exact enumeration; no random pattern reaches the observed
+    # mean, so p = (0 + 1) / (R + 1)
+    assert stats.sign_flip_test([[1.0] * 30], "micro", resamples=999) == pytest.approx(1 / 1000)
+    result = stats.compare_stratified([[1.0] * 20, [1.0] * 15], [[0.0] * 20, [0.0] * 15], "macro")
+    assert result.p_value == pytest.approx(1 / (stats.RESAMPLES + 1)) and result.p_value > 0
+    assert stats.sign_flip_test([[0.0, 0.0]], "macro") == 1.0
+    with pytest.raises(ValueError, match="statistic"):
+        stats.sign_flip_test([[1.0]], "median")
+
+
+def test_a_constant_difference_gets_a_test_not_a_bootstrap_p():
+    # paired_bootstrap gives the interval only (its distribution said p = 0 for a constant difference)
+    assert len(stats.paired_bootstrap([1.0, 1.0, 1.0], [0.5, 0.5, 0.5])) == 2
+    result = stats.compare_paired([1.0, 1.0, 1.0], [0.5, 0.5, 0.5], binary=False)
+    assert result.diff == pytest.approx(0.5) and result.p_value == pytest.approx(2 / 8)

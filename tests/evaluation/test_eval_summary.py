@@ -48,7 +48,10 @@ def test_means_over_the_original_order_and_breakdowns():
     assert "hamming_constrained_by_type:MCQU" not in metrics
     for entry in metrics.values():
         low, high = entry["ci95"]
-        assert low <= entry["value"] <= high
+        if entry["n"] < 2:  # one item: no interval
+            assert (low, high) == (None, None)
+        else:
+            assert low <= entry["value"] <= high
 
 
 def test_position_bias_metrics():
@@ -80,3 +83,36 @@ def test_mcq_metric_columns():
         "hamming_greedy",
         "hamming_constrained_letters",
     )
+
+
+def test_one_item_gives_a_value_without_an_interval():
+    metrics = summary.column_metrics(ROWS, ("em_constrained", "hamming_constrained"), resamples=100)
+    assert metrics["hamming_constrained"]["n"] == 1 and metrics["hamming_constrained"]["ci95"] == [None, None]
+    assert metrics["em_constrained_by_source:mmlu_medical"]["ci95"] == [None, None]
+    assert None not in metrics["em_constrained"]["ci95"]  # three items
+    aggregate = summary.aggregate({"x": [ROWS[0]]}, ("em_constrained",), resamples=100)
+    assert aggregate["em_constrained_macro"]["ci95"] == [None, None]
+
+
+def test_one_open_ended_item_has_no_corpus_bleu_interval():
+    from medinjection.evaluation.open_ended import (
+        OEQOptions,
+        paired_corpus_bleu,
+        summarize,
+        text_metric_columns,
+    )
+
+    answers = ["Une antibiothérapie par amoxicilline.", "Du repos et une hydratation."]
+    references = ["Une antibiothérapie probabiliste par amoxicilline."] * 2
+    columns = text_metric_columns(answers, references, OEQOptions(bertscore_model=None))
+    rows = [
+        {"id": f"o{i}", "type": "OEQ", "permutation": 0, "answer_text": a, "reference": r}
+        | {name: values[i] for name, values in columns.items()}
+        for i, (a, r) in enumerate(zip(answers, references, strict=True))
+    ]
+    one = summarize(rows[:1])
+    assert one["bleu"]["value"] is not None and one["bleu"]["ci95"] is None
+    assert one["rouge2"]["ci95"] == [None, None]
+    assert summarize(rows)["bleu"]["ci95"] is not None
+    paired = paired_corpus_bleu(rows[:1], [{**rows[0], "answer_text": "rien"}], resamples=50)
+    assert paired["n"] == 1 and paired["ci95"] == [None, None]

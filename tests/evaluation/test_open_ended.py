@@ -316,3 +316,13 @@ def test_corpus_bleu_difference_on_few_items_is_not_significant():
     ]
     bad_many = [{**row, "answer_text": "rien du tout"} for row in good_many]
     assert paired_corpus_bleu(good_many, bad_many, resamples=200, seed=0)["p_value"] < 0.01
+
+
+def test_resummarized_intervals_use_the_runs_bootstrap_settings():
+    """After `medinjection judge`, summaries are recomputed without EvalSettings: the bootstrap settings
+    recorded in the summary reach the open-ended task through the scoring context."""
+    from medinjection.evaluation.open_ended import _bootstrap_options
+
+    recorded = {"resamples": 17, "method": "percentile", "seed": 3, "confidence": 0.9}
+    context = ScoringContext(None, None, None, {}, bootstrap=recorded)
+    assert _bootstrap_options(context) == {"resamples": 17, "seed": 3, "confidence": 0.9}

@@ -41,15 +41,19 @@ def test_without_mixes_json_types_come_from_the_data_and_the_version_from_the_re
     )
 
 
-def test_fingerprint_changes_when_a_file_changes(demo_copy):
-    before = load_training_data(str(demo_copy), "nat").info["fingerprint"]["sha256"]
+def test_fingerprint_and_data_change_when_a_file_changes(demo_copy):
+    """`datasets` caches a folder's named config under the folder's name: a rebuilt folder must not be
+    read from the old cache (the fingerprint would then name files the run did not train on)."""
+    first = load_training_data(str(demo_copy), "nat")
     import pyarrow.parquet as pq
 
     path = demo_copy / "data" / "nat" / "train-00000.parquet"
-    table = pq.read_table(path)
-    pq.write_table(table.slice(1), path)
-    after = load_training_data(str(demo_copy), "nat").info["fingerprint"]["sha256"]
-    assert after != before
+    rows = pq.read_table(path).to_pylist()
+    rows[0]["messages"][2]["content"] = "Z"  # another answer, the same number of rows
+    pq.write_table(pq.read_table(path).from_pylist(rows, schema=pq.read_schema(path)), path)
+    second = load_training_data(str(demo_copy), "nat")
+    assert second.info["fingerprint"]["sha256"] != first.info["fingerprint"]["sha256"]
+    assert second.train[0]["messages"][2]["content"] == "Z" != first.train[0]["messages"][2]["content"]
 
 
 def test_types_and_chat_version_come_from_mixes_json_and_cut_the_validation_split(demo_copy):
@@ -90,3 +94,34 @@ def test_an_unreachable_hub_dataset_fails_at_the_network_call():
     """A Hub repo id goes to the Hub (offline here): the real code path up to the download."""
     with pytest.raises(ConnectionError, match="medinjection-tests/no-such-dataset"):
         load_training_data("medinjection-tests/no-such-dataset", "nat", revision="0" * 40)
+
+
+def test_a_chat_version_that_cannot_be_told_is_an_error_naming_what_is_missing(demo_copy):
+    import pyarrow.parquet as pq
+
+    (demo_copy / "mixes.json").unlink()
+    path = demo_copy / "data" / "nat" / "train-00000.parquet"
+    table = pq.read_table(path)
+    pq.write_table(table.drop_columns(["instruction"]), path)
+    with pytest.raises(DataError) as error:
+        load_training_data(str(demo_copy), "nat")
+    message = str(error.value)
+    assert str(demo_copy) in message and "config 'nat'" in message and "no mixes.json" in message
+    assert f"v1: record {table['id'][0]} cannot be rendered" in message  # its instruction is gone
+
+    rows = table.to_pylist()
+    for row in rows:
+        row["messages"][0]["content"] = "Tu es un assistant."  # another system prompt than v1's
+    pq.write_table(type(table).from_pylist(rows, schema=table.schema), path)
+    (demo_copy / "mixes.json").write_text(json.dumps({"mixes": {}}))  # a mixes.json without chat_version
+    with pytest.raises(DataError, match=r"mixes.json has no chat_version.*not its v1 rendering"):
+        load_training_data(str(demo_copy), "nat")
+
+
+def test_a_corrupt_mixes_json_is_named(demo_copy):
+    (demo_copy / "mixes.json").write_text('{"mixes": {"nat": ')
+    with pytest.raises(DataError, match=r"mixes\.json.*not valid JSON"):
+        load_training_data(str(demo_copy), "nat")
+    (demo_copy / "mixes.json").write_text("[]")
+    with pytest.raises(DataError, match="must be a JSON object"):
+        load_training_data(str(demo_copy), "nat")

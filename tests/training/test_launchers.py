@@ -75,3 +75,16 @@ def test_slurm_array_task_outside_the_array_fails_clearly(tmp_path):
     done = run_array_task(tmp_path, "0", EFFECTIVE_BATCH="", GPUS_PER_JOB="4", RECIPES="trl_configs/tiny")
     args = (tmp_path / "args.txt").read_text().split("\n")
     assert "--effective_batch" not in args and args[4] == "4" and "trl_configs/tiny/nat.yaml" in args
+
+
+def test_slurm_other_recipe_folders_keep_their_own_accumulation(tmp_path):
+    """The paper's 192 is the default for the paper recipes only: on the tiny recipe (4 sequences per
+    step) it would mean 48 accumulation steps."""
+    done = run_array_task(tmp_path, "0", RECIPES="trl_configs/tiny")
+    assert done.returncode == 0, done.stderr
+    args = (tmp_path / "args.txt").read_text().split("\n")
+    assert "--effective_batch" not in args and "trl_configs/tiny/nat.yaml" in args
+    assert "as in the recipe" in done.stdout
+    done = run_array_task(tmp_path, "0", RECIPES="trl_configs/tiny", EFFECTIVE_BATCH="8")
+    args = (tmp_path / "args.txt").read_text().split("\n")
+    assert args[args.index("--effective_batch") + 1] == "8"

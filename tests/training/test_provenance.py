@@ -68,3 +68,54 @@ def test_effective_batch_sets_the_accumulation_from_the_processes():
     assert args.gradient_accumulation_steps == 4
     with pytest.raises(TrainError, match="multiple of"):
         apply_effective_batch(args, 192, world_size=5)
+
+
+def test_base_model_revision_of_a_local_copy_is_recorded_and_checked(tmp_path):
+    copy = base_model(str(tmp_path), None, "Qwen/Qwen3-4B-Instruct-2507", SHA)
+    assert (copy["revision"], copy["revision_source"]) == (SHA, "--base_model_revision")
+    assert base_model(str(tmp_path), None, "Qwen/Qwen3-4B-Instruct-2507")["revision"] is None
+    snapshot = tmp_path / "hub" / "models--Qwen--Qwen3-4B-Instruct-2507" / "snapshots" / SHA
+    snapshot.mkdir(parents=True)
+    assert base_model(str(snapshot), None, None, SHA)["revision"] == SHA
+    with pytest.raises(BaseModelError, match="contradicts the Hub cache snapshot path"):
+        base_model(str(snapshot), None, None, "f" * 40)
+    with pytest.raises(BaseModelError, match="contradicts the model_revision"):
+        base_model("Qwen/Qwen3-4B-Instruct-2507", SHA, None, "f" * 40)
+
+
+def test_the_command_line_takes_base_model_revision():
+    from medinjection.training.arguments import parse_args
+
+    repo = Path(__file__).resolve().parents[2]
+    script_args, _, _ = parse_args(
+        ["--config", str(repo / "trl_configs" / "tiny" / "nat.yaml"), "--base_model_revision", SHA]
+    )
+    assert script_args.base_model_revision == SHA
+
+
+def test_run_folder_files_are_replaced_whole_never_rewritten_in_place(tmp_path, monkeypatch):
+    """A kill while adapter_config.json or manifest.json is written leaves the old file, not half a new one."""
+    from medinjection.runs import RunLayout
+    from medinjection.training import atomic
+    from medinjection.training.manifest import write_manifest
+
+    config = tmp_path / "adapter_config.json"
+    config.write_text(json.dumps({"base_model_name_or_path": "/tmp/x", "r": 16}))
+    config.chmod(0o644)
+    inode = config.stat().st_ino
+    rewrite_adapter_config(tmp_path, "Qwen/Qwen3-4B-Instruct-2507")
+    assert config.stat().st_ino != inode and config.stat().st_mode & 0o777 == 0o644
+    layout = RunLayout(tmp_path)
+    write_manifest(layout, {"format": 1})
+    inode = layout.manifest_path.stat().st_ino
+    write_manifest(layout, {"format": 1, "seed": 42})
+    assert layout.manifest_path.stat().st_ino != inode
+
+    def killed(fd):
+        raise OSError("killed while writing")
+
+    monkeypatch.setattr(atomic.os, "fsync", killed)
+    with pytest.raises(OSError, match="killed"):
+        write_manifest(layout, {"format": 1, "seed": 0})
+    assert json.loads(layout.manifest_path.read_text()) == {"format": 1, "seed": 42}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adapter_config.json", "manifest.json"]

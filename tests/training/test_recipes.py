@@ -131,3 +131,86 @@ def test_unknown_family_or_mix_lists_the_known_ones():
         render("tiny", "nat-trad")
     with pytest.raises(RecipeError, match="qwen3-4b-instruct-2507"):
         render("qwen3", "nat")
+
+
+def test_every_family_takes_the_one_dora_block():
+    from medinjection.training.recipe_files import DORA
+
+    adapter_keys = {key.split(":")[0] for key in DORA.splitlines() if key and not key.startswith("#")}
+    assert adapter_keys == {
+        "use_peft",
+        "use_dora",
+        "lora_r",
+        "lora_alpha",
+        "lora_dropout",
+        "lora_target_modules",
+    }
+    loaded = {}
+    for family in TEMPLATES:
+        text = render(family, "nat")
+        assert DORA in text and text.count("\nlora_alpha:") == 1, family
+        loaded[family] = yaml.safe_load(text)
+    for key in adapter_keys:
+        assert len({repr(config[key]) for config in loaded.values()}) == 1, key
+
+
+def paper_args(*overrides: str, recipe: Path | None = None):
+    return parse_args(
+        [
+            "--config",
+            str(recipe or REPO / "trl_configs" / FAMILY / "nat.yaml"),
+            "--use_cpu",
+            "true",
+            *overrides,
+        ]
+    )
+
+
+@pytest.mark.parametrize(("world_size", "accumulation"), [(1, 16), (2, 8), (4, 4), (8, 2)])
+def test_a_paper_recipe_keeps_the_papers_effective_batch_on_any_number_of_gpus(
+    world_size, accumulation, caplog
+):
+    from medinjection.training.run import resolve_effective_batch
+
+    script_args, training_args, _ = paper_args()
+    batch = resolve_effective_batch(script_args, training_args, world_size)
+    assert training_args.gradient_accumulation_steps == accumulation
+    assert batch["value"] == 192 == PAPER["effective_batch"] and batch["warning"] is None
+    assert "paper" in batch["source"] and "effective batch" not in caplog.text
+
+
+def test_a_paper_recipe_at_another_effective_batch_is_warned_about(caplog):
+    from medinjection.training.run import TrainError, resolve_effective_batch
+
+    script_args, training_args, _ = paper_args("--gradient_accumulation_steps", "4")
+    batch = resolve_effective_batch(script_args, training_args, 1)
+    assert training_args.gradient_accumulation_steps == 4 and batch["value"] == 48
+    assert "--effective_batch 192" in batch["warning"] and batch["warning"] in caplog.text
+    script_args, training_args, _ = paper_args("--effective_batch", "96")
+    assert resolve_effective_batch(script_args, training_args, 1)["value"] == 96
+    assert training_args.gradient_accumulation_steps == 8
+    script_args, training_args, _ = paper_args()
+    with pytest.raises(TrainError, match=r"192 \(the paper's.*5 process\(es\).*--effective_batch N"):
+        resolve_effective_batch(script_args, training_args, 5)
+
+
+def test_other_recipes_keep_their_accumulation(tmp_path):
+    from medinjection.training.recipe_files import recipe_family
+    from medinjection.training.run import resolve_effective_batch
+
+    tiny = REPO / "trl_configs" / "tiny" / "nat.yaml"
+    script_args, training_args, _ = parse_args(["--config", str(tiny)])
+    batch = resolve_effective_batch(script_args, training_args, 1)
+    assert training_args.gradient_accumulation_steps == 1 and batch == {
+        "value": 4,
+        "source": "the recipe's gradient_accumulation_steps",
+        "paper": None,
+        "warning": None,
+    }
+    # a copy kept in a folder of the family's name is that family's recipe; elsewhere it is the user's own
+    copy = tmp_path / FAMILY / "nat.yaml"
+    copy.parent.mkdir()
+    copy.write_text((REPO / "trl_configs" / FAMILY / "nat.yaml").read_text())
+    assert recipe_family(copy) == FAMILY and recipe_family(tmp_path / "mine.yaml") is None
+    script_args, training_args, _ = paper_args(recipe=copy)
+    assert resolve_effective_batch(script_args, training_args, 1)["value"] == 192

@@ -149,3 +149,19 @@ def test_unknown_loss_mode_is_refused(tiny_tokenizer):
 
     with pytest.raises(ValueError, match="assistant"):
         prepare(Dataset.from_list([{"messages": CHATS[0]}]), tiny_tokenizer, "completion", 128)
+
+
+@pytest.mark.parametrize("loss", ["full", "assistant"])
+def test_a_record_without_messages_is_named(tiny_tokenizer, loss):
+    from datasets import Dataset
+
+    from medinjection.training.data import DataError
+
+    rows = [{"messages": CHATS[0], "id": "item-0"}, {"messages": None, "id": "item-1"}]
+    with pytest.raises(DataError, match="record 'item-1' has no `messages`"):
+        prepare(Dataset.from_list(rows), tiny_tokenizer, loss, 128)
+    broken = [{"messages": [{"content": "Quel organe sécrète l'insuline ?"}], "id": "item-2"}]  # no role
+    with pytest.raises(DataError, match="record 'item-2': every message needs a role"):
+        prepare(Dataset.from_list(broken), tiny_tokenizer, loss, 128)
+    with pytest.raises(DataError, match=r"no `messages` column.*\['id', 'text'\]"):
+        prepare(Dataset.from_list([{"id": "item-3", "text": "x"}]), tiny_tokenizer, loss, 128)

@@ -23,6 +23,7 @@ from medinjection.cli import app
 from medinjection.runs import RunLayout
 from medinjection.tiny import TINY_HUB_ID
 from medinjection.training.arguments import PROJECTIONS, parse_args
+from medinjection.training.resume import saved_settings
 
 REPO = Path(__file__).resolve().parents[2]
 runner = CliRunner()
@@ -108,6 +109,21 @@ def test_manifest_is_complete_and_true(trained, demo_dataset, tiny_model):
     assert manifest["settings"]["recipe"]["lora_alpha"] == 16 and manifest["settings"]["run"]["use_dora"]
     assert "learning_rate" in manifest["paper_deviations"] and manifest["faithful_to_paper"] is False
     assert manifest["speed"]["mode"] == "auto" and manifest["resumed_from"] is None
+    # what the model card reads: how the effective batch was laid out
+    run = manifest["settings"]["run"]
+    assert (run["per_device_train_batch_size"], run["gradient_accumulation_steps"], run["world_size"]) == (
+        4,
+        1,
+        1,
+    )
+    assert run["effective_batch"] == 4 and run["padding_free"] is False
+    assert manifest["effective_batch"]["source"] == "the recipe's gradient_accumulation_steps"
+    assert manifest["warnings"] == []  # not a paper recipe: no effective batch to keep
+    # every checkpoint carries the settings a resume checks, inside its trainer_state.json
+    for checkpoint in layout.checkpoints():
+        settings = saved_settings(checkpoint)
+        assert settings["dataset_config"] == "nat" and settings["lora_alpha"] == 16
+        assert settings["dataset_sha256"] == dataset["fingerprint"]["sha256"] and "world_size" not in settings
     # the adapter files are the ones in the folder
     assert manifest["adapter"]["sha256"] == layout.adapter_sha256()
     assert manifest["adapter"]["use_dora"] and manifest["adapter"]["base_model_name_or_path"] == TINY_HUB_ID
@@ -166,6 +182,65 @@ def test_clear_errors_before_training(demo_dataset, tiny_model, tiny_argv, tmp_p
     result = runner.invoke(app, ["train", *tiny_argv("nat", demo_dataset, anonymous, tmp_path / "b")])
     assert result.exit_code == 1 and "--base_model_id" in result.output
     assert not (tmp_path / "b").exists()
+
+
+def test_a_paper_recipe_off_the_papers_effective_batch_warns_and_says_so(
+    demo_dataset, tiny_model, tmp_path, caplog
+):
+    """The paper recipe, shrunk to the tiny model on CPU, at effective batch 4: a warning naming
+    --effective_batch 192 when the run starts, kept in the manifest; a local copy's revision recorded."""
+    recipe = tmp_path / "qwen3-4b-instruct-2507" / "nat.yaml"  # a copy keeps its family by its folder
+    recipe.parent.mkdir()
+    recipe.write_text((REPO / "trl_configs" / "qwen3-4b-instruct-2507" / "nat.yaml").read_text())
+    anonymous = tmp_path / "qwen3-copy"
+    shutil.copytree(tiny_model, anonymous, ignore=shutil.ignore_patterns("medinjection-model.json"))
+    sha = "cdbee75f17c01a7cc42f958dc650907174af0554"
+    argv = ["train", "--config", str(recipe), "--dataset_name", str(demo_dataset),
+            "--model_name_or_path", str(anonymous), "--base_model_id", "Qwen/Qwen3-4B-Instruct-2507",
+            "--base_model_revision", sha, "--output_dir", str(tmp_path / "run"),
+            "--dtype", "float32", "--attn_implementation", "sdpa", "--bf16", "false", "--use_cpu", "true",
+            "--per_device_train_batch_size", "4", "--gradient_accumulation_steps", "1", "--max_length", "512",
+            "--max_steps", "2", "--eval_strategy", "no", "--save_strategy", "no"]  # fmt: skip
+    result = runner.invoke(app, argv)
+    assert result.exit_code == 0, result.output
+    warning = [r.getMessage() for r in caplog.records if "effective batch 4" in r.getMessage()]
+    assert len(warning) == 1 and "--effective_batch 192" in warning[0] and "not the paper's 192" in warning[0]
+    manifest = RunLayout(tmp_path / "run").manifest()
+    assert manifest["warnings"] == warning
+    assert manifest["effective_batch"] == {
+        "value": 4,
+        "source": "the recipe's gradient_accumulation_steps",
+        "paper": 192,
+        "warning": warning[0],
+    }
+    assert manifest["paper_deviations"]["effective_batch"] == {"paper": 192, "run": 4}
+    base = manifest["base_model"]
+    assert (base["hub_id"], base["revision"], base["revision_source"]) == (
+        "Qwen/Qwen3-4B-Instruct-2507",
+        sha,
+        "--base_model_revision",
+    )
+    assert manifest["options"]["base_model_revision"] == sha
+
+
+def test_resume_from_checkpoint_is_honoured_after_the_settings_check(
+    demo_dataset, tiny_model, tiny_argv, tmp_path
+):
+    output = tmp_path / "nat"
+    argv = ["train", *tiny_argv("nat", demo_dataset, tiny_model, output), "--max_steps", "4",
+            "--save_strategy", "steps", "--save_steps", "2", "--eval_strategy", "no"]  # fmt: skip
+    assert runner.invoke(app, argv).exit_code == 0
+    first = output / "checkpoint-2"
+    result = runner.invoke(app, [*argv, "--resume_from_checkpoint", str(first)])
+    assert result.exit_code == 1 and "finished run" in result.output and "--overwrite" in result.output
+    result = runner.invoke(app, [*argv, "--resume_from_checkpoint", str(first), "--learning_rate", "1e-3"])
+    assert result.exit_code == 1 and "learning_rate: checkpoint 0.005, now 0.001" in result.output
+    result = runner.invoke(app, [*argv, "--resume_from_checkpoint", str(first), "--overwrite"])
+    assert result.exit_code == 0, result.output
+    manifest = RunLayout(output).manifest()
+    assert manifest["resumed_from"] == "checkpoint-2" and manifest["metrics"]["train"]["global_step"] == 4
+    history = json.loads((output / "checkpoint-4" / "trainer_state.json").read_text())["log_history"]
+    assert [entry["step"] for entry in history if "loss" in entry] == [1, 2, 3, 4]
 
 
 @pytest.mark.slow
