@@ -43,11 +43,11 @@ from medinjection.cards.model_card import (
     scale,
 )
 from medinjection.publish import (
-    KEEP_REMOTE,
     LocalFile,
     Plan,
     PublishError,
     hashes,
+    operations,
     plan_commit,
     redact,
     remote_listing,
@@ -280,7 +280,7 @@ def publish_release(
     ``compare_remote=False`` (dry runs only) lists the plan against an empty repo without asking the
     Hub (the offline demo).
     """
-    from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, get_token
+    from huggingface_hub import HfApi, get_token
 
     token = get_token()
     if dry_run_dir is None and not token:
@@ -313,16 +313,12 @@ def publish_release(
         if plan.empty:
             echo("  nothing changed: no commit")
             return result
-        operations = [
-            CommitOperationAdd(path_in_repo=p, path_or_fileobj=str(local[p].local_path))
-            for p in plan.add + plan.change
-        ] + [CommitOperationDelete(path_in_repo=p) for p in plan.delete if p not in KEEP_REMOTE]
         try:
             if remote is None:
                 api.create_repo(release.repo, repo_type="model", private=private, exist_ok=True)
             info = api.create_commit(
                 release.repo,
-                operations,
+                operations(plan, local),
                 commit_message=f"Publish the scored adapter {release.run.name}: "
                 f"{len(plan.add)} added, {len(plan.change)} changed, {len(plan.delete)} deleted",
                 repo_type="model",

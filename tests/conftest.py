@@ -159,3 +159,46 @@ def demo_run(tmp_path_factory) -> DemoRun:
         env={**os.environ, "COLUMNS": "120"},
     )
     return DemoRun(cwd, process)
+
+
+def serve_with_transformers(model: Path, tmp_path_factory):
+    """A real OpenAI-compatible server, ``transformers serve MODEL`` on a free local port: yields its
+    ``/v1`` URL once ``/health`` answers, and stops it after. Use it inside a fixture (``yield from``)."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    require_module("fastapi", "transformers serve needs pip install 'medinjection[serving]'")
+    command = shutil.which("transformers") or str(Path(sys.executable).parent / "transformers")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "HF_HUB_CACHE": str(tmp_path_factory.mktemp("hub")), "HF_HUB_OFFLINE": "1"}
+    log = (tmp_path_factory.mktemp("serve") / "serve.log").open("w")
+    process = subprocess.Popen(
+        [command, "serve", str(model), "--port", str(port)], stdout=log, stderr=subprocess.STDOUT, env=env
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            try:
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("transformers serve did not start in 90 s: " + Path(log.name).read_text()[-2000:])
+        yield f"{url}/v1"
+    finally:
+        process.terminate()
+        process.wait(20)
+
+
+@pytest.fixture(name="serve_with_transformers", scope="session")
+def serve_with_transformers_fixture():
+    """``serve_with_transformers`` for the test folders (which cannot import this file by name)."""
+    return serve_with_transformers

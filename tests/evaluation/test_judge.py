@@ -10,15 +10,8 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 from judge_server import JudgeServer
 
@@ -169,35 +162,8 @@ def tiny_model(tiny_path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def served(tiny_model, tmp_path_factory, require_module):
-    require_module("fastapi", "transformers serve needs pip install 'medinjection[serving]'")
-    command = shutil.which("transformers") or str(Path(sys.executable).parent / "transformers")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "HF_HUB_CACHE": str(tmp_path_factory.mktemp("hub")), "HF_HUB_OFFLINE": "1"}
-    log = (tmp_path_factory.mktemp("serve") / "serve.log").open("w")
-    process = subprocess.Popen(
-        [command, "serve", str(tiny_model), "--port", str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=env,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 90
-        while time.time() < deadline:
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.5)
-        else:
-            pytest.fail("transformers serve did not start in 90 s: " + Path(log.name).read_text()[-2000:])
-        yield f"{url}/v1"
-    finally:
-        process.terminate()
-        process.wait(20)
+def served(tiny_model, tmp_path_factory, serve_with_transformers):
+    yield from serve_with_transformers(tiny_model, tmp_path_factory)
 
 
 def check_random_judge(results: dict, usage: dict, n: int, max_tokens: int) -> None:
