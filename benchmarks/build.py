@@ -288,8 +288,10 @@ def stage_seconds(root: Path) -> dict[str, float]:
     """Wall time of each stage: first log line of its first task to last log line of its last task."""
     from datetime import datetime
 
+    from medinjection.dataset_builders.layout import Layout
+
     times = {}
-    for folder in sorted((root / "_build" / "logs").iterdir()):
+    for folder in sorted((Layout(root).build / "logs").iterdir()):
         stamps = []
         for log in (folder / "logs").glob("*.log"):
             lines = [line for line in log.read_text().splitlines() if line[:2] == "20" and " | " in line]
@@ -307,6 +309,7 @@ def stage_seconds(root: Path) -> dict[str, float]:
 
 
 def evaluate(root: Path, manifest: dict, threshold: float) -> dict:
+    from medinjection.dataset_builders.layout import Layout
     from medinjection.schema import make_id
 
     groups = base_groups(threshold)
@@ -323,33 +326,31 @@ def evaluate(root: Path, manifest: dict, threshold: float) -> dict:
         base[make_id("frenchmedmcqa", pair["twin"])] = base[make_id("frenchmedmcqa", pair["original"])]
     found: dict[frozenset, str] = {}
     wrong, same_base, same_item = [], 0, 0
-    for path in sorted((root / "rejects").glob("*/*.jsonl")):
-        for line in path.open(encoding="utf-8"):
-            row = json.loads(line)
-            if row["reason"] not in ("exact_duplicate", "near_duplicate", "contamination"):
-                continue
-            key = frozenset((row["id"], row["kept_id"]))
-            if key in pairs:
-                found[key] = pairs[key]
-            elif row["reason"] == "exact_duplicate":
-                continue
-            elif base.get(row["id"], -1) == base.get(row["kept_id"], -2):
-                same_base += 1
-            elif (
-                row["id"] in base
-                and row["kept_id"] in base
-                and (groups[base[row["id"]]] == groups[base[row["kept_id"]]])
-            ):
-                same_item += 1
-            else:
-                wrong.append(
-                    {
-                        "id": row["id"],
-                        "kept_id": row["kept_id"],
-                        "reason": row["reason"],
-                        "detail": row["detail"],
-                    }
-                )
+    for row in Layout(root).iter_rejects():
+        if row["reason"] not in ("exact_duplicate", "near_duplicate", "contamination"):
+            continue
+        key = frozenset((row["id"], row["kept_id"]))
+        if key in pairs:
+            found[key] = pairs[key]
+        elif row["reason"] == "exact_duplicate":
+            continue
+        elif base.get(row["id"], -1) == base.get(row["kept_id"], -2):
+            same_base += 1
+        elif (
+            row["id"] in base
+            and row["kept_id"] in base
+            and (groups[base[row["id"]]] == groups[base[row["kept_id"]]])
+        ):
+            same_item += 1
+        else:
+            wrong.append(
+                {
+                    "id": row["id"],
+                    "kept_id": row["kept_id"],
+                    "reason": row["reason"],
+                    "detail": row["detail"],
+                }
+            )
     total = Counter(pairs.values())
     found = Counter(found.values())
     return {
@@ -377,6 +378,7 @@ def main() -> None:
 
     from medinjection.config import load_build_config
     from medinjection.dataset_builders.build import build
+    from medinjection.dataset_builders.layout import Layout
 
     cache = args.cache or Path(f"/tmp/medinjection-bench/sources-{args.records}")
     output = args.output or Path(f"/tmp/medinjection-bench/build-{args.records}")
@@ -424,7 +426,7 @@ def main() -> None:
     sampler.join()
     self_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     child_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
-    stats = json.loads((output / "stats.json").read_text())
+    stats = Layout(output).stats()
     quality = evaluate(output, manifest, config.dedup.threshold)
     result = {
         "records": args.records,

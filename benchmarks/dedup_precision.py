@@ -25,6 +25,7 @@ import yaml
 
 from medinjection.config import load_build_config
 from medinjection.dataset_builders.build import build
+from medinjection.dataset_builders.layout import Layout
 from medinjection.dataset_builders.steps.minhash_text import near_dedup_text, simplify
 from medinjection.dataset_builders.steps.near_dedup import shingle_jaccard, shingles
 
@@ -56,20 +57,16 @@ def main() -> None:
             "executor": {"type": "local", "tasks": 2, "workers": 2},
         }
         (folder / "build.yaml").write_text(yaml.safe_dump(config))
-        root = build(load_build_config(folder / "build.yaml"), folder / "out", progress=False)
+        layout = Layout(build(load_build_config(folder / "build.yaml"), folder / "out", progress=False))
         kept = {
             row["id"]: row
-            for path in root.glob("data/*/*.parquet")
-            for row in pq.read_table(path).to_pylist()
+            for shard in layout.provenance_shards()
+            for row in pq.read_table(shard.path).to_pylist()
         }
-        rejects = [
-            json.loads(line)
-            for path in sorted((root / "rejects").glob("*/*.jsonl"))
-            for line in path.open(encoding="utf-8")
-        ]
+        rejects = list(layout.iter_rejects())
         removed = {r["id"]: r for r in rejects}
         records = {**kept, **{i: r["record"] for i, r in removed.items() if r.get("record")}}
-        stats = json.loads((root / "stats.json").read_text())
+        stats = layout.stats()
 
     pairs = []
     for reject in rejects:

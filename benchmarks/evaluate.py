@@ -34,19 +34,6 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
 
-QWEN3_0_6B = dict(
-    hidden_size=1024,
-    intermediate_size=3072,
-    num_hidden_layers=28,
-    num_attention_heads=16,
-    num_key_value_heads=8,
-    head_dim=128,
-    vocab_size=151_936,
-    max_position_embeddings=40_960,
-    rope_theta=1_000_000.0,
-    tie_word_embeddings=True,
-)
-
 
 def load_items(n: int):
     from medinjection.chat import to_messages
@@ -71,13 +58,7 @@ def load_items(n: int):
 
 def make_model(arch: str, folder: Path, device: str, dtype: str):
     import torch
-    from transformers import (
-        AutoModelForCausalLM,
-        AutoTokenizer,
-        GenerationConfig,
-        Qwen3Config,
-        Qwen3ForCausalLM,
-    )
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, Qwen3ForCausalLM
 
     from medinjection.tiny import make_tiny_model
 
@@ -87,14 +68,11 @@ def make_model(arch: str, folder: Path, device: str, dtype: str):
     if arch == "tiny":
         model = AutoModelForCausalLM.from_pretrained(tiny, dtype=torch_dtype)
     elif arch == "qwen3-0.6b":
-        config = Qwen3Config(
-            **QWEN3_0_6B,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-            bos_token_id=None,
-        )
+        from medinjection.tiny import qwen3_config
+
+        config = qwen3_config(arch, tokenizer)
         torch.manual_seed(0)
-        with torch.device(device if device != "cpu" else "cpu"):
+        with torch.device(device):
             model = Qwen3ForCausalLM(config).to(torch_dtype)
         model.generation_config = GenerationConfig(eos_token_id=tokenizer.eos_token_id, do_sample=False)
     else:

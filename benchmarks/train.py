@@ -51,8 +51,6 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("MEDINJECTION_SHARED_DATA", REPO.parent / "shared" / "data"))
 PEAK_BF16_TFLOPS = {
@@ -66,19 +64,6 @@ PEAK_BF16_TFLOPS = {
     "A10G": 125.0,
     "L4": 121.0,
 }
-QWEN3_4B = dict(
-    hidden_size=2560,
-    num_hidden_layers=36,
-    num_attention_heads=32,
-    num_key_value_heads=8,
-    head_dim=128,
-    intermediate_size=9728,
-    vocab_size=151_936,
-    max_position_embeddings=40_960,
-    rope_theta=5_000_000.0,
-    tie_word_embeddings=True,
-    rms_norm_eps=1e-6,
-)
 
 
 def shared_messages() -> list[list[dict[str, str]]]:
@@ -144,36 +129,39 @@ class Meter:
 def make_trainer(
     setup: str, train_set, tokenizer, model_factory, out: Path, steps: int, device: str, meter: Meter
 ):
-    from peft import LoraConfig
-    from trl import ModelConfig, SFTConfig, SFTTrainer
+    from trl import ModelConfig, SFTConfig, SFTTrainer, get_peft_config
 
-    from medinjection.training.arguments import PROJECTIONS
+    from medinjection.training.arguments import PAPER
     from medinjection.training.speed import flash_attention_available, plan_speed
 
     gpu = device == "cuda"
     attn = "flash_attention_2" if gpu and flash_attention_available("flash_attention_2") else "sdpa"
+    trainer_keys = (
+        "per_device_train_batch_size",
+        "learning_rate",
+        "lr_scheduler_type",
+        "warmup_steps",
+        "max_length",
+        "pad_to_multiple_of",
+        "activation_checkpointing",
+        "train_sampling_strategy",
+        "optim",
+        "seed",
+    )
     args = SFTConfig(
         output_dir=str(out / setup),
-        per_device_train_batch_size=12,
-        gradient_accumulation_steps=16,
-        learning_rate=1e-4,
-        lr_scheduler_type="cosine",
-        warmup_steps=0.05,
+        **{key: PAPER[key] for key in trainer_keys},
+        gradient_accumulation_steps=PAPER["effective_batch"] // PAPER["per_device_train_batch_size"],
         max_steps=steps,
-        max_length=2048,
-        pad_to_multiple_of=8,
-        activation_checkpointing=True,
-        train_sampling_strategy="group_by_length",
-        optim="adamw_torch",
         bf16=gpu,
         use_cpu=not gpu,
-        seed=42,
         logging_steps=1,
         save_strategy="no",
         report_to="none",
         disable_tqdm=True,
     )
-    model_args = ModelConfig(attn_implementation=attn)
+    adapter_keys = ("use_peft", "use_dora", "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules")
+    model_args = ModelConfig(attn_implementation=attn, **{key: PAPER[key] for key in adapter_keys})
     plan = plan_speed("faithful" if setup == "authors" else "auto", args, model_args, device=device)
     if (
         setup == "padding_free" and not args.padding_free
@@ -185,15 +173,6 @@ def make_trainer(
         args.activation_checkpointing = args.gradient_checkpointing = False
     if args.padding_free:
         args.max_length = None  # the sequences are cut to 2,048 by tokens.prepare, as in medinjection train
-    peft = LoraConfig(
-        r=16,
-        lora_alpha=16,
-        lora_dropout=0.05,
-        use_dora=True,
-        target_modules=list(PROJECTIONS),
-        bias="none",
-        task_type="CAUSAL_LM",
-    )
 
     class CountingTrainer(SFTTrainer):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -206,7 +185,7 @@ def make_trainer(
         args=args,
         train_dataset=train_set,
         processing_class=tokenizer,
-        peft_config=peft,
+        peft_config=get_peft_config(model_args),  # as medinjection train builds it
         callbacks=[meter.callback()],
     )
     return trainer, plan, attn
@@ -280,11 +259,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--workdir", type=Path, default=None)
     args = parser.parse_args(argv)
 
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import datasets
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen3Config
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from medinjection.tiny import make_tiny_model
+    from medinjection.tiny import make_tiny_model, qwen3_config
     from medinjection.training.tokens import prepare
 
     datasets.disable_progress_bars()
@@ -303,9 +283,7 @@ def main(argv: list[str] | None = None) -> dict:
     mean_length = sum(lengths) / len(lengths)
 
     if args.gpu:
-        config = Qwen3Config(
-            **QWEN3_4B, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id
-        )
+        config = qwen3_config("qwen3-4b", tokenizer)
 
         def model_factory(attn):
             torch.manual_seed(0)

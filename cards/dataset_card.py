@@ -19,6 +19,8 @@ agree, else ``other`` with each source's licence in the card. The template is
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
@@ -53,15 +55,18 @@ class CardError(ValueError):
 # ---- facts from the folder ---------------------------------------------------------------------
 
 
-def _read(layout: Layout, path: Path) -> dict | None:
+@contextmanager
+def layout_errors() -> Iterator[None]:
+    """What the folder's ``Layout`` refuses (a bad shard name, unreadable JSON) as a ``CardError``."""
     try:
-        return layout.read_json(path)
+        yield
     except LayoutError as err:
         raise CardError(str(err)) from None
 
 
 def load_stats(root: Path) -> dict:
-    stats = _read(Layout(root), Layout(root).stats_path)
+    with layout_errors():
+        stats = Layout(root).stats()
     if stats is None:
         raise CardError(f"{root}: no stats.json; build the dataset first (medinjection build)")
     return stats
@@ -70,7 +75,8 @@ def load_stats(root: Path) -> dict:
 def load_mixes(root: Path) -> dict | None:
     """``mixes.json``, checked against the mix folders (a stale file is an error, not ignored)."""
     layout = Layout(root)
-    mixes = _read(layout, layout.mixes_path)
+    with layout_errors():
+        mixes = layout.mixes_manifest()
     if mixes is None:
         return None
     missing = [f for mix in mixes["mixes"].values() for f in mix["files"] if not (root / f).is_file()]
@@ -87,13 +93,6 @@ def load_mixes(root: Path) -> dict | None:
     return mixes
 
 
-def split_files(root: Path, config: str, split: str) -> list[Path]:
-    try:
-        return [s.path for s in Layout(root).provenance_shards([config], [split])]
-    except LayoutError as err:
-        raise CardError(str(err)) from None
-
-
 def parquet_rows_bytes(paths: list[Path]) -> tuple[int, int, int]:
     """(rows, uncompressed bytes, file bytes) from the Parquet footers, without reading the data."""
     rows = num_bytes = size = 0
@@ -106,28 +105,28 @@ def parquet_rows_bytes(paths: list[Path]) -> tuple[int, int, int]:
 
 
 def provenances_present(root: Path) -> list[str]:
-    try:
+    with layout_errors():
         return Layout(root).provenances_present()
-    except LayoutError as err:
-        raise CardError(str(err)) from None
 
 
 def config_files(root: Path, mixes: dict | None, subset: str | None) -> dict[str, dict[str, list[str]]]:
     """config → split → repo-relative paths (globs) of its files; mixes take the shared eval sets."""
     layout = Layout(root)
     present = provenances_present(root)
+    with layout_errors():
+        written = {(shard.config, shard.split) for shard in layout.provenance_shards()}
     configs: dict[str, dict[str, list[str]]] = {}
     for provenance in [subset] if subset else present:
         configs[provenance] = {
             split: [layout.split_pattern(provenance, split)]
             for split in SPLITS
-            if split_files(root, provenance, split)
+            if (provenance, split) in written
         }
     if mixes and not subset:
         for mix in mixes["mixes"]:
             configs[mix] = {"train": [layout.split_pattern(mix, "train")]}
             for split in ("validation", "test"):
-                paths = [layout.split_pattern(p, split) for p in present if split_files(root, p, split)]
+                paths = [layout.split_pattern(p, split) for p in present if (p, split) in written]
                 if paths:
                     configs[mix][split] = paths
     return configs
@@ -239,7 +238,9 @@ def card_license(sources: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 
 def review_facts(root: Path, subset: str | None) -> dict | None:
-    report = _read(Layout(root), Layout(root).review_report_path)
+    layout = Layout(root)
+    with layout_errors():
+        report = layout.read_json(layout.review_report_path)
     if report is None:
         return None
 
@@ -325,7 +326,7 @@ def card_facts(root: Path, subset: str | None = None, repo_id: str | None = None
     config_rows = []
     for name, splits in configs.items():
         sizes = {
-            split: parquet_rows_bytes(resolve(root, splits.get(split, [])))[0] if split in splits else 0
+            split: parquet_rows_bytes(resolve(root, splits[split]))[0] if split in splits else 0
             for split in SPLITS
         }
         kind = "provenance subset" if name in PROVENANCES else "training mix"
@@ -361,14 +362,14 @@ def card_facts(root: Path, subset: str | None = None, repo_id: str | None = None
             "paper_types": list(mixes["types"]) == ["MCQ", "MCQU"],
             "left_out": ", ".join(t for t in TYPES if t not in mixes["types"]),
         }
+    records = sum(by_prov.values())
     chat_version = stats["build"].get("chat_version")
-    if chat_version is None and records_of(composition):
+    if chat_version is None and records:
         raise CardError(
             f"{root}: stats.json records no chat format version (built by an older medinjection); rebuild"
         )
     licence = card_license({s: sources[s] for s in subset_sources})
     title = f"{PRETTY_NAME} — {subset} subset" if subset else PRETTY_NAME
-    records = sum(by_prov.values())
     summary = (
         f"The {subset} records of MedInjection-FR, a French biomedical instruction dataset built from "
         "three provenances (native French, translated from English by LLMs, synthetic from LLMs)."
@@ -448,10 +449,6 @@ def card_facts(root: Path, subset: str | None = None, repo_id: str | None = None
         "_sources": {s: sources[s] for s in subset_sources},
         "_license": licence,
     }
-
-
-def records_of(composition: list[dict]) -> int:
-    return sum(c["count"] for c in composition)
 
 
 # ---- the card ----------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ import jinja2
 import jinja2.meta
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from medinjection.runs import RunLayout
+from medinjection.runs import RunLayout, read_json
 
 TEMPLATE = "model_card.md"
 MIX_DESCRIPTIONS = {
@@ -57,7 +57,6 @@ HEADLINE_METRICS = (
 )
 """Metrics put in ``model-index`` and the card's table, in this order (breakdowns stay in the summaries)."""
 OEQ_METRICS = frozenset({"bleu", "rouge2", "meteor", "bertscore_f1", "judge_binary", "judge_graded"})
-HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
 
 
 class ModelCardError(ValueError):
@@ -93,14 +92,21 @@ def portable(value: Any) -> Any:
 
 
 def is_hub_id(value: str | None) -> bool:
-    return bool(value) and bool(HUB_ID.match(value)) and not Path(value).expanduser().exists()
+    """``ORG/NAME`` as the Hub validates repo ids, and not a folder on this machine."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    if not value or "/" not in value or Path(value).expanduser().exists():
+        return False
+    try:
+        validate_repo_id(value)
+    except HFValidationError:
+        return False
+    return True
 
 
 def base_model_id(run: RunLayout, manifest: dict) -> str:
     """The base model's Hub id, from the manifest and ``adapter_config.json``, which must agree."""
-    import json
-
-    config = json.loads((run.root / "adapter_config.json").read_text(encoding="utf-8"))
+    config = read_json(run.root / "adapter_config.json")
     in_config = config.get("base_model_name_or_path")
     in_manifest = (manifest.get("base_model") or {}).get("hub_id")
     if not is_hub_id(in_config):
@@ -116,12 +122,11 @@ def base_model_id(run: RunLayout, manifest: dict) -> str:
     return in_config
 
 
-RAW_METRICS = frozenset({"bleu", "bleu_sentence", "judge_graded"})
-"""Metrics shown as they are (BLEU on sacrebleu's 0-100 scale, the graded judge on 1-5); the others are
-fractions, shown as percentages (the same rule as the evaluation report)."""
-
-
 def scale(metric: str) -> float:
+    """Metrics are fractions, shown as percentages, except the report's raw ones (BLEU on sacrebleu's
+    0-100 scale, the graded judge on 1-5), shown as they are."""
+    from medinjection.evaluation.report import RAW_METRICS
+
     return (
         1.0
         if metric.split(":")[0].removesuffix("_by_type").removesuffix("_by_source") in RAW_METRICS

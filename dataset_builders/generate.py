@@ -102,7 +102,7 @@ def make_step(config: BuildConfig, task: str, layout: Layout, limit: int | None 
         str(config.base_dir),
         str(cache_path(config, task, layout)),
         rejects_dir=str(layout.rejects),
-        usage_dir=str(layout.build / "usage"),
+        usage_dir=str(layout.usage),
     )
 
 
@@ -248,7 +248,7 @@ def run_generation(
     )
     executor.run()
     usage: Counter = Counter()
-    for path in sorted((layout.build / "usage").glob(f"{task}-*.json")):
+    for path in sorted(layout.usage.glob(f"{task}-*.json")):
         row = json.loads(path.read_text())
         usage.update({k: v for k, v in row.items() if isinstance(v, (int, float)) and k != "rank"})
     return dict(usage)

@@ -85,6 +85,15 @@ def shard_chat_version(path: Path) -> str | None:
     return json.loads(metadata[SHARD_METADATA_KEY]).get("chat_version")
 
 
+def _under_root(name: str) -> property:
+    """A ``Layout`` property: the path ``name`` of the folder (``root / name``)."""
+
+    def path(self: Layout) -> Path:
+        return self.root / name
+
+    return property(path, doc=f"``{name}`` of the folder")
+
+
 @dataclass(frozen=True)
 class Layout:
     """Where everything of a dataset folder lives; every path derives from ``root``."""
@@ -95,9 +104,7 @@ class Layout:
         object.__setattr__(self, "root", Path(self.root))
 
     # ---- the build's own work files ------------------------------------------------------------
-    @property
-    def build(self) -> Path:
-        return self.root / BUILD_DIR
+    build = _under_root(BUILD_DIR)
 
     @property
     def prepared(self) -> Path:
@@ -110,34 +117,22 @@ class Layout:
         return self.build / stage
 
     @property
+    def usage(self) -> Path:
+        """The generation stages' usage files (``<task>-NNNNN.json``: requests, tokens, cost)."""
+        return self.build / "usage"
+
+    @property
     def eval_sets_path(self) -> Path:
         """Per evaluation set of the decontamination: items indexed, rows unreadable."""
         return self.work("decontamination") / EVAL_SETS_FILE
 
-    # ---- reports, manifests, cards -------------------------------------------------------------
-    @property
-    def data(self) -> Path:
-        return self.root / DATA_DIR
-
-    @property
-    def rejects(self) -> Path:
-        return self.root / REJECTS_DIR
-
-    @property
-    def stats_path(self) -> Path:
-        return self.root / STATS_FILE
-
-    @property
-    def mixes_path(self) -> Path:
-        return self.root / MIXES_FILE
-
-    @property
-    def dedup_report_path(self) -> Path:
-        return self.root / DEDUP_REPORT
-
-    @property
-    def review_report_path(self) -> Path:
-        return self.root / REVIEW_REPORT
+    # ---- records, rejects, reports, manifests, cards --------------------------------------------
+    data = _under_root(DATA_DIR)
+    rejects = _under_root(REJECTS_DIR)
+    stats_path = _under_root(STATS_FILE)
+    mixes_path = _under_root(MIXES_FILE)
+    dedup_report_path = _under_root(DEDUP_REPORT)
+    review_report_path = _under_root(REVIEW_REPORT)
 
     def card_path(self, subset: str | None = None) -> Path:
         """``README.md`` for the whole folder, ``cards/<provenance>.md`` for one provenance subset."""

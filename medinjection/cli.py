@@ -110,13 +110,14 @@ def report_build(console, root: Path, cfg, seconds: float, log: Path | None) -> 
     import json
 
     from medinjection.dataset_builders import generate
+    from medinjection.dataset_builders.layout import Layout
     from medinjection.schema import PROVENANCES
 
-    stats_path = root / "stats.json"
-    if not stats_path.exists():  # Slurm: the jobs were submitted and run on their own
+    layout = Layout(root)
+    stats = layout.stats()
+    if stats is None:  # Slurm: the jobs were submitted and run on their own
         console.echo(f"{root}: the build runs on the cluster; stats.json appears when it is done")
         return
-    stats = json.loads(stats_path.read_text())
     records = stats["records"]
     rows = []
     for provenance in [p for p in PROVENANCES if p in stats["splits"]]:
@@ -127,8 +128,8 @@ def report_build(console, root: Path, cfg, seconds: float, log: Path | None) -> 
         rows.append((provenance, ", ".join(f"{split} {splits[split]:,}" for split in order)))
     if stats.get("rejects"):
         reasons = ", ".join(f"{reason} {n:,}" for reason, n in sorted(stats["rejects"].items()))
-        rows.append(("rejected", f"{reasons} (each with its reason in {root / 'rejects'})"))
-    usage = [json.loads(p.read_text()) for p in sorted((root / "_build" / "usage").glob("*.json"))]
+        rows.append(("rejected", f"{reasons} (each with its reason in {layout.rejects})"))
+    usage = [json.loads(p.read_text()) for p in sorted(layout.usage.glob("*.json"))]
     if usage:
         total = {
             k: sum(u.get(k, 0) for u in usage) for k in ("requests", "cache_hits", "failures", "cost_usd")

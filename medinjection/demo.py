@@ -42,23 +42,16 @@ class DemoResult:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def tiny_recipe(mix: str) -> Path:
-    from importlib import resources
-
-    return Path(str(resources.files("medinjection.trl_configs") / "tiny" / f"{mix}.yaml"))
-
-
 def train_mix(mix: str, dataset: Path, model: Path, output: Path, log: Path) -> Path:
     """Train the tiny recipe of ``mix`` in process (TRL's parser, our ``train``), its output in ``log``."""
     import contextlib
     import logging
 
-    from medinjection.training.arguments import parse_args
-    from medinjection.training.run import train
+    from medinjection.training import parse_args, recipe_path, train
 
     argv = [
         "--config",
-        str(tiny_recipe(mix)),
+        str(recipe_path("tiny", mix)),
         "--model_name_or_path",
         str(model),
         "--dataset_name",
@@ -74,6 +67,7 @@ def train_mix(mix: str, dataset: Path, model: Path, output: Path, log: Path) -> 
     ]
     with log.open("a", encoding="utf-8") as handle, contextlib.redirect_stdout(handle):
         with capture_logs(log):
+            # the trainer sets transformers' log level from --log_level for the whole process: put it back
             previous = logging.getLogger("transformers").level
             try:
                 layout = train(

@@ -358,26 +358,58 @@ def _publish(root, repo, local, private, revision, dry_run, config, endpoint, ec
     if plan.empty:
         echo("nothing changed: no commit")
         return result
+    result.commit_url = push_plan(
+        api,
+        repo,
+        plan,
+        local,
+        repo_type="dataset",
+        title=f"Publish {'subset ' + config if config else 'dataset'}",
+        create=remote is None,
+        private=private,
+        token=token,
+        revision=revision,
+    )
+    echo(f"committed {result.commit_url}")
+    return result
+
+
+def push_plan(
+    api,
+    repo: str,
+    plan: Plan,
+    local: dict[str, LocalFile],
+    *,
+    repo_type: str,
+    title: str,
+    create: bool,
+    private: bool,
+    token: str | None,
+    revision: str | None = None,
+    parent_commit: str | None = None,
+) -> str:
+    """The one commit of a plan (the repo created first when ``create``); returns the commit URL.
+
+    Any Hub error becomes a ``PublishError`` with the token masked out of it.
+    """
     try:
-        if remote is None:
-            api.create_repo(repo, repo_type="dataset", private=private, exist_ok=True)
+        if create:
+            api.create_repo(repo, repo_type=repo_type, private=private, exist_ok=True)
         if revision:
-            api.create_branch(repo, repo_type="dataset", branch=revision, exist_ok=True)
+            api.create_branch(repo, repo_type=repo_type, branch=revision, exist_ok=True)
         info = api.create_commit(
             repo,
             operations(plan, local),
-            commit_message=f"Publish {'subset ' + config if config else 'dataset'}: "
-            f"{len(plan.add)} added, {len(plan.change)} changed, {len(plan.delete)} deleted",
-            repo_type="dataset",
+            commit_message=f"{title}: {len(plan.add)} added, {len(plan.change)} changed, {len(plan.delete)} deleted",
+            repo_type=repo_type,
             revision=revision,
+            parent_commit=parent_commit,
         )
     except Exception as err:
         raise PublishError(
             redact(f"publishing to {repo} failed: {type(err).__name__}: {err}", token)
         ) from None
-    result.commit_url = info.commit_url
-    echo(f"committed {info.commit_url}")
-    return result
+    return info.commit_url
 
 
 # ---- command line ---------------------------------------------------------------------------------

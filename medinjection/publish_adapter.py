@@ -47,8 +47,8 @@ from medinjection.publish import (
     Plan,
     PublishError,
     hashes,
-    operations,
     plan_commit,
+    push_plan,
     redact,
     remote_listing,
 )
@@ -313,23 +313,19 @@ def publish_release(
         if plan.empty:
             echo("  nothing changed: no commit")
             return result
-        try:
-            if remote is None:
-                api.create_repo(release.repo, repo_type="model", private=private, exist_ok=True)
-            info = api.create_commit(
-                release.repo,
-                operations(plan, local),
-                commit_message=f"Publish the scored adapter {release.run.name}: "
-                f"{len(plan.add)} added, {len(plan.change)} changed, {len(plan.delete)} deleted",
-                repo_type="model",
-                parent_commit=parent,
-            )
-        except Exception as err:
-            raise PublishError(
-                redact(f"publishing to {release.repo} failed: {type(err).__name__}: {err}", token)
-            ) from None
-        result.commit_url = info.commit_url
-        echo(f"  committed {info.commit_url}")
+        result.commit_url = push_plan(
+            api,
+            release.repo,
+            plan,
+            local,
+            repo_type="model",
+            title=f"Publish the scored adapter {release.run.name}",
+            create=remote is None,
+            private=private,
+            token=token,
+            parent_commit=parent,
+        )
+        echo(f"  committed {result.commit_url}")
         return result
 
 

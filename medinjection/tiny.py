@@ -44,6 +44,46 @@ class TinySettings:
     seed: int = 0
 
 
+QWEN3 = {
+    "qwen3-0.6b": dict(
+        hidden_size=1024,
+        intermediate_size=3072,
+        num_hidden_layers=28,
+        num_attention_heads=16,
+        num_key_value_heads=8,
+        head_dim=128,
+        vocab_size=151_936,
+        max_position_embeddings=40_960,
+        rope_theta=1_000_000.0,
+        tie_word_embeddings=True,
+    ),
+    "qwen3-4b": dict(
+        hidden_size=2560,
+        num_hidden_layers=36,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        head_dim=128,
+        intermediate_size=9728,
+        vocab_size=151_936,
+        max_position_embeddings=40_960,
+        rope_theta=5_000_000.0,
+        tie_word_embeddings=True,
+        rms_norm_eps=1e-6,
+    ),
+}
+"""Published Qwen3 architectures, given random weights by the GPU benchmarks (benchmarks/train.py and
+benchmarks/evaluate.py): throughput does not depend on the weights."""
+
+
+def qwen3_config(arch: str, tokenizer):
+    """The ``Qwen3Config`` of ``QWEN3[arch]`` with ``tokenizer``'s pad and end-of-sequence ids."""
+    from transformers import Qwen3Config
+
+    return Qwen3Config(
+        **QWEN3[arch], pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id
+    )
+
+
 def qwen3_instruct_2507_template() -> str:
     """The Qwen3-Instruct-2507 chat template as TRL ships it (the template of Qwen3-4B-Instruct-2507)."""
     path = resources.files("trl") / "chat_templates" / "qwen3_instruct_2507.jinja"
@@ -107,16 +147,11 @@ def make_tiny_model(path: str | Path, settings: TinySettings = TinySettings()) -
     tokenizer = make_tokenizer(settings)
     tokenizer.save_pretrained(path)
     end_ids = [tokenizer.convert_tokens_to_ids(t) for t in ("<|im_end|>", "<|endoftext|>")]
+    architecture = {k: v for k, v in asdict(settings).items() if k not in ("vocab_size", "seed")}
     config = Qwen3Config(
         vocab_size=-(-(len(tokenizer) + 1) // 64) * 64,
-        hidden_size=settings.hidden_size,
-        intermediate_size=settings.intermediate_size,
-        num_hidden_layers=settings.num_hidden_layers,
-        num_attention_heads=settings.num_attention_heads,
-        num_key_value_heads=settings.num_key_value_heads,
-        head_dim=settings.head_dim,
+        **architecture,
         max_position_embeddings=4096,
-        initializer_range=settings.initializer_range,
         tie_word_embeddings=True,
         bos_token_id=None,
         eos_token_id=end_ids[0],

@@ -104,6 +104,7 @@ def review_pull(
     """Pull submitted responses and write the review report and the exclusion list."""
     import json
 
+    from medinjection.dataset_builders.layout import Layout
     from medinjection.quality.report import build_report, write_report
     from medinjection.quality.review import pull_records
 
@@ -117,9 +118,10 @@ def review_pull(
         json.dumps(records, indent=1, ensure_ascii=False) + "\n", encoding="utf-8"
     )
     if dataset is not None:
-        if not (dataset / "data").is_dir():
+        layout = Layout(dataset)
+        if not layout.is_built():
             fail(f"{dataset} is not a built dataset folder (no data/)")
-        write_report(report, dataset / "quality")
+        write_report(report, layout.review_report_path.parent)
     overall = report["error_rate"]["overall"]
     typer.echo(
         f"{report['records']['reviewed']} records reviewed, {overall['incorrect']} judged incorrect; "

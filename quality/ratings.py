@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from medinjection.quality.review import find_dataset, get_or_create, plain_records, usernames
+from medinjection.quality.sampling import rank_key
 
 if TYPE_CHECKING:
     import argilla as rg
@@ -184,7 +185,7 @@ def sample_answers(rows: Sequence[dict[str, Any]], items: int | None, seed: int 
     every = set().union(*models_of.values()) if models_of else set()
 
     def order(item: str) -> tuple[bool, str]:
-        return (models_of[item] != every, hashlib.sha256(f"{seed}:{item}".encode()).hexdigest())
+        return (models_of[item] != every, rank_key(seed, item))
 
     chosen = set(sorted(models_of, key=order)[:items])
     return [row for row in rows if row["id"] in chosen]

@@ -47,12 +47,6 @@ def main(script_args, training_args, model_args, argv: list[str] | None = None):
     return layout
 
 
-def make_parser(prog: str | None = None):
-    from medinjection.training.arguments import make_parser as training_parser
-
-    return training_parser(prog=prog)
-
-
 if __name__ == "__main__":
     import sys
 

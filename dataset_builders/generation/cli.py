@@ -42,15 +42,16 @@ def _run(task: str, config: str, limit: int | None, dry_run: bool, output: Path 
         typer.secho(f"error: {str(err).strip(chr(39))}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from None
     folder = (output or Path(f"{cfg.output}-{task}")).resolve()
+    layout = Layout(folder)
     if dry_run:
-        typer.echo(generate.dry_run(cfg, task, Layout(folder), limit).line())
+        typer.echo(generate.dry_run(cfg, task, layout, limit).line())
         return
     try:
         usage = generate.run_generation(cfg, task, folder, tasks=tasks, limit=limit)
     except GenerationStageError as err:
         typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from None
-    typer.echo(f"{task}: wrote {folder}/_build/generated/{task}, rejects in {folder}/rejects/{task}")
+    typer.echo(f"{task}: wrote {generate.generated_dir(layout, task)}, rejects in {layout.rejects / task}")
     typer.echo(json.dumps(usage, sort_keys=True))
 
 

@@ -172,7 +172,11 @@ class SourceAdapter(ABC):
             return []
         if path.is_file():
             return [path]
-        files = {f for pattern in self.file_patterns for f in path.glob(pattern)}
+        return self.files_in(path)
+
+    def files_in(self, folder: Path) -> list[Path]:
+        """The files under ``folder`` that ``file_patterns`` match, sorted."""
+        files = {f for pattern in self.file_patterns for f in folder.glob(pattern)}
         return sorted(f for f in files if f.is_file())
 
     def iter_raw(self) -> Iterator[RawRow]:

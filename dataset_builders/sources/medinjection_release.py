@@ -89,8 +89,7 @@ class MedInjectionRelease(SourceAdapter):
                 allow_patterns=["*.json", "*.jsonl", "*.parquet", "**/*.json", "**/*.jsonl", "**/*.parquet"],
             )
         )
-        files = sorted({f for pattern in self.file_patterns for f in folder.glob(pattern) if f.is_file()})
-        yield from self._read_files(folder, files)
+        yield from self._read_files(folder, self.files_in(folder))
 
     def _read_files(self, root: Path, files: list[Path]) -> Iterator[RawRow]:
         for path in files:

@@ -177,7 +177,7 @@ def check_eval_sets(config) -> list[dict]:
         summary = read.summary(decont.n_grams)
         wanted = "all splits" if spec.splits == "all" else f"split(s) {', '.join(spec.splits)}"
         if summary["items"] == 0:
-            found = {**summary["other_splits"]}
+            found = summary["other_splits"]
             raise EvalSetError(
                 f"{where}: no item in {wanted} ({summary['rows']} rows read"
                 + (f"; rows by split: {_splits_text(found)}" if found else "")
@@ -248,24 +248,8 @@ class DecontaminationIndex(PipelineStep):
                         self.stat_update("removed_by_dedup")
                         continue
                     items.append((row["id"], "test", row["text"], row.get("correct") or []))
-        too_short = sum(1 for _, _, text, _ in items if len(words(text)) < self.n_grams)
-        summary = {
-            "name": OWN_TEST_SET,
-            "adapter": "(this build)",
-            "location": "data/<provenance>/test-*",
-            "splits": ["test"],
-            "rows": rows,
-            "items": len(items),
-            "items_by_split": {"test": len(items)} if items else {},
-            "too_short": too_short,
-            "indexed": len(items) - too_short,
-            "unreadable": 0,
-            "unreadable_by_reason": {},
-            "unreadable_examples": [],
-            "other_splits": {},
-            "removed_by_dedup": dropped,
-        }
-        return items, summary
+        read = EvalSetRead(OWN_TEST_SET, "(this build)", "data/<provenance>/test-*", ["test"], rows, items)
+        return items, {**read.summary(self.n_grams), "removed_by_dedup": dropped}
 
     def item_sets(self):
         """(summary, items) of every evaluation set, the build's own test splits first."""

@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from medinjection.evaluation.stats import bootstrap_draws, percentile_interval
+
 JUDGE_SCORES = ("judge_binary", "judge_graded")
 SCORES = ("judge_binary", "judge_graded", "bleu_sentence", "rouge2", "meteor", "bertscore_f1")
 TARGETS = ("rating", "equivalent")
@@ -63,28 +65,19 @@ def correlation(x: Sequence[float], y: Sequence[float], method: str) -> float:
     raise ValueError(f"unknown correlation {method!r}; known: {list(METHODS)}")
 
 
-def _interval(samples: Iterable[float], confidence: float) -> list[float] | None:
-    samples = np.asarray([s for s in samples if not math.isnan(s)], dtype=float)
-    if len(samples) == 0:
-        return None
-    tail = (1 - confidence) / 2
-    return [float(np.quantile(samples, tail)), float(np.quantile(samples, 1 - tail))]
-
-
 def correlations(
     x: Sequence[float], y: Sequence[float], *, resamples: int = 1000, seed: int = 0, confidence: float = 0.95
 ) -> dict[str, Any]:
     """``{"n", "pearson": {"value", "ci95"}, "spearman": ..., "kendall": ...}`` over the pairs."""
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     n = len(x)
-    rng = np.random.default_rng(seed)
-    draws = [rng.integers(0, n, n) for _ in range(resamples)] if n else []
+    draws = bootstrap_draws(n, resamples, np.random.default_rng(seed)) if n else []
     out: dict[str, Any] = {"n": n}
     for method in METHODS:
         value = correlation(x, y, method)
         out[method] = {
             "value": None if math.isnan(value) else value,
-            "ci95": _interval((correlation(x[d], y[d], method) for d in draws), confidence),
+            "ci95": percentile_interval((correlation(x[d], y[d], method) for d in draws), confidence),
         }
     return out
 
@@ -216,7 +209,7 @@ def within_correlation(score: np.ndarray, loglen: np.ndarray, groups: Sequence[A
 def _entry(value: float, samples: Iterable[float], n: int, confidence: float) -> dict[str, Any]:
     return {
         "value": None if math.isnan(value) else value,
-        "ci95": _interval(samples, confidence),
+        "ci95": percentile_interval(samples, confidence),
         "n": n,
     }
 
@@ -237,8 +230,7 @@ def verbosity_bias(
     ell = log_length([r["length"] for r in rows])
     levels = [r["rating"] for r in rows]
     n = len(rows)
-    rng = np.random.default_rng(seed)
-    draws = [rng.integers(0, n, n) for _ in range(resamples)]
+    draws = bootstrap_draws(n, resamples, np.random.default_rng(seed))
     lv = np.asarray(levels, dtype=float)
     return {
         "score": score,
@@ -303,22 +295,21 @@ def length_controlled(
     if math.isnan(slope):
         slope = 0.0
         slope_source += "; lengths do not vary: slope 0"
+    # One generator: the slope's resamples, then each model's, in turn.
     rng = np.random.default_rng(seed)
-    slope_draws = []
-    for _ in range(resamples):
-        d = rng.integers(0, len(s), len(s))
-        b = within_slope(s[d], ell[d], groups[d])
-        slope_draws.append(0.0 if math.isnan(b) else b)
+    slope_draws = [within_slope(s[d], ell[d], groups[d]) for d in bootstrap_draws(len(s), resamples, rng)]
+    slope_draws = [0.0 if math.isnan(b) else b for b in slope_draws]
     models = {}
     for model, (values, lengths) in per_model.items():
         n = len(values)
-        samples = []
-        for b in slope_draws:
-            d = rng.integers(0, n, n)
-            samples.append(float(values[d].mean() - b * (lengths[d].mean() - reference)))
+        draws = bootstrap_draws(n, resamples, rng)
+        samples = [
+            float(values[d].mean() - b * (lengths[d].mean() - reference))
+            for b, d in zip(slope_draws, draws, strict=True)
+        ]
         models[model] = {
             "value": float(values.mean() - slope * (lengths.mean() - reference)),
-            "ci95": _interval(samples, confidence),
+            "ci95": percentile_interval(samples, confidence),
             "n": n,
             "raw": float(values.mean()),
             "mean_log2_length": float(lengths.mean()),

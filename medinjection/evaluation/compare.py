@@ -101,11 +101,11 @@ def compare_models(
                     }
                 )
     for column in primary:
-        groups = [_pairs(a, b, bench, column) for bench in common]
-        groups = [g for g in groups if any(v is not None for v in g[0])]
-        if not groups:
+        scored = [(bench, _pairs(a, b, bench, column)) for bench in common]
+        scored = [(bench, g) for bench, g in scored if any(v is not None for v in g[0])]
+        if not scored:
             continue
-        benches = [bench for bench in common if any(v is not None for v in _pairs(a, b, bench, column)[0])]
+        benches, groups = [bench for bench, _ in scored], [g for _, g in scored]
         micro, macro = (
             stats.compare_stratified(
                 [g[0] for g in groups], [g[1] for g in groups], statistic, resamples=resamples, seed=seed

@@ -21,6 +21,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -75,7 +76,36 @@ class Branch:
     later: tuple[int, ...] | None = None
 
 
-class Engine:
+class ChatEngine:
+    """What both engines (``Engine``, ``vllm_backend.VLLMEngine``) share: chat prompts in, text out.
+
+    A subclass sets ``tokenizer`` and implements ``run``.
+    """
+
+    tokenizer: Any
+
+    def encode(self, messages: Sequence[dict[str, str]]) -> list[int]:
+        """Token ids of the chat template applied to ``messages`` with the generation prompt."""
+        encoded = self.tokenizer.apply_chat_template(
+            list(messages), add_generation_prompt=True, tokenize=True
+        )
+        ids = encoded["input_ids"] if hasattr(encoded, "keys") else encoded
+        return list(ids)
+
+    def encode_many(self, conversations: Sequence[Sequence[dict[str, str]]]) -> list[list[int]]:
+        return [self.encode(messages) for messages in conversations]
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """The text of generated ids, special tokens skipped and stripped, as the authors decode."""
+        return self.tokenizer.decode(list(ids), skip_special_tokens=True).strip()
+
+    def generate_greedy(self, prompts: Sequence[Sequence[int]], max_new_tokens: int) -> list[list[int]]:
+        """Plain greedy generation (no mask), batched, up to ``max_new_tokens`` each (open-ended answers)."""
+        outputs = self.run(prompts, [[Branch(budget=max_new_tokens)] for _ in prompts])
+        return [item[0] for item in outputs]
+
+
+class Engine(ChatEngine):
     """A causal LM and its tokenizer, decoding batches of chat prompts greedily.
 
     Args:
@@ -123,14 +153,6 @@ class Engine:
             self._masks[ids] = mask
         return self._masks[ids]
 
-    def encode(self, messages: Sequence[dict[str, str]]) -> list[int]:
-        """Token ids of the chat template applied to ``messages`` with the generation prompt."""
-        encoded = self.tokenizer.apply_chat_template(
-            list(messages), add_generation_prompt=True, tokenize=True
-        )
-        ids = encoded["input_ids"] if hasattr(encoded, "keys") else encoded
-        return list(ids)
-
     def encode_many(self, conversations: Sequence[Sequence[dict[str, str]]]) -> list[list[int]]:
         """``encode`` of many prompts: the template rendered for each, then one batched tokenisation
         (the same ids: ``apply_chat_template`` tokenises its rendering without special tokens)."""
@@ -141,10 +163,6 @@ class Engine:
         if not texts:  # the tokenizer refuses an empty batch
             return []
         return [list(ids) for ids in self.tokenizer(texts, add_special_tokens=False)["input_ids"]]
-
-    def decode(self, ids: Sequence[int]) -> str:
-        """The text of generated ids, special tokens skipped and stripped, as the authors decode."""
-        return self.tokenizer.decode(list(ids), skip_special_tokens=True).strip()
 
     def batches(self, lengths: Sequence[int]) -> list[list[int]]:
         """Indices grouped by length (longest first, so memory trouble shows on the first batch)."""
@@ -283,8 +301,3 @@ class Engine:
         if masks is not None:
             logits = logits.masked_fill(~masks, float("-inf"))
         return torch.argmax(logits, dim=-1).tolist()
-
-    def generate_greedy(self, prompts: Sequence[Sequence[int]], max_new_tokens: int) -> list[list[int]]:
-        """Plain greedy generation (no mask), batched, up to ``max_new_tokens`` each (open-ended answers)."""
-        outputs = self.run(prompts, [[Branch(budget=max_new_tokens)] for _ in prompts])
-        return [item[0] for item in outputs]

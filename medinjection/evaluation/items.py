@@ -243,13 +243,9 @@ def _dataset_rows(root: Path, config: str, split: str) -> list[dict[str, Any]]:
 
 def dataset_chat_version(root: Path) -> str | None:
     """``chat_version`` of a built folder's ``mixes.json`` (None when it does not say)."""
+    from medinjection.evaluation.outputs import read_json
+
     path = Path(root) / "mixes.json"
     if not path.is_file():
         return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ItemError(f"{path}: not valid JSON ({err})") from None
-    if not isinstance(data, dict):
-        raise ItemError(f"{path}: not a JSON object (found {type(data).__name__})")
-    return data.get("chat_version")
+    return read_json(path, ItemError).get("chat_version")

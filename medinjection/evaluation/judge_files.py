@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from medinjection.evaluation.judge import JUDGE_CACHE, JudgeError, JudgeSettings
+from medinjection.evaluation.judge import JUDGE_CACHE, STATUSES, JudgeError, JudgeSettings
 from medinjection.runs import PREDICTIONS, SUMMARY
 
 
@@ -70,7 +70,7 @@ def judge_folder(folder: Path, settings: JudgeSettings) -> Judged | None:
     write_json(folder / SUMMARY, doc)
     resummarize(folder)  # metrics (the judge's with their counts), predictions_sha256, the run copy
     counts = {
-        metric: {s: sum(r.get(f"{metric}_status") == s for r in oeq) for s in ("ok", "unparseable", "failed")}
+        metric: {s: sum(r.get(f"{metric}_status") == s for r in oeq) for s in STATUSES}
         for metric in (m for m in JUDGE_METRICS if any(r.get(f"{m}_status") for r in oeq))
     }
     return Judged(folder, len(oeq), counts, usage)

@@ -20,7 +20,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -140,15 +139,12 @@ def load_base(settings: ModelSettings):
 
 def adapter_info(adapter_dir: Path) -> dict[str, Any]:
     """What the summary says about an adapter: its folder, files' hash, PEFT type, base, DoRA."""
+    from medinjection.evaluation.outputs import read_json
     from medinjection.runs import RunLayout
 
     layout = RunLayout(adapter_dir)
     layout.require_adapter()
-    path = layout.root / "adapter_config.json"
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ModelLoadError(f"{path}: not valid JSON ({err})") from None
+    config = read_json(layout.root / "adapter_config.json", ModelLoadError)
     return {
         "adapter": str(layout.root.resolve()),
         "adapter_sha256": layout.adapter_sha256(),

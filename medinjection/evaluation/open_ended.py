@@ -21,7 +21,6 @@ from typing import Any
 import numpy as np
 
 from medinjection.evaluation import text_metrics
-from medinjection.evaluation.engine import Branch
 from medinjection.evaluation.judge import JudgeSettings, judge_items, judge_metric, judgment_columns
 from medinjection.evaluation.tasks import TaskKind
 
@@ -154,10 +153,8 @@ def score(ctx, items) -> list[dict[str, Any]]:
     options = OEQOptions.of(ctx.task_options)
     engine = ctx.engine
     prompts = [engine.encode(item.messages) for item in items]
-    # ``run`` with one unmasked branch is plain batched greedy decoding; both engines (transformers
-    # and vLLM) implement it.
     budget = options.max_new_tokens
-    generated = [out[0] for out in engine.run(prompts, [[Branch(budget=budget)] for _ in prompts])]
+    generated = engine.generate_greedy(prompts, budget)  # both engines: transformers and vLLM
     rows = []
     for item, prompt, ids in zip(items, prompts, generated, strict=True):
         stopped = bool(ids) and ids[-1] == engine.stop_id
@@ -195,14 +192,13 @@ def bootstrap_statistic(
 ) -> tuple[float, float] | None:
     """Percentile bootstrap interval of ``statistic(stats[resampled rows])`` (items resampled);
     None for fewer than two items (one item resamples to itself: no interval)."""
+    from medinjection.evaluation.stats import bootstrap_draws, percentile_interval
+
     if len(stats) < 2:
         return None
-    rng = np.random.default_rng(seed)
-    values = np.array(
-        [statistic(stats[rng.integers(0, len(stats), len(stats))]) for _ in range(resamples)], dtype=float
-    )
-    tail = (1 - confidence) / 2
-    return float(np.quantile(values, tail)), float(np.quantile(values, 1 - tail))
+    draws = bootstrap_draws(len(stats), resamples, np.random.default_rng(seed))
+    interval = percentile_interval((statistic(stats[d]) for d in draws), confidence)
+    return tuple(interval) if interval else None
 
 
 def paired_corpus_bleu(
@@ -240,23 +236,19 @@ def paired_corpus_bleu(
     b = text_metrics.bleu_segment_stats(
         [base[i]["answer_text"] for i in ids], [base[i]["reference"] for i in ids]
     )
+    from medinjection.evaluation.stats import bootstrap_draws, percentile_interval
+
     value, baseline = text_metrics.corpus_bleu_from_stats(a), text_metrics.corpus_bleu_from_stats(b)
-    rng = np.random.default_rng(seed)
-    draws = [rng.integers(0, len(ids), len(ids)) for _ in range(resamples)]
-    distribution = np.array(
-        [text_metrics.corpus_bleu_from_stats(a[d]) - text_metrics.corpus_bleu_from_stats(b[d]) for d in draws]
+    draws = bootstrap_draws(len(ids), resamples, np.random.default_rng(seed))
+    distribution = (
+        text_metrics.corpus_bleu_from_stats(a[d]) - text_metrics.corpus_bleu_from_stats(b[d]) for d in draws
     )
-    tail = (1 - confidence) / 2
     return {
         "n": len(ids),
         "value": value,
         "baseline_value": baseline,
         "diff": value - baseline,
-        "ci95": (
-            [float(np.quantile(distribution, tail)), float(np.quantile(distribution, 1 - tail))]
-            if len(ids) >= 2
-            else [None, None]
-        ),
+        "ci95": percentile_interval(distribution, confidence) if len(ids) >= 2 else [None, None],
         "test": "paired_approximate_randomization_corpus_bleu",
         "p_value": approximate_randomization_p(a, b, resamples=max(resamples, 999), seed=seed),
     }

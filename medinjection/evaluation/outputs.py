@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,16 +44,16 @@ def write_json(path: Path, data: Any) -> None:
     tmp.replace(path)
 
 
-def read_json(path: Path) -> dict:
+def read_json(path: Path, error: type[Exception] = OutputError) -> dict:
     """A JSON object of an output folder (summary, aggregate, comparisons); a file that does not
-    parse is an ``OutputError`` naming it."""
+    parse, or holds no object, is an ``error`` (``OutputError`` unless the caller has its own) naming it."""
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise OutputError(f"{path}: not valid JSON ({err})") from None
+        raise error(f"{path}: not valid JSON ({err})") from None
     if not isinstance(data, dict):
-        raise OutputError(f"{path}: not a JSON object (found {type(data).__name__})")
+        raise error(f"{path}: not a JSON object (found {type(data).__name__})")
     return data
 
 
@@ -141,23 +140,3 @@ def write_run_copy(summary: dict[str, Any]) -> Path | None:
     path = layout.summary_path(summary["benchmark"])
     write_json(path, summary)
     return path
-
-
-@dataclass(frozen=True)
-class ScoredOutput:
-    """One (model, benchmark) scored under an output folder."""
-
-    model_tag: str
-    benchmark: str
-    folder: Path
-    summary: dict
-    predictions: Path
-
-
-def list_outputs(output: Path) -> list[ScoredOutput]:
-    """Every scored (model_tag, benchmark) under ``output``, sorted (the report's one reader)."""
-    found = []
-    for tag, benches in sorted(scored_outputs(output).items()):
-        for bench, folder in sorted(benches.items()):
-            found.append(ScoredOutput(tag, bench, folder, read_json(folder / SUMMARY), folder / PREDICTIONS))
-    return found

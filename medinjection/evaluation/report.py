@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from medinjection.evaluation.outputs import read_json, scored_outputs
 from medinjection.evaluation.stats import RESAMPLES, SEED, benjamini_hochberg, compare_paired, verdict
 
 PAPER_MIXES = ("nat", "trad", "syn", "nat_trad", "nat_syn", "trad_syn", "all")
@@ -81,8 +82,6 @@ def display_name(tag: str) -> str:
 
 def read_outputs(root: str | Path) -> list[Output]:
     """Every scored ``<model_tag>/<benchmark>/`` under ``root`` (``outputs.scored_outputs``), sorted."""
-    from medinjection.evaluation.outputs import scored_outputs
-
     root = Path(root)
     if not root.is_dir():
         raise ReportError(f"{root}: no such folder (give the --output folder of `medinjection evaluate`)")
@@ -90,10 +89,7 @@ def read_outputs(root: str | Path) -> list[Output]:
     for tag, benches in sorted(scored_outputs(root).items()):
         for _, folder in sorted(benches.items()):
             path = folder / "summary.json"
-            try:
-                summary = json.loads(path.read_text(encoding="utf-8"))
-            except json.JSONDecodeError as err:
-                raise ReportError(f"{path}: not valid JSON ({err})") from err
+            summary = read_json(path, ReportError)
             for key in ("benchmark", "metrics"):
                 if key not in summary:
                     raise ReportError(f"{path}: no {key!r} (not an evaluation summary)")
@@ -113,14 +109,9 @@ def read_outputs(root: str | Path) -> list[Output]:
     return outputs
 
 
-def read_json(path: Path) -> dict[str, Any] | None:
+def read_optional_json(path: Path) -> dict[str, Any] | None:
     """An optional JSON file of the output folder (``None`` when absent; a corrupt one is an error)."""
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ReportError(f"{path}: not valid JSON ({err})") from None
+    return read_json(path, ReportError) if path.is_file() else None
 
 
 def read_ratings(path: str | Path) -> list[dict[str, Any]]:
@@ -305,8 +296,10 @@ class _Builder:
         if len(self.by_key) != len(outputs):
             raise ReportError(f"{root}: two summaries for the same model tag and benchmark")
         self.tags = model_order({o.tag for o in outputs})
-        self.aggregates = {t: read_json(root / t / "aggregate.json") for t in self.tags}
-        self.comparisons = Comparisons(outputs, read_json(root / "comparisons.json"), resamples, seed)
+        self.aggregates = {t: read_optional_json(root / t / "aggregate.json") for t in self.tags}
+        self.comparisons = Comparisons(
+            outputs, read_optional_json(root / "comparisons.json"), resamples, seed
+        )
         self.resamples, self.seed = resamples, seed
         self.data: dict[str, Any] = {"models": self.tags, "tables": {}}
         self.notes: list[str] = []

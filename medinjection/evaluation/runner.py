@@ -41,6 +41,7 @@ from medinjection.evaluation.outputs import (
     REJECTED,
     SCHEMA_VERSION,
     bench_dir,
+    read_json,
     read_predictions,
     reusable,
     scored_outputs,
@@ -49,7 +50,7 @@ from medinjection.evaluation.outputs import (
     write_rejected,
     write_run_copy,
 )
-from medinjection.evaluation.permutations import permutation_order, permute_item
+from medinjection.evaluation.permutations import permuted_items
 from medinjection.evaluation.tasks import ScoringContext, TaskKind, route
 from medinjection.runs import PREDICTIONS, SUMMARY, find_runs
 
@@ -145,10 +146,8 @@ def prepare(spec: BenchmarkSpec, settings: EvalSettings) -> PreparedBenchmark:
         tasks[task.name] = task
         bucket = by_task.setdefault(task.name, [])
         bucket.append(item)
-        if task.permutable and settings.permutations:
-            for k in range(1, settings.permutations + 1):
-                order = permutation_order(item.id, len(item.letters), k, settings.seed)
-                bucket.append(permute_item(item, order, k, chat_version))
+        if task.permutable:
+            bucket.extend(permuted_items([item], settings.permutations, settings.seed, chat_version))
     return PreparedBenchmark(
         spec, originals, by_task, tasks, item_set.rejected, skipped, chat_version, items_sha256(originals)
     )
@@ -507,15 +506,17 @@ def _score_benchmark(
 ) -> list[Path]:
     import contextlib
 
+    def context(name: str) -> ScoringContext:
+        return ScoringContext(engine, settings, bench.spec, settings.task_options.get(name, {}))
+
     start = time.perf_counter()
     rows: list[dict] = []
     caching = loaded.caching() if loaded is not None else contextlib.nullcontext()
     with caching:
         for name, items in bench.by_task.items():
             task = bench.tasks[name]
-            context = ScoringContext(engine, settings, bench.spec, settings.task_options.get(name, {}))
             shard = list(range(processes.rank, len(items), processes.world))
-            scored = task.score(context, [items[i] for i in shard])
+            scored = task.score(context(name), [items[i] for i in shard])
             if len(scored) != len(shard):
                 raise EvaluationError(f"task {name!r} returned {len(scored)} rows for {len(shard)} items")
             gathered = processes.gather(list(zip(shard, scored, strict=True)))
@@ -539,7 +540,7 @@ def _score_benchmark(
     metrics = compute_metrics(
         rows,
         bench.tasks,
-        lambda name: ScoringContext(engine, settings, bench.spec, settings.task_options.get(name, {})),
+        context,
         permutations=bool(settings.permutations),
         resamples=settings.bootstrap_resamples,
         seed=settings.seed,
@@ -641,7 +642,6 @@ def resummarize(folder: Path, task_options: dict[str, dict] | None = None) -> di
     ``compare.update_comparisons`` and ``write_aggregate``."""
     import hashlib
 
-    from medinjection.evaluation.outputs import read_json
     from medinjection.evaluation.tasks import load_task
 
     folder = Path(folder)
@@ -669,8 +669,6 @@ def write_aggregate(
     output: Path, tag: str, *, resamples: int = stats.RESAMPLES, seed: int = stats.SEED
 ) -> Path | None:
     """``OUTPUT/<tag>/aggregate.json``: micro and macro means of the primary metrics over its benchmarks."""
-    from medinjection.evaluation.outputs import read_json
-
     benches = scored_outputs(output).get(tag, {})
     if not benches:
         return None

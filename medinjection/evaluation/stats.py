@@ -13,6 +13,8 @@
   "+1" and says p = 0 for a difference seen on three items.
 - An interval needs at least two values: with fewer, ``ci95`` is ``[None, None]`` (a one-item
   "interval" ``[v, v]`` would claim a certainty nothing measured).
+- ``bootstrap_draws`` and ``percentile_interval``: the resamples and interval of the bootstraps of
+  other statistics (corpus BLEU, correlations), drawn by hand.
 - ``benjamini_hochberg``: adjusted p-values across the comparisons of a family
   (``scipy.stats.false_discovery_control``).
 
@@ -23,7 +25,7 @@ only when both sides have a value. Every resampling is seeded.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -81,6 +83,22 @@ def bootstrap_ci(
         rng=np.random.default_rng(seed),
     )
     return (float(result.confidence_interval.low), float(result.confidence_interval.high))
+
+
+def bootstrap_draws(n: int, resamples: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """``resamples`` bootstrap resamples of ``n`` item indices (with replacement), one ``rng.integers``
+    call each: the bootstraps drawn by hand (corpus BLEU, correlations), one resample shared by several
+    statistics."""
+    return [rng.integers(0, n, n) for _ in range(resamples)]
+
+
+def percentile_interval(samples: Iterable[float], confidence: float = CONFIDENCE) -> list[float] | None:
+    """Percentile interval of a bootstrap distribution (NaN samples left out; ``None`` when none is left)."""
+    kept = np.asarray([s for s in samples if not math.isnan(s)], dtype=float)
+    if kept.size == 0:
+        return None
+    tail = (1 - confidence) / 2
+    return [float(np.quantile(kept, tail)), float(np.quantile(kept, 1 - tail))]
 
 
 def _json_number(value: float) -> float | None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from medinjection.evaluation.engine import Branch
+from medinjection.evaluation.engine import Branch, ChatEngine
 from medinjection.evaluation.protocol import stop_token_id
 
 
@@ -38,8 +38,8 @@ def require_vllm():
     return vllm
 
 
-class VLLMEngine:
-    """The ``Engine`` interface (``encode``, ``decode``, ``run``) over a vLLM ``LLM``."""
+class VLLMEngine(ChatEngine):
+    """The ``Engine`` interface (``encode``, ``decode``, ``run``, ``generate_greedy``) over a vLLM ``LLM``."""
 
     def __init__(
         self,
@@ -90,18 +90,6 @@ class VLLMEngine:
 
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
-
-    def encode(self, messages) -> list[int]:
-        encoded = self.tokenizer.apply_chat_template(
-            list(messages), add_generation_prompt=True, tokenize=True
-        )
-        return list(encoded["input_ids"] if hasattr(encoded, "keys") else encoded)
-
-    def encode_many(self, conversations) -> list[list[int]]:
-        return [self.encode(messages) for messages in conversations]
-
-    def decode(self, ids: Sequence[int]) -> str:
-        return self.tokenizer.decode(list(ids), skip_special_tokens=True).strip()
 
     def _params(self, budget: int, allowed: tuple[int, ...] | None):
         return self.vllm.SamplingParams(
@@ -156,7 +144,3 @@ class VLLMEngine:
             for (_, (i, b)), ids in zip(more, rest, strict=True):
                 results[i][b] += ids
         return results
-
-    def generate_greedy(self, prompts: Sequence[Sequence[int]], max_new_tokens: int) -> list[list[int]]:
-        """Plain greedy generation (open-ended answers), as ``Engine.generate_greedy``."""
-        return [item[0] for item in self.run(prompts, [[Branch(max_new_tokens)] for _ in prompts])]

@@ -156,6 +156,11 @@ LAYOUT_SETTINGS = ("gradient_accumulation_steps", "world_size", "padding_free")
 batch, the per-device batch and every other setting must stay)."""
 
 
+def _value(setting: Any) -> str:
+    """The name of an enum setting (transformers' enums print as ``Class.MEMBER``), or the string itself."""
+    return str(getattr(setting, "value", setting))
+
+
 def effective_settings(
     script_args: TrainArguments, training_args: SFTConfig, model_args: ModelConfig, world_size: int
 ) -> dict[str, Any]:
@@ -180,20 +185,18 @@ def effective_settings(
         * training_args.gradient_accumulation_steps
         * world_size,
         "learning_rate": training_args.learning_rate,
-        "lr_scheduler_type": str(
-            getattr(training_args.lr_scheduler_type, "value", training_args.lr_scheduler_type)
-        ),
+        "lr_scheduler_type": _value(training_args.lr_scheduler_type),
         "warmup_steps": training_args.warmup_steps,
         "max_length": training_args.max_length,
         "activation_checkpointing": bool(training_args.activation_checkpointing),
         "train_sampling_strategy": training_args.train_sampling_strategy,
         "pad_to_multiple_of": training_args.pad_to_multiple_of,
-        "optim": str(getattr(training_args.optim, "value", training_args.optim)),
+        "optim": _value(training_args.optim),
         "seed": training_args.seed,
         "loss": script_args.loss,
         "packing": bool(training_args.packing),
         "padding_free": bool(training_args.padding_free),
-        "eval_strategy": str(getattr(training_args.eval_strategy, "value", training_args.eval_strategy)),
+        "eval_strategy": _value(training_args.eval_strategy),
     }
 
 

@@ -12,19 +12,18 @@ filled in by ``run.train`` once the model is loaded).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
 import re
 import subprocess
-import sys
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from medinjection.tiny import model_marker
 from medinjection.training.atomic import write_text_atomic
+from medinjection.training.data import sha256_file
 
 PACKAGES = (
     "medinjection",
@@ -126,13 +125,10 @@ def rewrite_adapter_config(run_dir: Path, hub_id: str) -> None:
 def package_versions() -> dict[str, str | None]:
     versions = {"python": platform.python_version()}
     for name in PACKAGES:
-        try:
-            versions[name] = metadata.version(name.replace("_", "-"))
+        try:  # importlib.metadata normalises the name: flash_attn finds flash-attn
+            versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
-            try:
-                versions[name] = metadata.version(name)
-            except metadata.PackageNotFoundError:
-                versions[name] = None
+            versions[name] = None
     return versions
 
 
@@ -188,10 +184,4 @@ def _cpu_name() -> str:
 def recipe(recipe_file: str | None) -> dict[str, Any] | None:
     if not recipe_file:
         return None
-    path = Path(recipe_file)
-    data = path.read_bytes()
-    return {"path": str(recipe_file), "sha256": hashlib.sha256(data).hexdigest()}
-
-
-def command_line() -> list[str]:
-    return [Path(sys.argv[0]).name, *sys.argv[1:]] if sys.argv else []
+    return {"path": str(recipe_file), "sha256": sha256_file(Path(recipe_file))}

@@ -134,7 +134,7 @@ def train(script_args: TrainArguments, training_args, model_args, argv: list[str
         script_args.base_model_revision,
     )
 
-    evaluate = str(getattr(training_args.eval_strategy, "value", training_args.eval_strategy)) != "no"
+    evaluate = training_args.eval_strategy != "no"  # IntervalStrategy is a str enum
     data = load_training_data(
         script_args.dataset_name,
         script_args.dataset_config,

@@ -43,10 +43,6 @@ class SpeedPlan:
     changes: dict[str, dict[str, Any]] = field(default_factory=dict)
     kept: dict[str, str] = field(default_factory=dict)
 
-    @property
-    def padding_free(self) -> bool:
-        return "padding_free" in self.changes
-
     def as_dict(self) -> dict[str, Any]:
         return {"mode": self.mode, "device": self.device, "changes": self.changes, "not_applied": self.kept}
 
@@ -97,7 +93,7 @@ def plan_speed(mode: str, training_args, model_args, device: str | None = None) 
             )
         else:
             plan.kept["use_liger_kernel"] = "liger-kernel is not installed (pip install liger-kernel)"
-        if str(getattr(training_args.optim, "value", training_args.optim)) == "adamw_torch":
+        if training_args.optim == "adamw_torch":  # OptimizerNames is a str enum
             from transformers.training_args import OptimizerNames
 
             change("optim", OptimizerNames.ADAMW_TORCH_FUSED, "the same AdamW update in one fused kernel")

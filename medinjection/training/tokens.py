@@ -21,7 +21,7 @@ without any label is dropped and counted, so that padded and padding-free batche
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from medinjection.training.data import DataError
@@ -35,19 +35,12 @@ class PreparedStats:
     examples: int = 0
     truncated: int = 0
     dropped_without_labels: int = 0
+    dropped_ids: list[str] = field(default_factory=list)
     tokens: int = 0
     label_tokens: int = 0
-    dropped_ids: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "examples": self.examples,
-            "truncated": self.truncated,
-            "dropped_without_labels": self.dropped_without_labels,
-            "dropped_ids": self.dropped_ids[:20],
-            "tokens": self.tokens,
-            "label_tokens": self.label_tokens,
-        }
+        return {**asdict(self), "dropped_ids": self.dropped_ids[:20]}
 
 
 def full_sequence_ids(tokenizer, messages: list[dict[str, str]]) -> list[int]:
@@ -139,7 +132,9 @@ def prepare(dataset, tokenizer, loss: str, max_length: int | None, num_proc: int
             "input_ids": ids,
             "labels": labels,
             "_truncated": truncated,
-            "_has_labels": any(label != IGNORE for label in labels[1:]),
+            "_tokens": len(ids),
+            # the first token is never predicted: a label there alone trains nothing
+            "_label_tokens": sum(1 for label in labels[1:] if label != IGNORE),
         }
 
     keep_id = "id" in dataset.column_names
@@ -150,19 +145,21 @@ def prepare(dataset, tokenizer, loss: str, max_length: int | None, num_proc: int
         num_proc=num_proc,
         desc=f"Tokenizing ({loss} loss)",
     )
-    stats = PreparedStats(examples=len(encoded), truncated=int(sum(encoded["_truncated"])))
-    has_labels = encoded["_has_labels"]
-    if not all(has_labels):
-        dropped = [i for i, ok in enumerate(has_labels) if not ok]
-        stats.dropped_without_labels = len(dropped)
+    # the counts come from the per-row columns: the token columns are not read back into Python
+    label_tokens = list(encoded["_label_tokens"])
+    dropped = [i for i, n in enumerate(label_tokens) if not n]
+    stats = PreparedStats(
+        examples=len(encoded),
+        truncated=int(sum(encoded["_truncated"])),
+        dropped_without_labels=len(dropped),
+        label_tokens=sum(label_tokens),  # a dropped row has none
+    )
+    if dropped:
         if keep_id:
             stats.dropped_ids = [encoded[i]["id"] for i in dropped[:20]]
-        encoded = encoded.select([i for i, ok in enumerate(has_labels) if ok])
+        encoded = encoded.select([i for i, n in enumerate(label_tokens) if n])
+    stats.tokens = int(sum(encoded["_tokens"]))
     encoded = encoded.remove_columns(
-        [c for c in ("_truncated", "_has_labels", "id") if c in encoded.column_names]
-    )
-    stats.tokens = int(sum(len(ids) for ids in encoded["input_ids"]))
-    stats.label_tokens = int(
-        sum(sum(1 for label in labels[1:] if label != IGNORE) for labels in encoded["labels"])
+        [c for c in ("_truncated", "_tokens", "_label_tokens", "id") if c in encoded.column_names]
     )
     return encoded, stats

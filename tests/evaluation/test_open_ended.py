@@ -54,19 +54,20 @@ QUESTIONS = [
     "Que faire ?",
     "Quel examen demander devant une douleur thoracique ?",
 ]
+PER_ITEM_METRICS = (
+    "bleu_sentence",
+    "rouge2",
+    "meteor",
+    "bertscore_f1",
+    "judge_binary",
+    "judge_graded",
+)
 
 
 def test_task_is_registered():
     assert load_task("oeq") is TASK
     assert TASK.types == frozenset({"OEQ"}) and "judge_binary" in TASK.binary_metrics
-    assert TASK.tested_metrics == (
-        "bleu_sentence",
-        "rouge2",
-        "meteor",
-        "bertscore_f1",
-        "judge_binary",
-        "judge_graded",
-    )
+    assert TASK.tested_metrics == PER_ITEM_METRICS
 
 
 def test_batched_answers_equal_per_item_generate(engine):
@@ -182,15 +183,7 @@ def test_evaluate_scores_open_ended_items(run):
         assert len(rows) == 30 and summary["n_by_type"]["OEQ"] == 30
         assert "OEQ" not in summary.get("skipped_types", {})
         metrics = summary["metrics"]
-        for name in (
-            "bleu",
-            "bleu_sentence",
-            "rouge2",
-            "meteor",
-            "bertscore_f1",
-            "judge_binary",
-            "judge_graded",
-        ):
+        for name in ("bleu", *PER_ITEM_METRICS):
             assert metrics[name]["value"] is not None, name
         assert metrics["bertscore_f1"]["n"] == 30 and all(
             0 < r["bertscore_f1"] <= 1 for r in rows if r["answer_text"]
@@ -298,10 +291,10 @@ def test_corpus_bleu_difference_on_few_items_is_not_significant():
         "une radio du thorax",
     ]
 
-    def rows(answers):
+    def rows(answers, references=refs):
         return [
             {"id": f"q{i}", "type": "OEQ", "permutation": 0, "answer_text": a, "reference": r}
-            for i, (a, r) in enumerate(zip(answers, refs, strict=True))
+            for i, (a, r) in enumerate(zip(answers, references, strict=True))
         ]
 
     good = rows(refs)
@@ -310,10 +303,7 @@ def test_corpus_bleu_difference_on_few_items_is_not_significant():
     assert result["diff"] > 50 and result["n"] == 3
     assert result["p_value"] == pytest.approx(0.25)  # exact: 2 of the 8 swap patterns
     many_refs = refs * 8
-    good_many = [
-        {"id": f"q{i}", "type": "OEQ", "permutation": 0, "answer_text": r, "reference": r}
-        for i, r in enumerate(many_refs)
-    ]
+    good_many = rows(many_refs, many_refs)
     bad_many = [{**row, "answer_text": "rien du tout"} for row in good_many]
     assert paired_corpus_bleu(good_many, bad_many, resamples=200, seed=0)["p_value"] < 0.01
 

@@ -90,7 +90,4 @@ def tiny_argv():
 
 @pytest.fixture(scope="session")
 def subprocess_env(offline_caches) -> dict[str, str]:
-    env = dict(os.environ)
-    env["TOKENIZERS_PARALLELISM"] = "false"
-    env["HF_HUB_OFFLINE"] = "1"
-    return env
+    return dict(os.environ)  # offline_caches has set HF_HUB_OFFLINE, TOKENIZERS_PARALLELISM and the cache
