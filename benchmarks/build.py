@@ -288,7 +288,7 @@ def stage_seconds(root: Path) -> dict[str, float]:
     """Wall time of each stage: first log line of its first task to last log line of its last task."""
     from datetime import datetime
 
-    from medinjection.dataset_builders.layout import Layout
+    from medinjection.core.layout import Layout
 
     times = {}
     for folder in sorted((Layout(root).build / "logs").iterdir()):
@@ -309,8 +309,8 @@ def stage_seconds(root: Path) -> dict[str, float]:
 
 
 def evaluate(root: Path, manifest: dict, threshold: float) -> dict:
-    from medinjection.dataset_builders.layout import Layout
-    from medinjection.schema import make_id
+    from medinjection.core.layout import Layout
+    from medinjection.core.schema import make_id
 
     groups = base_groups(threshold)
 
@@ -376,9 +376,9 @@ def main() -> None:
 
     import yaml
 
-    from medinjection.config import load_build_config
+    from medinjection.core.config import load_build_config
+    from medinjection.core.layout import Layout
     from medinjection.dataset_builders.build import build
-    from medinjection.dataset_builders.layout import Layout
 
     cache = args.cache or Path(f"/tmp/medinjection-bench/sources-{args.records}")
     output = args.output or Path(f"/tmp/medinjection-bench/build-{args.records}")

@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from medinjection.config import EvalSetSpec, SplitConfig
+from medinjection.core.config import EvalSetSpec, SplitConfig
 from medinjection.dataset_builders.sources import get_adapter
 from medinjection.dataset_builders.steps.decontaminate import DecontaminationFilter, DecontaminationIndex
 from medinjection.dataset_builders.steps.minhash_text import correct_options, near_dedup_text, simplify, words

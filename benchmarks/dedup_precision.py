@@ -23,9 +23,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import yaml
 
-from medinjection.config import load_build_config
+from medinjection.core.config import load_build_config
+from medinjection.core.layout import Layout
 from medinjection.dataset_builders.build import build
-from medinjection.dataset_builders.layout import Layout
 from medinjection.dataset_builders.steps.minhash_text import near_dedup_text, simplify
 from medinjection.dataset_builders.steps.near_dedup import shingle_jaccard, shingles
 

@@ -8,7 +8,7 @@ The items are real FrenchMedMCQA questions from ``../shared/data/frenchmedmcqa``
 read through the source adapter and prompted with chat format v1), both single- (MCQU) and
 multi-answer (MCQ). The same model scores them twice:
 
-- *original*: the authors' loop (``medinjection.evaluation.reference``): one item at a time, two
+- *original*: the authors' loop (``medinjection.evaluation.authors_loop``): one item at a time, two
   ``generate`` calls (greedy, then constrained with a -inf-adding LogitsProcessor);
 - *ours*: ``medinjection.evaluation.mcq.predict_texts`` (length-sorted left-padded batches, one
   forward for MCQU, the prompt's cache shared by both predictions, batched decoding for MCQ), with
@@ -16,7 +16,7 @@ multi-answer (MCQ). The same model scores them twice:
 
 Both include rendering and tokenising the prompts. ``identical_predictions``: every item's decoded
 greedy and constrained texts are the same strings. The model: the tiny random Qwen3 of
-``medinjection.tiny`` (``--arch tiny``), or random weights in a real Qwen3 architecture
+``medinjection.models.tiny`` (``--arch tiny``), or random weights in a real Qwen3 architecture
 (``--arch qwen3-0.6b``: Qwen3-0.6B's dimensions and 151,936-row vocabulary, the tiny tokenizer) for
 a device run. Last line: one JSON object.
 """
@@ -36,12 +36,12 @@ SHARED = REPO.parent / "shared" / "data"
 
 
 def load_items(n: int):
-    from medinjection.chat import to_messages
-    from medinjection.config import SourceSpec
+    from medinjection.core.chat import to_messages
+    from medinjection.core.config import SourceSpec
+    from medinjection.core.schema import validate_record
     from medinjection.dataset_builders.sources import get_adapter
     from medinjection.dataset_builders.steps.normalize import normalize_record
     from medinjection.evaluation.items import item_from_record
-    from medinjection.schema import validate_record
 
     items = []
     for name in ("dev.json", "train.json"):
@@ -60,7 +60,7 @@ def make_model(arch: str, folder: Path, device: str, dtype: str):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, Qwen3ForCausalLM
 
-    from medinjection.tiny import make_tiny_model
+    from medinjection.models.tiny import make_tiny_model
 
     tiny = make_tiny_model(folder / "tiny")
     tokenizer = AutoTokenizer.from_pretrained(tiny)
@@ -68,7 +68,7 @@ def make_model(arch: str, folder: Path, device: str, dtype: str):
     if arch == "tiny":
         model = AutoModelForCausalLM.from_pretrained(tiny, dtype=torch_dtype)
     elif arch == "qwen3-0.6b":
-        from medinjection.tiny import qwen3_config
+        from medinjection.models.tiny import qwen3_config
 
         config = qwen3_config(arch, tokenizer)
         torch.manual_seed(0)
@@ -98,9 +98,9 @@ def main() -> None:
 
     import torch
 
+    from medinjection.evaluation.authors_loop import reference_predictions
     from medinjection.evaluation.engine import Engine
     from medinjection.evaluation.mcq import predict_texts
-    from medinjection.evaluation.reference import reference_predictions
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="medinjection-evalbench-"))
     model, tokenizer = make_model(args.arch, workdir, args.device, args.dtype)

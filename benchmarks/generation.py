@@ -28,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from medinjection.config import GenerationBackendConfig
+from medinjection.core.config import GenerationBackendConfig
 from medinjection.dataset_builders.generation.cache import ResponseCache, cache_key, input_hash
 from medinjection.dataset_builders.generation.runner import Generator, Request
 

@@ -35,7 +35,7 @@ SHARD_ROWS = 100_000
 
 def base_records() -> tuple[list[dict], str]:
     """Real rows of ../shared/data as schema fields (or generated ones when it is absent)."""
-    from medinjection.schema import format_letters
+    from medinjection.core.schema import format_letters
 
     base = []
     if (SHARED / "frenchmedmcqa").is_dir():
@@ -110,9 +110,9 @@ def make_build(root: Path, records: int, seed: int = 0) -> str:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from medinjection.chat import DEFAULT_CHAT_VERSION, to_messages
-    from medinjection.dataset_builders.layout import shard_schema
-    from medinjection.schema import new_record
+    from medinjection.core.chat import DEFAULT_CHAT_VERSION, to_messages
+    from medinjection.core.layout import shard_schema
+    from medinjection.core.schema import new_record
 
     base, kind = base_records()
     total_paper = sum(PAPER.values())

@@ -5,10 +5,10 @@
     python benchmarks/train.py --gpu                 # GPU: Qwen3-4B's architecture, random weights, bf16
 
 Data: the real items of ../shared/data (FrenchMedMCQA train + dev, MMLU medical) read through the
-project's source adapters and rendered in the chat format (``medinjection.chat.to_messages``), i.e. the
+project's source adapters and rendered in the chat format (``medinjection.core.chat.to_messages``), i.e. the
 length distribution of the real multiple-choice mixes. Tokens and labels are those of
 ``medinjection train`` (``tokens.prepare``, full loss); the model is the tiny Qwen3 of
-``medinjection.tiny`` on CPU, and on ``--gpu`` a randomly initialised Qwen3-4B (hidden 2560, 36 layers,
+``medinjection.models.tiny`` on CPU, and on ``--gpu`` a randomly initialised Qwen3-4B (hidden 2560, 36 layers,
 32 query / 8 key-value heads, head dim 128, intermediate 9728, vocabulary 151,936; throughput does not
 depend on the weights) with the tiny tokenizer's token ids (shorter French words would give Qwen's
 tokenizer somewhat shorter sequences).
@@ -67,8 +67,8 @@ PEAK_BF16_TFLOPS = {
 
 
 def shared_messages() -> list[list[dict[str, str]]]:
-    from medinjection.chat import to_messages
-    from medinjection.config import SourceSpec
+    from medinjection.core.chat import to_messages
+    from medinjection.core.config import SourceSpec
     from medinjection.dataset_builders.sources import get_adapter
 
     if not (SHARED / "frenchmedmcqa").is_dir():
@@ -264,7 +264,7 @@ def main(argv: list[str] | None = None) -> dict:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from medinjection.tiny import make_tiny_model, qwen3_config
+    from medinjection.models.tiny import make_tiny_model, qwen3_config
     from medinjection.training.tokens import prepare
 
     datasets.disable_progress_bars()
@@ -307,7 +307,7 @@ def main(argv: list[str] | None = None) -> dict:
         "device": torch.cuda.get_device_name(0) if args.gpu else "cpu",
         "model": "Qwen3-4B architecture, random weights, bf16"
         if args.gpu
-        else "tiny Qwen3 (medinjection.tiny), fp32",
+        else "tiny Qwen3 (medinjection.models.tiny), fp32",
         "examples": len(train_set),
         "truncated_to_2048": stats.truncated,
         "mean_length": round(mean_length, 1),

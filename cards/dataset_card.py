@@ -32,8 +32,9 @@ import typer
 import yaml
 from huggingface_hub import DatasetCard, DatasetCardData
 
-from medinjection.dataset_builders.layout import Layout, LayoutError
-from medinjection.schema import FEATURES, PROVENANCES, REJECT_REASONS, SPLITS, TYPES
+from medinjection.core.console import error, fail
+from medinjection.core.layout import Layout, LayoutError
+from medinjection.core.schema import FEATURES, PROVENANCES, REJECT_REASONS, SPLITS, TYPES
 
 PRETTY_NAME = "MedInjection-FR"
 TEMPLATE = "dataset_card.md"
@@ -109,27 +110,10 @@ def provenances_present(root: Path) -> list[str]:
         return Layout(root).provenances_present()
 
 
-def config_files(root: Path, mixes: dict | None, subset: str | None) -> dict[str, dict[str, list[str]]]:
-    """config → split → repo-relative paths (globs) of its files; mixes take the shared eval sets."""
-    layout = Layout(root)
-    present = provenances_present(root)
+def config_files(root: Path, subset: str | None) -> dict[str, dict[str, list[str]]]:
+    """config → split → repo-relative paths (globs) of its files (``Layout.config_files``)."""
     with layout_errors():
-        written = {(shard.config, shard.split) for shard in layout.provenance_shards()}
-    configs: dict[str, dict[str, list[str]]] = {}
-    for provenance in [subset] if subset else present:
-        configs[provenance] = {
-            split: [layout.split_pattern(provenance, split)]
-            for split in SPLITS
-            if (provenance, split) in written
-        }
-    if mixes and not subset:
-        for mix in mixes["mixes"]:
-            configs[mix] = {"train": [layout.split_pattern(mix, "train")]}
-            for split in ("validation", "test"):
-                paths = [layout.split_pattern(p, split) for p in present if (p, split) in written]
-                if paths:
-                    configs[mix][split] = paths
-    return configs
+        return Layout(root).config_files(subset)
 
 
 def resolve(root: Path, patterns: list[str]) -> list[Path]:
@@ -322,7 +306,7 @@ def card_facts(root: Path, subset: str | None = None, repo_id: str | None = None
         if in_scope(source, provenance):
             rejects[(step, reason)] += n
             rejects_by_source[(source, provenance or "?", reason)] += n
-    configs = config_files(root, mixes, subset)
+    configs = config_files(root, subset)
     config_rows = []
     for name, splits in configs.items():
         sizes = {
@@ -602,10 +586,9 @@ def card_command(
                 typer.echo(f"wrote {path}")
         problems = check_cards(folder)
     except CardError as err:
-        typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(1) from None
+        fail(str(err))
     for problem in problems:
-        typer.secho(f"error: {problem}", fg=typer.colors.RED, err=True)
+        error(problem)
     if problems:
         raise typer.Exit(1)
     if check:

@@ -1,6 +1,6 @@
 """The model card of a trained, scored adapter, filled from its run folder with huggingface_hub.
 
-Everything comes from the run folder (``medinjection.runs.RunLayout``): the provenance manifest
+Everything comes from the run folder (``medinjection.core.runs.RunLayout``): the provenance manifest
 that ``medinjection train`` wrote (base model, dataset and mix, recipe, settings, final losses) and
 the evaluation summaries that ``medinjection evaluate`` wrote into ``RUN_DIR/eval/`` for exactly
 these adapter files. The metadata is a ``ModelCardData``: ``base_model`` (the Hub id, never a local
@@ -23,17 +23,13 @@ import jinja2
 import jinja2.meta
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from medinjection.runs import RunLayout, read_json
+from medinjection.core.runs import RunLayout, read_json
 
 TEMPLATE = "model_card.md"
-MIX_DESCRIPTIONS = {
-    "nat": "native French items only",
-    "trad": "items translated from English only",
-    "syn": "synthetic items only",
-    "nat_trad": "native and translated items in equal shares",
-    "nat_syn": "native and synthetic items in equal shares",
-    "trad_syn": "translated and synthetic items in equal shares",
-    "all": "native, translated and synthetic items in equal shares",
+SINGLE_PROVENANCE = {
+    "native": "native French items only",
+    "translated": "items translated from English only",
+    "synthetic": "synthetic items only",
 }
 BASE_LICENSES = {"Qwen/Qwen3-4B-Instruct-2507": "apache-2.0"}
 """Licences of known base models, the adapter's default licence (an adapter is a derivative of its base)."""
@@ -122,10 +118,21 @@ def base_model_id(run: RunLayout, manifest: dict) -> str:
     return in_config
 
 
+def mix_description(entry: dict) -> str:
+    """What a mix holds, from its ``mixes.json`` entry (copied into the run manifest as it is)."""
+    provenances = list(entry.get("provenances") or [])
+    if len(provenances) == 1:
+        return SINGLE_PROVENANCE.get(provenances[0], f"{provenances[0]} items only")
+    if not provenances:
+        return "a mix the dataset's mixes.json does not describe"
+    names = ", ".join(provenances[:-1]) + f" and {provenances[-1]}"
+    return f"{names} items in equal shares"
+
+
 def scale(metric: str) -> float:
     """Metrics are fractions, shown as percentages, except the report's raw ones (BLEU on sacrebleu's
     0-100 scale, the graded judge on 1-5), shown as they are."""
-    from medinjection.evaluation.report import RAW_METRICS
+    from medinjection.evaluation.report_data import RAW_METRICS
 
     return (
         1.0
@@ -337,9 +344,10 @@ def card_facts(
         f"base model revision: {(manifest.get('base_model') or {}).get('revision')}",
         *(f"training warning: {warning}" for warning in manifest.get("warnings") or []),
     ]
+    entry = mix.get("entry") or {}
     composition = [
         {"provenance": provenance_name, "type": kind, "count": count}
-        for provenance_name, kinds in sorted((mix.get("by_provenance_type") or {}).items())
+        for provenance_name, kinds in sorted((entry.get("by_provenance_type") or {}).items())
         for kind, count in sorted(kinds.items())
     ] or [
         {
@@ -369,7 +377,7 @@ def card_facts(
         "base_model": base,
         "repo_id": repo_id,
         "mix": mix.get("name"),
-        "mix_description": MIX_DESCRIPTIONS.get(mix.get("name"), "a custom mix"),
+        "mix_description": mix_description(entry),
         "base_note": (
             f"`{base}` is a tiny random model made on the fly by the medinjection demo, not a model on the "
             "Hub: this card is a preview of the format, and its scores mean nothing."

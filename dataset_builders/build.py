@@ -32,11 +32,11 @@ from datatrove.executor import LocalPipelineExecutor
 from datatrove.pipeline.readers import JsonlReader
 from datatrove.pipeline.writers.jsonl import JsonlWriter
 
-from medinjection.config import BuildConfig
-from medinjection.console import Silent, StageReporter, capture_logs, rebind_loguru
+from medinjection.core.config import BuildConfig
+from medinjection.core.console import Silent, StageReporter, capture_logs, rebind_loguru
+from medinjection.core.layout import BUILD_OUTPUTS, Layout, Stage
 from medinjection.dataset_builders import generate
 from medinjection.dataset_builders.dedup import dedup_filters, dedup_stages
-from medinjection.dataset_builders.layout import BUILD_OUTPUTS, Layout, Stage
 from medinjection.dataset_builders.sources import get_adapter
 from medinjection.dataset_builders.steps.decontaminate import check_eval_sets
 from medinjection.dataset_builders.steps.exact_dedup import ExactDedupKeys
@@ -290,7 +290,7 @@ def build(
 
     Args:
         progress: the per-source progress bars of the read step (on stderr).
-        reporter: told about each stage as it runs (``medinjection.console.Console`` prints a line per
+        reporter: told about each stage as it runs (``medinjection.core.console.Console`` prints a line per
             stage); default: nothing printed.
         logs_to_file: datatrove's console logs (and anything else written to stderr during the build)
             go to ``_build/build.log`` instead of the terminal.

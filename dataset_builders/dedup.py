@@ -25,8 +25,8 @@ from datatrove.pipeline.dedup.minhash import (
 from datatrove.pipeline.readers import JsonlReader
 from datatrove.utils.hashing import HashConfig
 
-from medinjection.config import BuildConfig
-from medinjection.dataset_builders.layout import Layout, Stage
+from medinjection.core.config import BuildConfig
+from medinjection.core.layout import Layout, Stage
 from medinjection.dataset_builders.steps.decontaminate import DecontaminationFilter, DecontaminationIndex
 from medinjection.dataset_builders.steps.exact_dedup import ExactDedupFilter, ExactDedupIndex
 from medinjection.dataset_builders.steps.minhash_buckets import MinhashBuckets, bucket_tasks

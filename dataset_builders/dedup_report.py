@@ -15,7 +15,7 @@ import json
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from medinjection.dataset_builders.layout import Layout
+from medinjection.core.layout import Layout
 
 DEDUP_STEPS = ("exact_dedup", "near_dedup", "decontamination")
 # The report lists this many contaminated items; all of them are in rejects/decontamination/.

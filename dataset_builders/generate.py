@@ -24,11 +24,11 @@ from typing import Any
 
 from datatrove.pipeline.writers.jsonl import JsonlWriter
 
-from medinjection.config import BuildConfig, ConfigError, GenerationConfig, SourceSpec
+from medinjection.core.config import BuildConfig, ConfigError, GenerationConfig, SourceSpec
+from medinjection.core.layout import Layout, Stage
 from medinjection.dataset_builders.generation.backends import base_url
 from medinjection.dataset_builders.generation.cache import ResponseCache
 from medinjection.dataset_builders.generation.runner import Generator, estimate_tokens
-from medinjection.dataset_builders.layout import Layout, Stage
 from medinjection.dataset_builders.sources import get_adapter
 from medinjection.dataset_builders.steps.synthesize import Synthesize
 from medinjection.dataset_builders.steps.translate import Translate

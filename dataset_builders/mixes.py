@@ -44,14 +44,16 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import typer
 
-from medinjection.dataset_builders.layout import (  # noqa: F401  (MIXES_FILE: for readers of the manifest)
+from medinjection.cards.dataset_card import CardError, write_cards
+from medinjection.core.console import fail
+from medinjection.core.layout import (  # noqa: F401  (MIXES_FILE: for readers of the manifest)
     MIXES_FILE,
     Layout,
     LayoutError,
     shard_chat_version,
     shard_schema,
 )
-from medinjection.schema import PROVENANCES, TYPES
+from medinjection.core.schema import PROVENANCES, TYPES
 
 MIXES: dict[str, tuple[str, ...]] = {
     "nat": ("native",),
@@ -351,8 +353,6 @@ def build_mixes(
         report["mixes"][mix] = {"provenances": list(MIXES[mix]), **count_table(table), "files": files}
     layout.write_json(layout.mixes_path, report)
     if write_card:
-        from medinjection.cards.dataset_card import write_cards
-
         write_cards(root)
     return MixResult(root=root, size=used, requested_size=size, seed=seed, report=report)
 
@@ -375,15 +375,12 @@ def mix_command(
     ] = DEFAULT_TYPES,
 ) -> None:
     """Write the seven training mixes (nat, trad, syn, nat_trad, nat_syn, trad_syn, all) as configs."""
-    from medinjection.cards.dataset_card import CardError, write_cards
-
     try:
         result = build_mixes(
             folder, size=size, seed=seed, allow_smaller=allow_smaller, write_card=False, types=types
         )
     except MixError as err:
-        typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(1) from None
+        fail(str(err))
     if result.size != result.requested_size:
         typer.echo(
             f"note: mixes of {result.size} train examples, not {result.requested_size} (--allow-smaller)"

@@ -7,17 +7,15 @@ from typing import Annotated
 
 import typer
 
+from medinjection.core.console import fail
+from medinjection.dataset_builders.mixes import MIXES
+
 app = typer.Typer(
     name="medinjection",
     help="Build, review, mix and publish MedInjection-FR; train and evaluate DoRA adapters on it.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-
-
-def fail(message: str, code: int = 1) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code)
 
 
 VerboseOpt = Annotated[
@@ -64,12 +62,12 @@ def build_and_report(
     import time
     import traceback
 
-    from medinjection.config import ConfigError, load_build_config
-    from medinjection.console import Console
+    from medinjection.core.config import ConfigError, load_build_config
+    from medinjection.core.console import Console
+    from medinjection.core.layout import Layout
     from medinjection.dataset_builders.build import LOG_FILE, BuildError
     from medinjection.dataset_builders.build import build as run_build
     from medinjection.dataset_builders.generation.backends import GenerationStageError
-    from medinjection.dataset_builders.layout import Layout
     from medinjection.dataset_builders.sources import SourceUnavailable
 
     console = Console()
@@ -109,9 +107,9 @@ def report_build(console, root: Path, cfg, seconds: float, log: Path | None) -> 
     """The summary of a built folder: records, splits per provenance, rejects, LLM usage, the log."""
     import json
 
+    from medinjection.core.layout import Layout
+    from medinjection.core.schema import PROVENANCES
     from medinjection.dataset_builders import generate
-    from medinjection.dataset_builders.layout import Layout
-    from medinjection.schema import PROVENANCES
 
     layout = Layout(root)
     stats = layout.stats()
@@ -158,7 +156,7 @@ def demo(
     ] = Path("."),
     mixes: Annotated[
         str, typer.Option(help="Comma-separated mixes to train (default: all seven).")
-    ] = ",".join(("nat", "trad", "syn", "nat_trad", "nat_syn", "trad_syn", "all")),
+    ] = ",".join(MIXES),
     seed: Annotated[int, typer.Option(help="Seed of the mixes and of the evaluation.")] = 0,
     verbose: VerboseOpt = False,
 ) -> None:
@@ -172,7 +170,7 @@ def demo(
     """
     import time
 
-    from medinjection.console import Console
+    from medinjection.core.console import Console
     from medinjection.demo import run_demo, summary_rows
 
     console = Console()
@@ -210,13 +208,13 @@ app.add_typer(quality_app, name="quality")
 
 from medinjection.cards.dataset_card import card_command  # noqa: E402
 from medinjection.dataset_builders.mixes import mix_command  # noqa: E402
-from medinjection.publish import publish_app  # noqa: E402
+from medinjection.publish.dataset import publish_app  # noqa: E402
 
 app.command("mix")(mix_command)
 app.command("card")(card_command)
 app.add_typer(publish_app, name="publish")
 
-from medinjection.publish_adapter import publish_adapter_command, publish_adapters_command  # noqa: E402
+from medinjection.publish.adapter import publish_adapter_command, publish_adapters_command  # noqa: E402
 
 publish_app.command("adapter")(publish_adapter_command)
 publish_app.command("adapters")(publish_adapters_command)

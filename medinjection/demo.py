@@ -1,7 +1,7 @@
 """The whole loop on the bundled demo data, offline: ``medinjection demo`` (the README's main command).
 
 mixes -> train -> evaluate -> report -> publish, each step the real one, with a tiny random Qwen3
-made on the fly (``medinjection.tiny``) instead of Qwen3-4B-Instruct-2507::
+made on the fly (``medinjection.models.tiny``) instead of Qwen3-4B-Instruct-2507::
 
     DIR/medinjection-fr/      the dataset: build (translate, synthesize, filter, dedup, decontaminate),
                               the seven mixes (multiple choice, --allow-smaller) and the cards
@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from medinjection.console import Console, capture_logs
+from medinjection.core.console import Console, capture_logs
 from medinjection.dataset_builders.mixes import MIXES
 
 BENCHMARKS = ("native-test", "translated-test", "synthetic-test")
@@ -87,13 +87,13 @@ def run_demo(
     console: Console | None = None,
 ) -> DemoResult:
     """Run the whole loop into ``root`` (see the module docstring); returns where everything is."""
+    from medinjection.core.runs import RunLayout
     from medinjection.dataset_builders.mixes import build_mixes
     from medinjection.evaluation.open_ended import task_options
     from medinjection.evaluation.report import build_report
     from medinjection.evaluation.runner import EvalSettings, evaluate
-    from medinjection.publish_adapter import prepare_release, publish_release, repo_name
-    from medinjection.runs import RunLayout
-    from medinjection.tiny import make_tiny_model
+    from medinjection.models.tiny import make_tiny_model
+    from medinjection.publish.adapter import prepare_release, publish_release, repo_name
 
     console = console or Console()
     root = root.resolve()

@@ -19,6 +19,7 @@ from typing import Annotated
 
 import typer
 
+from medinjection.core.console import fail
 from medinjection.quality.server_cli import server_app
 
 quality_app = typer.Typer(
@@ -42,11 +43,6 @@ def user_errors() -> tuple[type[Exception], ...]:
     from argilla._exceptions import ArgillaError
 
     return (LookupError, ValueError, OSError, RuntimeError, ArgillaError)
-
-
-def fail(message: str, code: int = 1) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code)
 
 
 def client():
@@ -104,7 +100,7 @@ def review_pull(
     """Pull submitted responses and write the review report and the exclusion list."""
     import json
 
-    from medinjection.dataset_builders.layout import Layout
+    from medinjection.core.layout import Layout
     from medinjection.quality.report import build_report, write_report
     from medinjection.quality.review import pull_records
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from medinjection.schema import options_text
+from medinjection.core.schema import options_text
 
 if TYPE_CHECKING:
     import argilla as rg

@@ -31,7 +31,7 @@ def read_dataset(
     (``data/<provenance>/<split>-*.parquet``, found by ``Layout``), never the mixes' copies of them."""
     import pyarrow.parquet as pq
 
-    from medinjection.dataset_builders.layout import Layout, LayoutError
+    from medinjection.core.layout import Layout, LayoutError
 
     layout = Layout(Path(root))
     try:

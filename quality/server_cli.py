@@ -17,6 +17,8 @@ from typing import Annotated
 
 import typer
 
+from medinjection.core.console import fail as _fail
+
 server_app = typer.Typer(help="A local Argilla server (install, start, status, stop).", no_args_is_help=True)
 
 Home = Annotated[
@@ -31,11 +33,6 @@ InstanceDir = Annotated[
         help="The server's data folder: database, logs, credentials, state (default: HOME/instances/default)."
     ),
 ]
-
-
-def _fail(message: str) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(1)
 
 
 def _instance_dir(home: Path | None, instance_dir: Path | None) -> Path:

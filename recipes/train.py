@@ -21,7 +21,7 @@ accelerate launch --config_file trl_configs/accelerate/ddp.yaml --num_processes 
 
 # The tiny CPU recipe (a random Qwen3 made on the fly, the demo dataset)
 ```bash
-medinjection demo && python -m medinjection.tiny tiny-qwen3
+medinjection demo && python -m medinjection.models.tiny tiny-qwen3
 python -m medinjection.recipes.train --config trl_configs/tiny/nat.yaml
 ```
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from medinjection.chat import load_chat_template, parse_letters, to_messages
-from medinjection.schema import new_record
+from medinjection.core.chat import load_chat_template, parse_letters, to_messages
+from medinjection.core.schema import new_record
 
 
 def record(kind="MCQ", **extra):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from medinjection.config import ConfigError, load_build_config
+from medinjection.core.config import ConfigError, load_build_config
 
 
 def write(tmp_path, data):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from medinjection.console import Console
+from medinjection.core.console import Console
 from medinjection.dataset_builders.mixes import MIXES
 
 STAGES = (
@@ -83,7 +83,7 @@ def test_verbose_prints_datatrove_logs(demo):
 
 
 def test_console_draws_a_bar_only_on_a_terminal(monkeypatch):
-    import medinjection.console as console_module
+    import medinjection.core.console as console_module
 
     monkeypatch.setattr(console_module, "BAR_AFTER_S", 0.0)
 

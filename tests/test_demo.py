@@ -13,9 +13,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from medinjection.core.runs import RunLayout
 from medinjection.dataset_builders.mixes import MIXES
 from medinjection.demo import BENCHMARKS
-from medinjection.runs import RunLayout
 
 pytestmark = pytest.mark.slow
 

@@ -22,18 +22,8 @@ import pytest
 from typer.testing import CliRunner
 
 from medinjection.cli import app
-from medinjection.publish import (
-    LocalFile,
-    PublishError,
-    RemoteFile,
-    check_folder,
-    hashes,
-    local_files,
-    plan_commit,
-    publish_dataset,
-    redact,
-    selection,
-)
+from medinjection.core.hub import LocalFile, PublishError, RemoteFile, hashes, plan_commit, redact
+from medinjection.publish.dataset import check_folder, local_files, publish_dataset, selection
 
 SENTINEL = "hf_SENTINELtoken0123456789abcdefXYZ"
 

@@ -15,9 +15,9 @@ import pytest
 from typer.testing import CliRunner
 
 from medinjection.cli import app
-from medinjection.publish import PublishError
-from medinjection.publish_adapter import prepare_release, publish_release
-from medinjection.runs import RunLayout
+from medinjection.core.hub import PublishError
+from medinjection.core.runs import RunLayout
+from medinjection.publish.adapter import prepare_release, publish_release
 
 runner = CliRunner()
 FAKE_TOKEN = "hf_medinjectionTestTokenNeverPrinted0123"
@@ -217,7 +217,7 @@ def test_card_shows_each_metric_on_its_own_scale(run, tmp_path):
 
 
 def test_runs_are_found_at_any_depth_and_names_must_not_clash(demo_run, tmp_path):
-    from medinjection.runs import RunError, find_runs
+    from medinjection.core.runs import RunError, find_runs
 
     runs = tmp_path / "runs"
     shutil.copytree(demo_run.cwd / "runs" / "nat", runs / "qwen3-4b-instruct-2507" / "nat")

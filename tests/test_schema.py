@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from medinjection.schema import (
+from medinjection.core.schema import (
     COLUMNS,
     FEATURES,
     REJECT_REASONS,

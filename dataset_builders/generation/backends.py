@@ -22,7 +22,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from medinjection.config import GenerationBackendConfig
+from medinjection.core.config import GenerationBackendConfig
 
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 # Answers that say the endpoint, the model or the key is wrong: every other request would get the same.

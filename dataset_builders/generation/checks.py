@@ -8,7 +8,7 @@ import re
 from difflib import SequenceMatcher
 from typing import Any
 
-from medinjection.schema import RecordError
+from medinjection.core.schema import RecordError
 
 _FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.S)
 _WORD = re.compile(r"\w+", re.U)

@@ -10,7 +10,8 @@ from typing import Annotated
 
 import typer
 
-from medinjection.config import ConfigError, load_build_config
+from medinjection.core.config import ConfigError, load_build_config
+from medinjection.core.console import fail
 
 ConfigArg = Annotated[
     str, typer.Argument(help="A build config YAML with a translate:/synthesize: section, or a bundled name.")
@@ -28,9 +29,9 @@ TasksOpt = Annotated[int, typer.Option(help="Datatrove tasks (rows are spread ov
 
 
 def _run(task: str, config: str, limit: int | None, dry_run: bool, output: Path | None, tasks: int) -> None:
+    from medinjection.core.layout import Layout
     from medinjection.dataset_builders import generate
     from medinjection.dataset_builders.generation.backends import GenerationStageError
-    from medinjection.dataset_builders.layout import Layout
     from medinjection.dataset_builders.sources import SourceUnavailable
 
     try:
@@ -39,8 +40,7 @@ def _run(task: str, config: str, limit: int | None, dry_run: bool, output: Path 
             raise ConfigError(f"config {config!r} has no {task}: section")
         generate.check_generation_sources(cfg)
     except (ConfigError, SourceUnavailable, KeyError) as err:
-        typer.secho(f"error: {str(err).strip(chr(39))}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(1) from None
+        fail(str(err).strip(chr(39)))
     folder = (output or Path(f"{cfg.output}-{task}")).resolve()
     layout = Layout(folder)
     if dry_run:
@@ -49,8 +49,7 @@ def _run(task: str, config: str, limit: int | None, dry_run: bool, output: Path 
     try:
         usage = generate.run_generation(cfg, task, folder, tasks=tasks, limit=limit)
     except GenerationStageError as err:
-        typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(1) from None
+        fail(str(err))
     typer.echo(f"{task}: wrote {generate.generated_dir(layout, task)}, rejects in {layout.rejects / task}")
     typer.echo(json.dumps(usage, sort_keys=True))
 

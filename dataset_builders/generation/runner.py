@@ -12,7 +12,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
-from medinjection.config import GenerationBackendConfig
+from medinjection.core.config import GenerationBackendConfig
 from medinjection.dataset_builders.generation.backends import (
     Backend,
     GenerationError,

@@ -22,13 +22,13 @@ from typing import Any
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 
-from medinjection.config import GenerationConfig, SourceSpec
+from medinjection.core.config import GenerationConfig, SourceSpec
+from medinjection.core.schema import RecordError, make_id
 from medinjection.dataset_builders.generation.backends import GenerationStageError, StageStopped
 from medinjection.dataset_builders.generation.cache import ResponseCache
 from medinjection.dataset_builders.generation.runner import Generator, Request
 from medinjection.dataset_builders.sources import get_adapter
 from medinjection.dataset_builders.steps.rejects import mark_rejected, reject_writer
-from medinjection.schema import RecordError, make_id
 
 
 @dataclass

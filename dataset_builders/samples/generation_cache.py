@@ -12,11 +12,11 @@ from pathlib import Path
 
 import yaml
 
-from medinjection.config import load_build_config
+from medinjection.core.config import load_build_config
+from medinjection.core.layout import Layout
 from medinjection.dataset_builders.generate import make_step
 from medinjection.dataset_builders.generation.backends import request_params
 from medinjection.dataset_builders.generation.cache import cache_key, input_hash
-from medinjection.dataset_builders.layout import Layout
 
 HERE = Path(__file__).resolve().parent
 

@@ -20,8 +20,8 @@ from typing import Any, ClassVar
 
 import orjson
 
-from medinjection.config import SourceSpec
-from medinjection.schema import RecordError, make_id, new_record
+from medinjection.core.config import SourceSpec
+from medinjection.core.schema import RecordError, make_id, new_record
 
 SPLIT_NAMES = {
     "train": "train",
@@ -129,7 +129,7 @@ class SourceAdapter(ABC):
         self.provenance_value = spec.provenance or self.provenance
         unknown = sorted(set(spec.options) - set(self.option_names))
         if unknown:
-            from medinjection.config import ConfigError
+            from medinjection.core.config import ConfigError
 
             raise ConfigError(
                 f"source {self.name!r}: unknown option(s) {unknown}; allowed: {sorted(self.option_names) or 'none'}"
@@ -275,6 +275,6 @@ class SourceAdapter(ABC):
 
 
 def lettered_options(texts: list[str] | tuple[str, ...]) -> list[dict[str, str]]:
-    from medinjection.schema import LETTERS
+    from medinjection.core.schema import LETTERS
 
     return [{"letter": LETTERS[i], "text": str(text)} for i, text in enumerate(texts)]

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from medinjection.core.schema import RecordError, format_letters
 from medinjection.dataset_builders.sources.base import RawRow, SourceAdapter
-from medinjection.schema import RecordError, format_letters
 
 TYPES = {"simple": "MCQU", "single": "MCQU", "multiple": "MCQ"}
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from medinjection.core.schema import COLUMNS, RecordError
 from medinjection.dataset_builders.sources.base import RawRow, SourceAdapter
-from medinjection.schema import COLUMNS, RecordError
 
 
 class GeneratedRecords(SourceAdapter):

@@ -20,7 +20,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from medinjection.config import SourceSpec
+from medinjection.core.config import SourceSpec
+from medinjection.core.schema import PROVENANCES, RELEASE_COLUMNS, TYPES, RecordError, format_letters
 from medinjection.dataset_builders.sources.base import (
     RawRow,
     SourceAdapter,
@@ -34,7 +35,6 @@ from medinjection.dataset_builders.sources.textparse import (
     parse_answer_letters,
     split_options,
 )
-from medinjection.schema import PROVENANCES, RELEASE_COLUMNS, TYPES, RecordError, format_letters
 
 SUBSETS = {
     "native": "MedInjection-FR/Native",

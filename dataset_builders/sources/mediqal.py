@@ -15,8 +15,8 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+from medinjection.core.schema import LETTERS, RecordError, format_letters
 from medinjection.dataset_builders.sources.base import RawRow, SourceAdapter, read_table, split_from_name
-from medinjection.schema import LETTERS, RecordError, format_letters
 
 TYPES = {"mcqu": "MCQU", "mcqm": "MCQ", "oeq": "OEQ"}
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from medinjection.core.schema import LETTERS, RecordError
 from medinjection.dataset_builders.sources.base import RawRow, SourceAdapter
-from medinjection.schema import LETTERS, RecordError
 
 
 class MedMCQA(SourceAdapter):

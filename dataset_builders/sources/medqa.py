@@ -13,9 +13,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from medinjection.core.schema import RecordError
 from medinjection.dataset_builders.sources.base import RawRow, SourceAdapter
 from medinjection.dataset_builders.sources.textparse import hashed_id, number_repeats
-from medinjection.schema import RecordError
 
 
 class MedQA(SourceAdapter):

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from medinjection.core.schema import LETTERS, RecordError, format_letters
 from medinjection.dataset_builders.sources.base import RawRow, SourceAdapter
 from medinjection.dataset_builders.sources.textparse import (
     first_present,
@@ -24,7 +25,6 @@ from medinjection.dataset_builders.sources.textparse import (
     parse_answer_letters,
     split_options,
 )
-from medinjection.schema import LETTERS, RecordError, format_letters
 
 QUESTION = ("question", "Question", "Enonce", "Énoncé", "enonce", "instruction", "input")
 ANSWER = ("correct_answers", "correct_answer", "Reponse", "Réponse", "reponse", "réponse", "answer", "output")

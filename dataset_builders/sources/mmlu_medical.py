@@ -20,9 +20,9 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+from medinjection.core.schema import LETTERS, RecordError
 from medinjection.dataset_builders.sources.base import RawRow, SourceAdapter, split_from_name
 from medinjection.dataset_builders.sources.textparse import hashed_id, number_repeats
-from medinjection.schema import LETTERS, RecordError
 
 COLUMNS = ("question", "A", "B", "C", "D", "answer")
 MEDICAL_SUBJECTS = (

@@ -24,8 +24,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from medinjection.core.schema import RecordError
 from medinjection.dataset_builders.sources.base import RawRow, SourceAdapter
-from medinjection.schema import RecordError
 
 DECISIONS = {"yes": "A", "no": "B", "maybe": "C"}
 YES_NO_OPTIONS = [{"letter": letter, "text": text} for text, letter in DECISIONS.items()]
@@ -51,7 +51,7 @@ class PubMedQA(SourceAdapter):
     def variants(self) -> tuple[str, ...]:
         value = str(self.spec.options.get("format", "oeq"))
         if value not in FORMATS:
-            from medinjection.config import ConfigError
+            from medinjection.core.config import ConfigError
 
             raise ConfigError(f"source {self.name!r}: option format={value!r}; allowed: {sorted(FORMATS)}")
         return FORMATS[value]

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from medinjection.core.schema import RecordError
 from medinjection.dataset_builders.sources.base import RawRow, SourceAdapter
-from medinjection.schema import RecordError
 
 
 class SeedTexts(SourceAdapter):

@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from medinjection.schema import LETTERS, RecordError
+from medinjection.core.schema import LETTERS, RecordError
 
 if TYPE_CHECKING:
     from medinjection.dataset_builders.sources.base import RawRow

@@ -41,7 +41,8 @@ from datatrove.io import DataFolderLike, get_datafolder
 from datatrove.pipeline.base import PipelineStep
 from xxhash import xxh64_intdigest
 
-from medinjection.dataset_builders.layout import EVAL_SETS_FILE
+from medinjection.core.layout import EVAL_SETS_FILE
+from medinjection.core.schema import RecordError
 from medinjection.dataset_builders.sources import SourceUnavailable, get_adapter
 from medinjection.dataset_builders.steps.exact_dedup import DECISIONS_FILE
 from medinjection.dataset_builders.steps.minhash_text import (
@@ -54,7 +55,6 @@ from medinjection.dataset_builders.steps.minhash_text import (
 from medinjection.dataset_builders.steps.normalize import normalize_record
 from medinjection.dataset_builders.steps.reader import hashed_split
 from medinjection.dataset_builders.steps.rejects import RecordFilter
-from medinjection.schema import RecordError
 
 INDEX_FILE = "index.npz"
 ITEMS_FILE = "eval_items.jsonl"

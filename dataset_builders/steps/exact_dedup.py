@@ -25,8 +25,8 @@ from datatrove.data import Document, DocumentsPipeline
 from datatrove.io import DataFolderLike, get_datafolder
 from datatrove.pipeline.base import PipelineStep
 
+from medinjection.core.schema import format_letters
 from medinjection.dataset_builders.steps.rejects import RecordFilter
-from medinjection.schema import format_letters
 
 SPLIT_PRIORITY = {"test": 0, "validation": 1, "train": 2}
 DECISIONS_FILE = "decisions.jsonl"

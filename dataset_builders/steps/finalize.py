@@ -17,7 +17,7 @@ from pathlib import Path
 from datatrove.data import DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 
-from medinjection.dataset_builders.layout import Layout, shard_chat_version
+from medinjection.core.layout import Layout, shard_chat_version
 
 
 class BuildIntegrityError(RuntimeError):

@@ -14,10 +14,10 @@ from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 from tqdm import tqdm
 
-from medinjection.config import SourceSpec, SplitConfig
+from medinjection.core.config import SourceSpec, SplitConfig
+from medinjection.core.schema import RecordError
 from medinjection.dataset_builders.sources import get_adapter
 from medinjection.dataset_builders.steps.rejects import mark_rejected, reject_writer
-from medinjection.schema import RecordError
 
 
 def hashed_split(record_id: str, split: SplitConfig, seed: int) -> str:
@@ -98,7 +98,7 @@ class SourceReader(PipelineStep):
                 if isinstance(raw.row, dict)
                 else str(index)
             )
-            from medinjection.schema import make_id
+            from medinjection.core.schema import make_id
 
             doc = Document(text="", id=make_id(adapter.name, f"{raw.location}#{source_id}"))
             doc.metadata.update(

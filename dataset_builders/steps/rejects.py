@@ -13,7 +13,7 @@ from datatrove.data import Document
 from datatrove.pipeline.filters.base_filter import BaseFilter
 from datatrove.pipeline.writers.jsonl import JsonlWriter
 
-from medinjection.schema import COLUMNS
+from medinjection.core.schema import COLUMNS
 
 REJECT_FIELDS = ("step", "reason", "detail", "kept_id")
 

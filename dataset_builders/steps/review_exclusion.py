@@ -13,7 +13,7 @@ from pathlib import Path
 
 from datatrove.data import Document
 
-from medinjection.config import ConfigError
+from medinjection.core.config import ConfigError
 from medinjection.dataset_builders.steps.rejects import RecordFilter
 
 

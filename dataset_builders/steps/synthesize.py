@@ -8,7 +8,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from medinjection.config import SourceSpec, SynthesizeConfig
+from medinjection.core.config import SourceSpec, SynthesizeConfig
+from medinjection.core.schema import LETTERS, RecordError, format_letters, new_record, validate_record
 from medinjection.dataset_builders.generation.checks import (
     check_synthetic,
     copy_of_seed,
@@ -19,7 +20,6 @@ from medinjection.dataset_builders.generation.prompts import render
 from medinjection.dataset_builders.generation.runner import Request
 from medinjection.dataset_builders.generation.step import Job, LLMStep
 from medinjection.dataset_builders.steps.language import language_probabilities, language_text, load_backend
-from medinjection.schema import LETTERS, RecordError, format_letters, new_record, validate_record
 
 SEED_KINDS = {"clinical_case": "cas clinique", "abstract": "résumé d'article"}
 

@@ -10,13 +10,13 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from medinjection.config import SourceSpec, TranslateConfig
+from medinjection.core.config import SourceSpec, TranslateConfig
+from medinjection.core.schema import RecordError, validate_record
 from medinjection.dataset_builders.generation.checks import check_translation, parse_json_object
 from medinjection.dataset_builders.generation.prompts import render
 from medinjection.dataset_builders.generation.runner import Request
 from medinjection.dataset_builders.generation.step import Job, LLMStep
 from medinjection.dataset_builders.steps.language import language_probabilities, language_text, load_backend
-from medinjection.schema import RecordError, validate_record
 
 ITEM_KEYS = ("type", "instruction", "context", "options", "correct_letters", "answer")
 

@@ -1,11 +1,11 @@
-"""Schema validation: every record goes through ``medinjection.schema.validate_record``."""
+"""Schema validation: every record goes through ``medinjection.core.schema.validate_record``."""
 
 from __future__ import annotations
 
 from datatrove.data import Document
 
+from medinjection.core.schema import RecordError, validate_record
 from medinjection.dataset_builders.steps.rejects import RecordFilter
-from medinjection.schema import RecordError, validate_record
 
 
 class SchemaValidator(RecordFilter):

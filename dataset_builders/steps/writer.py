@@ -9,9 +9,9 @@ from __future__ import annotations
 from datatrove.data import Document
 from datatrove.pipeline.writers.parquet import ParquetWriter
 
-from medinjection.chat import DEFAULT_CHAT_VERSION, load_chat_template, to_messages
-from medinjection.dataset_builders.layout import WRITER_FILENAME, shard_schema
-from medinjection.schema import COLUMNS
+from medinjection.core.chat import DEFAULT_CHAT_VERSION, load_chat_template, to_messages
+from medinjection.core.layout import WRITER_FILENAME, shard_schema
+from medinjection.core.schema import COLUMNS
 
 
 def record_adapter(_writer, doc: Document, chat_version: str = DEFAULT_CHAT_VERSION) -> dict:

@@ -22,7 +22,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import ValidationError, model_validator
 
-from medinjection.config import MUTABLE_REVISIONS, SourceSpec, StrictModel
+from medinjection.core.config import MUTABLE_REVISIONS, SourceSpec, StrictModel
 
 BENCHMARK_DIR = "benchmarks"
 

@@ -7,10 +7,7 @@ from typing import Annotated
 
 import typer
 
-
-def _fail(message: str) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(1)
+from medinjection.core.console import fail as _fail
 
 
 def list_benchmarks() -> None:
@@ -143,15 +140,15 @@ def evaluate_command(
         return
     if model is None:
         _fail("--model is required (a Hub id or a local folder)")
+    from medinjection.core.outputs import OutputError
+    from medinjection.core.runs import RunError
     from medinjection.evaluation.benchmarks import BenchmarkError
     from medinjection.evaluation.items import ItemError
     from medinjection.evaluation.judge import JudgeError
     from medinjection.evaluation.models import ModelLoadError
     from medinjection.evaluation.open_ended import task_options as oeq_task_options
-    from medinjection.evaluation.outputs import OutputError
     from medinjection.evaluation.runner import EvalSettings, EvaluationError, evaluate
     from medinjection.evaluation.vllm_backend import BackendUnavailable
-    from medinjection.runs import RunError
 
     try:
         oeq_options = oeq_task_options(

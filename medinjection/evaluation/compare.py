@@ -25,8 +25,7 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any
 
-from medinjection.evaluation import stats
-from medinjection.evaluation.outputs import (
+from medinjection.core.outputs import (
     BASE_TAG,
     COMPARISONS,
     read_json,
@@ -35,7 +34,8 @@ from medinjection.evaluation.outputs import (
     write_json,
     write_run_copy,
 )
-from medinjection.runs import PREDICTIONS, SUMMARY
+from medinjection.core.runs import PREDICTIONS, SUMMARY
+from medinjection.evaluation import stats
 
 ALPHA = 0.05
 AGGREGATES = ("_aggregate_micro", "_aggregate_macro")

@@ -6,7 +6,7 @@ Two ways in, one item shape out:
   build with the chat format of its ``mixes.json``); the prompt is those messages without the
   assistant turn;
 - a benchmark read through a source adapter: each row goes through the build's own mapping,
-  normalisation and validation, then ``medinjection.chat.to_messages`` with the benchmark's chat
+  normalisation and validation, then ``medinjection.core.chat.to_messages`` with the benchmark's chat
   version, so a benchmark item is prompted exactly like a test item of a built folder.
 
 A row an adapter cannot map fails the run, naming the row, unless the caller lets bad rows through
@@ -162,10 +162,10 @@ def _keep_split(spec, split: str) -> bool:
 
 
 def _items_from_source(spec) -> ItemSet:
-    from medinjection.chat import to_messages
+    from medinjection.core.chat import to_messages
+    from medinjection.core.schema import RecordError, validate_record
     from medinjection.dataset_builders.sources import get_adapter
     from medinjection.dataset_builders.steps.normalize import normalize_record
-    from medinjection.schema import RecordError, validate_record
 
     adapter = get_adapter(spec.source.adapter)(spec.source)
     adapter.check_available()
@@ -215,23 +215,20 @@ def _items_from_dataset(spec) -> ItemSet:
 
 
 def _dataset_rows(root: Path, config: str, split: str) -> list[dict[str, Any]]:
+    """The rows of one split of a built folder's config, read through ``Layout`` (its format's owner)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from medinjection.core.layout import Layout, LayoutError
+
     if not root.is_dir():
         raise ItemError(f"{root}: no dataset folder (for a Hub repo give its id with a pinned --revision)")
-    folder = root / "data" / config
-    if not folder.is_dir():
-        known = (
-            sorted(p.name for p in (root / "data").iterdir() if p.is_dir())
-            if (root / "data").is_dir()
-            else []
-        )
-        raise ItemError(f"{root}: no config {config!r} (data/{config}/ missing; configs: {known})")
-    files = sorted(folder.glob(f"{split}-*.parquet")) if split != "all" else sorted(folder.glob("*.parquet"))
+    try:
+        files = Layout(root).split_paths(config, split)
+    except LayoutError as err:
+        raise ItemError(str(err)) from None
     if not files:
-        found = sorted({p.name.split("-", 1)[0] for p in folder.glob("*.parquet")})
-        raise ItemError(f"{folder}: no {split}-*.parquet file (splits here: {found})")
+        raise ItemError(f"{root}: config {config!r} has no {split} file")
     rows: list[dict[str, Any]] = []
     for path in files:
         try:
@@ -243,9 +240,10 @@ def _dataset_rows(root: Path, config: str, split: str) -> list[dict[str, Any]]:
 
 def dataset_chat_version(root: Path) -> str | None:
     """``chat_version`` of a built folder's ``mixes.json`` (None when it does not say)."""
-    from medinjection.evaluation.outputs import read_json
+    from medinjection.core.layout import Layout, LayoutError
 
-    path = Path(root) / "mixes.json"
-    if not path.is_file():
-        return None
-    return read_json(path, ItemError).get("chat_version")
+    try:
+        manifest = Layout(root).mixes_manifest()
+    except LayoutError as err:
+        raise ItemError(str(err)) from None
+    return None if manifest is None else manifest.get("chat_version")

@@ -27,7 +27,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from medinjection.config import GenerationBackendConfig
+from medinjection.core.config import GenerationBackendConfig
 
 DEFAULT_PROMPTS = ("binary-v1", "graded-v1")
 JUDGE_CACHE = "judge-cache.sqlite"

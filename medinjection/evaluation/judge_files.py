@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from medinjection.core.runs import PREDICTIONS, SUMMARY
 from medinjection.evaluation.judge import JUDGE_CACHE, STATUSES, JudgeError, JudgeSettings
-from medinjection.runs import PREDICTIONS, SUMMARY
 
 
 @dataclass
@@ -38,7 +38,7 @@ def output_root(path: Path) -> Path:
 
 def judged_folders(path: Path) -> list[Path]:
     """The ``<tag>/<bench>`` folders to judge: the file's own, or every scored one under a folder."""
-    from medinjection.evaluation.outputs import scored_outputs
+    from medinjection.core.outputs import scored_outputs
 
     path = Path(path)
     if path.is_file():
@@ -55,8 +55,8 @@ def judged_folders(path: Path) -> list[Path]:
 
 def judge_folder(folder: Path, settings: JudgeSettings) -> Judged | None:
     """Judge one output folder in place; ``None`` when it holds no open-ended rows."""
+    from medinjection.core.outputs import read_json, read_predictions, write_json, write_predictions
     from medinjection.evaluation.open_ended import JUDGE_METRICS, add_judgments
-    from medinjection.evaluation.outputs import read_json, read_predictions, write_json, write_predictions
     from medinjection.evaluation.runner import resummarize
 
     rows = read_predictions(folder / PREDICTIONS)
@@ -78,8 +78,8 @@ def judge_folder(folder: Path, settings: JudgeSettings) -> Judged | None:
 
 def judge_outputs(path: Path, settings: JudgeSettings, log: Callable[[str], None] = print) -> list[Judged]:
     """Judge every output folder of ``path``, then refresh the aggregates and the comparisons."""
+    from medinjection.core.outputs import read_json
     from medinjection.evaluation.compare import update_comparisons
-    from medinjection.evaluation.outputs import read_json
     from medinjection.evaluation.runner import write_aggregate
     from medinjection.evaluation.stats import RESAMPLES, SEED
 

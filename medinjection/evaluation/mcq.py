@@ -97,7 +97,7 @@ def score_items_reference(
     engine: Engine, items: Sequence[EvalItem], letters_only: bool = True
 ) -> list[dict[str, Any]]:
     """The same rows from the authors' per-item loop (``--engine reference``: slow, for checking)."""
-    from medinjection.evaluation.reference import reference_predictions
+    from medinjection.evaluation.authors_loop import reference_predictions
 
     texts = reference_predictions(engine.model, engine.tokenizer, items, letters_only)
     return [

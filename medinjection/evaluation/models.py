@@ -13,8 +13,8 @@
   largest first-step logit difference is recorded. What was scored is still identified by the
   adapter files' hash.
 - vLLM (``backend="vllm"``) needs merged weights (it cannot load DoRA adapters): see ``vllm_backend``.
-- ``base_identity``: which Hub model and commit the base is, as a training manifest records its base
-  (``medinjection.training.provenance.base_model``), so that a summary can be matched to an adapter.
+- Which Hub model and commit the base is: ``medinjection.models.identity.base_identity``, as a training
+  manifest records its base, so that a summary can be matched to an adapter.
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ MERGE_CHECK_OEQ_ITEMS = 4
 """Open-ended check items of a merge (each a short greedy generation)."""
 MERGE_CHECK_OEQ_TOKENS = 32
 """Tokens generated per open-ended check item."""
-UNKNOWN_BASE = "unknown (a local folder with no medinjection-model.json marker and no Hub cache path)"
 
 
 class ModelLoadError(RuntimeError):
@@ -73,39 +72,6 @@ def resolve_dtype(dtype: str, device: str):
     return getattr(torch, dtype)
 
 
-def base_identity(model: str, revision: str | None) -> dict[str, str | None]:
-    """``{"hub_id", "revision", "source"}``: the Hub model and commit that ``model`` is.
-
-    The Hub id as the training manifest records a base (``provenance.base_model``): a Hub id itself;
-    the marker of a model made on the fly (``medinjection.tiny``: no revision, it is not on the Hub);
-    the ``models--ORG--NAME/snapshots/SHA`` path of a Hub cache copy. The revision is the commit
-    transformers resolves (the snapshot folder it reads ``config.json`` from) when it can tell, else
-    ``revision`` as given. A local folder that says none of this gives ``None`` for both.
-    """
-    from medinjection.training.provenance import BaseModelError, base_model
-
-    try:
-        found = base_model(model, revision, None)
-    except BaseModelError:
-        return {"hub_id": None, "revision": None, "source": UNKNOWN_BASE}
-    resolved = found["revision"]
-    if not Path(model).expanduser().is_dir():
-        resolved = resolved_commit(model, revision) or resolved
-    return {"hub_id": found["hub_id"], "revision": resolved, "source": found["source"]}
-
-
-def resolved_commit(model: str, revision: str | None) -> str | None:
-    """The commit of a Hub model at ``revision`` (a branch, tag or sha), read from the cache path of
-    its ``config.json`` (downloaded if needed, as loading it does); ``None`` when it cannot tell."""
-    from transformers.utils import cached_file, extract_commit_hash
-
-    try:
-        path = cached_file(model, "config.json", revision=revision)
-    except (OSError, ValueError):  # offline without a cached copy, a gated repo: not known
-        return None
-    return extract_commit_hash(path, None)
-
-
 def backend_info(settings: ModelSettings, device: str) -> dict[str, Any]:
     """What the summary's ``backend`` says about the base weights (without loading them)."""
     return {
@@ -139,8 +105,8 @@ def load_base(settings: ModelSettings):
 
 def adapter_info(adapter_dir: Path) -> dict[str, Any]:
     """What the summary says about an adapter: its folder, files' hash, PEFT type, base, DoRA."""
-    from medinjection.evaluation.outputs import read_json
-    from medinjection.runs import RunLayout
+    from medinjection.core.outputs import read_json
+    from medinjection.core.runs import RunLayout
 
     layout = RunLayout(adapter_dir)
     layout.require_adapter()

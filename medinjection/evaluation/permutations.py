@@ -16,7 +16,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import replace
 
-from medinjection.chat import to_messages
+from medinjection.core.chat import to_messages
 from medinjection.evaluation.items import EvalItem, ItemError, prompt_messages
 
 

@@ -12,6 +12,9 @@ from typing import Any
 
 import numpy as np
 
+from medinjection.evaluation.calibration import answer_length, join
+from medinjection.evaluation.report_data import display_name, mc_benchmarks, perm_benchmarks
+
 DPI = 100
 JITTER_SEED = 0
 
@@ -56,9 +59,8 @@ def grouped_bars(ax, groups: list[str], series: dict[str, list[tuple[float, floa
 
 
 def em_by_mix(builder, path: Path) -> Path | None:
-    from medinjection.evaluation.report import _mc_benchmarks, display_name
 
-    benchmarks = _mc_benchmarks(builder.outputs)
+    benchmarks = mc_benchmarks(builder.outputs)
     if not benchmarks:
         return None
     has_aggregate = any(builder.aggregate(t, "em_constrained_macro") for t in builder.tags)
@@ -80,9 +82,8 @@ def em_by_mix(builder, path: Path) -> Path | None:
 
 
 def position_bias(builder, path: Path) -> Path | None:
-    from medinjection.evaluation.report import _perm_benchmarks, display_name
 
-    benchmarks = _perm_benchmarks(builder.outputs)
+    benchmarks = perm_benchmarks(builder.outputs)
     if not benchmarks:
         return None
     plt = _pyplot()
@@ -127,8 +128,6 @@ def judge_vs_human(calibration: dict | None, joined: list[dict], path: Path) -> 
 
 
 def judge_vs_length(predictions: dict[str, list[dict]], path: Path) -> Path | None:
-    from medinjection.evaluation.calibration import answer_length
-    from medinjection.evaluation.report import display_name
 
     judges = [
         s
@@ -174,7 +173,6 @@ def write_plots(
     output: Path,
 ) -> dict[str, Path]:
     """Every plot the data allows, by title; plots without data are left out."""
-    from medinjection.evaluation.calibration import join
 
     made: dict[str, Any] = {
         "Constrained EM by mix and benchmark": em_by_mix(builder, output / "em_by_mix.png"),

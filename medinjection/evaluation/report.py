@@ -23,117 +23,29 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from medinjection.evaluation.outputs import read_json, scored_outputs
-from medinjection.evaluation.stats import RESAMPLES, SEED, benjamini_hochberg, compare_paired, verdict
-
-PAPER_MIXES = ("nat", "trad", "syn", "nat_trad", "nat_syn", "trad_syn", "all")
-BASE = "base"
-MARKS = {"better": "▲", "worse": "▼", "no difference": "="}
-OEQ_COLUMNS = (
-    ("bleu", "BLEU"),
-    ("bleu_sentence", "BLEU (sent.)"),
-    ("rouge2", "ROUGE-2"),
-    ("meteor", "METEOR"),
-    ("bertscore_f1", "BERTScore-F1"),
-    ("judge_binary", "Judge 0/1"),
-    ("judge_graded", "Judge 1-5"),
+from medinjection.evaluation.report_data import (  # noqa: F401  (re-exported for the command and the tests)
+    BASE,
+    BINARY_METRICS,
+    MARKS,
+    OEQ_COLUMNS,
+    PAPER_MIXES,
+    RAW_METRICS,
+    Output,
+    ReportError,
+    display_name,
+    mc_benchmarks,
+    model_order,
+    oeq_benchmarks,
+    perm_benchmarks,
+    read_optional_json,
+    read_outputs,
+    read_ratings,
 )
-# How a metric is printed: "pct" = fraction x 100, "raw" = as is (BLEU 0-100, judge grade 1-5).
-RAW_METRICS = {"bleu", "bleu_sentence", "judge_graded"}
-BINARY_METRICS = {"judge_binary"}
-
-
-class ReportError(ValueError):
-    pass
-
-
-@dataclass
-class Output:
-    tag: str
-    benchmark: str
-    summary: dict[str, Any]
-    predictions: Path
-    _rows: list[dict[str, Any]] | None = field(default=None, repr=False)
-
-    def rows(self) -> list[dict[str, Any]]:
-        if self._rows is None:
-            from medinjection.evaluation.outputs import read_predictions
-
-            self._rows = read_predictions(self.predictions) if self.predictions.is_file() else []
-        return self._rows
-
-    def metric(self, name: str) -> dict[str, Any] | None:
-        return (self.summary.get("metrics") or {}).get(name)
-
-
-def model_order(tags: set[str]) -> list[str]:
-    """base first, then the paper's mixes in its order, then any other tag by name."""
-    known = [t for t in (BASE, *PAPER_MIXES) if t in tags]
-    return known + sorted(tags - set(known))
-
-
-def display_name(tag: str) -> str:
-    return "Base" if tag == BASE else tag.upper().replace("_", "-") if tag in PAPER_MIXES else tag
-
-
-def read_outputs(root: str | Path) -> list[Output]:
-    """Every scored ``<model_tag>/<benchmark>/`` under ``root`` (``outputs.scored_outputs``), sorted."""
-    root = Path(root)
-    if not root.is_dir():
-        raise ReportError(f"{root}: no such folder (give the --output folder of `medinjection evaluate`)")
-    outputs = []
-    for tag, benches in sorted(scored_outputs(root).items()):
-        for _, folder in sorted(benches.items()):
-            path = folder / "summary.json"
-            summary = read_json(path, ReportError)
-            for key in ("benchmark", "metrics"):
-                if key not in summary:
-                    raise ReportError(f"{path}: no {key!r} (not an evaluation summary)")
-            outputs.append(
-                Output(
-                    summary.get("model_tag") or tag,
-                    summary["benchmark"],
-                    summary,
-                    folder / "predictions.parquet",
-                )
-            )
-    if not outputs:
-        raise ReportError(
-            f"{root}: no <model_tag>/<benchmark>/summary.json with its predictions.parquet "
-            "(run `medinjection evaluate` first)"
-        )
-    return outputs
-
-
-def read_optional_json(path: Path) -> dict[str, Any] | None:
-    """An optional JSON file of the output folder (``None`` when absent; a corrupt one is an error)."""
-    return read_json(path, ReportError) if path.is_file() else None
-
-
-def read_ratings(path: str | Path) -> list[dict[str, Any]]:
-    path = Path(path)
-    if not path.is_file():
-        raise ReportError(f"{path}: no such ratings table (`medinjection quality ratings pull` writes it)")
-    if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        return pq.read_table(path).to_pylist()
-    if path.suffix == ".jsonl":
-        rows = []
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as err:
-                raise ReportError(f"{path}, line {number}: not valid JSON ({err})") from None
-        return rows
-    raise ReportError(f"{path}: a ratings table is .parquet or .jsonl")
-
+from medinjection.evaluation.stats import RESAMPLES, SEED, benjamini_hochberg, compare_paired, verdict
 
 # --- formatting -------------------------------------------------------------------------------
 
@@ -277,18 +189,6 @@ class Report:
     figures: dict[str, Path]
 
 
-def _mc_benchmarks(outputs: list[Output]) -> list[str]:
-    return sorted({o.benchmark for o in outputs if o.metric("em_constrained")})
-
-
-def _oeq_benchmarks(outputs: list[Output]) -> list[str]:
-    return sorted({o.benchmark for o in outputs if o.metric("rouge2") or o.metric("bleu")})
-
-
-def _perm_benchmarks(outputs: list[Output]) -> list[str]:
-    return sorted({o.benchmark for o in outputs if o.metric("em_constrained_perm")})
-
-
 class _Builder:
     def __init__(self, root: Path, outputs: list[Output], resamples: int, seed: int):
         self.root, self.outputs = root, outputs
@@ -355,7 +255,7 @@ class _Builder:
 
     def mc_table(self, metric: str, title: str, with_aggregate: bool) -> str:
         benchmarks = [
-            b for b in _mc_benchmarks(self.outputs) if any(self.entry(t, b, metric) for t in self.tags)
+            b for b in mc_benchmarks(self.outputs) if any(self.entry(t, b, metric) for t in self.tags)
         ]
         if not benchmarks:
             return ""
@@ -376,7 +276,7 @@ class _Builder:
         return f"### {title}\n\n" + table(header, rows) + "\n"
 
     def position_bias(self) -> str:
-        benchmarks = _perm_benchmarks(self.outputs)
+        benchmarks = perm_benchmarks(self.outputs)
         if not benchmarks:
             return "## Position bias\n\nNo permuted runs (`medinjection evaluate --permutations K`).\n"
         rows = []
@@ -408,7 +308,7 @@ class _Builder:
         )
 
     def oeq(self) -> str:
-        benchmarks = _oeq_benchmarks(self.outputs)
+        benchmarks = oeq_benchmarks(self.outputs)
         if not benchmarks:
             return "## Open-ended answers\n\nNo open-ended benchmark in these outputs.\n"
         parts = [
@@ -564,10 +464,10 @@ def build_report(
     root, output = Path(root), Path(output)
     outputs = read_outputs(root)
     builder = _Builder(root, outputs, resamples, seed)
-    mc = _mc_benchmarks(outputs)
+    mc = mc_benchmarks(outputs)
     builder.want_all(mc, ["em_constrained", "em_greedy", "hamming_constrained", "hamming_greedy"])
-    builder.want_all(_perm_benchmarks(outputs), ["em_constrained_perm", "em_constrained_robust"])
-    builder.want_all(_oeq_benchmarks(outputs), [m for m, _ in OEQ_COLUMNS])
+    builder.want_all(perm_benchmarks(outputs), ["em_constrained_perm", "em_constrained_robust"])
+    builder.want_all(oeq_benchmarks(outputs), [m for m, _ in OEQ_COLUMNS])
     builder.comparisons.compute()
 
     rated = read_ratings(ratings) if ratings else None

@@ -13,6 +13,8 @@ from typing import Annotated
 
 import typer
 
+from medinjection.core.console import fail as _fail
+
 JudgeModel = Annotated[
     str,
     typer.Option(
@@ -43,11 +45,6 @@ JudgeMaxTokens = Annotated[
     typer.Option("--max-tokens", help="New tokens of a verdict (default: the prompt's, 1 as in the paper)."),
 ]
 JudgeConcurrency = Annotated[int, typer.Option("--concurrency", help="Requests in flight (openai backend).")]
-
-
-def _fail(message: str) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(1)
 
 
 def judge_command(
@@ -107,8 +104,8 @@ def report_command(
     seed: Annotated[int, typer.Option(help="Seed of the report's bootstraps and tests.")] = 0,
 ) -> None:
     """The paper's comparison tables and plots from evaluation outputs (same inputs, same bytes)."""
+    from medinjection.core.outputs import OutputError
     from medinjection.evaluation.calibration import CalibrationError
-    from medinjection.evaluation.outputs import OutputError
     from medinjection.evaluation.report import ReportError, build_report
 
     try:

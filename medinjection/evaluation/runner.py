@@ -25,17 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from medinjection.evaluation import stats, summary
-from medinjection.evaluation.benchmarks import BenchmarkSpec, dataset_benchmark, load_benchmark
-from medinjection.evaluation.compare import update_comparisons
-from medinjection.evaluation.items import (
-    EvalItem,
-    ItemError,
-    dataset_chat_version,
-    items_sha256,
-    load_items,
-)
-from medinjection.evaluation.outputs import (
+from medinjection.core.outputs import (
     AGGREGATE,
     BASE_TAG,
     REJECTED,
@@ -50,9 +40,19 @@ from medinjection.evaluation.outputs import (
     write_rejected,
     write_run_copy,
 )
+from medinjection.core.runs import PREDICTIONS, SUMMARY, find_runs
+from medinjection.evaluation import stats, summary
+from medinjection.evaluation.benchmarks import BenchmarkSpec, dataset_benchmark, load_benchmark
+from medinjection.evaluation.compare import update_comparisons
+from medinjection.evaluation.items import (
+    EvalItem,
+    ItemError,
+    dataset_chat_version,
+    items_sha256,
+    load_items,
+)
 from medinjection.evaluation.permutations import permuted_items
 from medinjection.evaluation.tasks import ScoringContext, TaskKind, route
-from medinjection.runs import PREDICTIONS, SUMMARY, find_runs
 
 BACKENDS = ("transformers", "vllm")
 ENGINES = ("batched", "reference")
@@ -291,9 +291,9 @@ class _Loader:
 
     @property
     def identity(self) -> dict[str, str | None]:
-        """``{"hub_id", "revision", "source"}`` of the base (``models.base_identity``), found once."""
+        """``{"hub_id", "revision", "source"}`` of the base (``medinjection.models.identity.base_identity``), found once."""
         if self._identity is None:
-            from medinjection.evaluation.models import base_identity
+            from medinjection.models.identity import base_identity
 
             self._identity = base_identity(self.settings.model, self.settings.revision)
         return self._identity
@@ -696,10 +696,10 @@ EVALUATION_PACKAGES = ("sacrebleu", "rouge_score", "nltk", "bert_score", "scipy"
 
 
 def _versions() -> dict[str, str | None]:
-    """``provenance.package_versions()`` (what a training manifest records) and the metric packages."""
+    """``environment.package_versions()`` (what a training manifest records) and the metric packages."""
     from importlib import metadata
 
-    from medinjection.training.provenance import package_versions
+    from medinjection.core.environment import package_versions
 
     found = package_versions()
     listed = {name.replace("-", "_").lower() for name in found}

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import typer
 
+from medinjection.core.console import fail
+
 TRAIN_COMMAND = {
     "context_settings": {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []},
     "add_help_option": False,
@@ -30,10 +32,9 @@ def train_command(ctx: typer.Context) -> None:
     try:
         script_args, training_args, model_args = parse_args(args, prog="medinjection train")
     except ValueError as err:
-        typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(2) from None
+        fail(str(err), 2)
+    from medinjection.models.identity import BaseModelError
     from medinjection.training.data import DataError
-    from medinjection.training.provenance import BaseModelError
     from medinjection.training.recipe_files import RecipeError
     from medinjection.training.resume import ResumeError
     from medinjection.training.run import TrainError, train
@@ -41,8 +42,7 @@ def train_command(ctx: typer.Context) -> None:
     try:
         layout = train(script_args, training_args, model_args, argv=["medinjection", "train", *args])
     except (DataError, BaseModelError, RecipeError, ResumeError, TrainError) as err:
-        typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(1) from None
+        fail(str(err))
     manifest = layout.manifest()
     val = (manifest["metrics"].get("validation") or {}).get("eval_loss")
     typer.echo(

@@ -15,13 +15,14 @@ before and after is recorded).
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-MIXES_FILE = "mixes.json"
+from medinjection.core.files import sha256_file
+from medinjection.core.layout import MIXES_FILE, Layout, LayoutError, read_mixes_file
+
 _HUB_REVISION = re.compile(r"^hf://datasets/[^@]+@([0-9a-f]{40})/")
 
 
@@ -34,14 +35,6 @@ class TrainingData:
     train: Any  # datasets.Dataset
     eval: Any | None
     info: dict[str, Any] = field(default_factory=dict)
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def resolved_hub_revision(data_files: dict[str, list[str]]) -> str | None:
@@ -69,21 +62,12 @@ def _digest(files: dict[str, str]) -> str:
     return digest.hexdigest()
 
 
-def _read_json(path: Path, what: str) -> Any:
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise DataError(
-            f"{path}: {what} is not valid JSON ({err}); rebuild it with `medinjection mix`"
-        ) from None
-
-
 def read_mixes_manifest(name: str, revision: str | None, local: bool) -> dict[str, Any] | None:
-    """``mixes.json`` of the dataset (None when the folder or repo has none); a corrupt one fails, naming it."""
-    if local:
-        path = Path(name) / MIXES_FILE
-        manifest = _read_json(path, MIXES_FILE) if path.is_file() else None
-    else:
+    """``mixes.json`` of the dataset (None when the folder or repo has none), read by its owner
+    (``medinjection.core.layout``); a corrupt one fails, naming it."""
+    try:
+        if local:
+            return Layout(name).mixes_manifest()
         from huggingface_hub import hf_hub_download
         from huggingface_hub.errors import EntryNotFoundError
 
@@ -91,10 +75,9 @@ def read_mixes_manifest(name: str, revision: str | None, local: bool) -> dict[st
             path = hf_hub_download(name, MIXES_FILE, repo_type="dataset", revision=revision)
         except EntryNotFoundError:
             return None
-        manifest = _read_json(Path(path), f"{MIXES_FILE} of {name}@{revision or 'main'}")
-    if manifest is not None and not isinstance(manifest, dict):
-        raise DataError(f"{path}: {MIXES_FILE} must be a JSON object, got {type(manifest).__name__}")
-    return manifest
+        return read_mixes_file(path)
+    except LayoutError as err:
+        raise DataError(f"{err}; rebuild it with `medinjection mix`") from None
 
 
 def recognise_chat_version(dataset, sample: int = 50) -> tuple[str | None, dict[str, str]]:
@@ -105,7 +88,7 @@ def recognise_chat_version(dataset, sample: int = 50) -> tuple[str | None, dict[
     """
     from importlib import resources
 
-    from medinjection.chat import to_messages
+    from medinjection.core.chat import to_messages
 
     folder = resources.files("medinjection") / "prompts" / "chat"
     versions = sorted(p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml"))
@@ -225,6 +208,7 @@ def load_training_data(
             "provenance_counts": dict(sorted(_counts(train, "provenance").items())),
             "from_mixes_json": mix_info is not None,
             "mixes_json_seed": (mixes or {}).get("seed"),
+            "entry": mix_info,  # the mix's mixes.json entry, as it is
         },
         "chat_version": chat_version,
         "chat_version_source": chat_source,

@@ -14,11 +14,12 @@ from __future__ import annotations
 import json
 import math
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
-from medinjection.runs import RunLayout
-from medinjection.training import provenance
-from medinjection.training.atomic import write_text_atomic
+from medinjection.core import environment
+from medinjection.core.files import sha256_file, write_text_atomic
+from medinjection.core.runs import RunLayout
 
 FORMAT = 1
 LOSS_LABELS = {
@@ -83,7 +84,7 @@ def build_manifest(
         "mix": mix,
         "chat_version": data.get("chat_version"),
         "chat_version_source": data.get("chat_version_source"),
-        "recipe": provenance.recipe(script_args.get("recipe_file")),
+        "recipe": recipe(script_args.get("recipe_file")),
         "command": argv,
         "options": {
             k: script_args[k]
@@ -119,12 +120,18 @@ def build_manifest(
             "base_model_name_or_path": base["hub_id"],
         },
         "metrics": metrics,
-        "code": provenance.git_state(),
-        "versions": provenance.package_versions(),
-        "hardware": provenance.hardware(world_size),
+        "code": environment.git_state(),
+        "versions": environment.package_versions(),
+        "hardware": environment.hardware(world_size),
     }
 
 
 def write_manifest(layout: RunLayout, manifest: dict[str, Any]) -> None:
     text = json.dumps(manifest, indent=2, ensure_ascii=False, sort_keys=False, default=str) + "\n"
     write_text_atomic(layout.manifest_path, text)
+
+
+def recipe(recipe_file: str | None) -> dict[str, Any] | None:
+    if not recipe_file:
+        return None
+    return {"path": str(recipe_file), "sha256": sha256_file(Path(recipe_file))}

@@ -21,7 +21,7 @@ from typing import Any
 from transformers import TrainerCallback
 from transformers.trainer_callback import ExportableState
 
-from medinjection.runs import RunLayout
+from medinjection.core.runs import RunLayout
 
 TRAINER_STATE = "trainer_state.json"
 

@@ -13,7 +13,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from medinjection.runs import RunLayout
+from medinjection.core.runs import RunLayout, rewrite_adapter_config
+from medinjection.models.identity import base_model
 from medinjection.training.arguments import (
     LAYOUT_SETTINGS,
     PAPER,
@@ -23,7 +24,6 @@ from medinjection.training.arguments import (
 )
 from medinjection.training.data import load_training_data
 from medinjection.training.manifest import build_manifest, final_metrics, write_manifest
-from medinjection.training.provenance import base_model, rewrite_adapter_config
 from medinjection.training.recipe_files import PAPER_FAMILIES, recipe_family, recipe_value
 from medinjection.training.resume import SettingsCallback, resume_point
 from medinjection.training.speed import plan_speed

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from medinjection.schema import PROVENANCES
+from medinjection.core.schema import PROVENANCES
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "mixes"
 SOURCES = Path(__file__).resolve().parents[1] / "fixtures" / "sources"
@@ -16,7 +16,7 @@ UNKNOWN_LICENCE = Path(__file__).resolve().parents[1] / "fixtures" / "build" / "
 
 
 def fixture_build(folder: Path) -> Path:
-    from medinjection.config import load_build_config
+    from medinjection.core.config import load_build_config
     from medinjection.dataset_builders.build import build
 
     sources = [
@@ -34,7 +34,7 @@ def fixture_build(folder: Path) -> Path:
 
 def mixed_license_build(folder: Path) -> Path:
     """FrenchMedMCQA (apache-2.0) + MediQAl (cc-by-4.0) + mlabonne/medical-mqca-fr (no licence stated)."""
-    from medinjection.config import load_build_config
+    from medinjection.core.config import load_build_config
     from medinjection.dataset_builders.build import build
 
     config = {

@@ -23,8 +23,8 @@ from medinjection.cards.dataset_card import (
     render_card,
     write_cards,
 )
+from medinjection.core.schema import FEATURES, PROVENANCES, SPLITS, TYPES, new_record
 from medinjection.dataset_builders.mixes import MIXES
-from medinjection.schema import FEATURES, PROVENANCES, SPLITS, TYPES, new_record
 
 
 @pytest.fixture(scope="module")
@@ -300,7 +300,7 @@ def test_stale_mixes_json_is_an_error_for_cards(carded_build, tmp_path):
 
 def test_a_rebuild_drops_the_stale_mixes_json_and_publish_notices_orphans(carded_build, tmp_path):
     from medinjection.cards.dataset_card import write_dataset_readme
-    from medinjection.publish import check_folder
+    from medinjection.publish.dataset import check_folder
 
     root = tmp_path / "copy"
     shutil.copytree(carded_build, root)

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from medinjection.config import load_build_config
+from medinjection.core.config import load_build_config
 from medinjection.dataset_builders.build import BuildError, build
 from medinjection.dataset_builders.sources import SourceUnavailable
 
@@ -204,7 +204,7 @@ def test_missing_source_file_fails_fast_naming_it(tmp_path):
 
 
 def test_hashed_split_is_deterministic_and_disjoint():
-    from medinjection.config import SplitConfig
+    from medinjection.core.config import SplitConfig
     from medinjection.dataset_builders.steps.reader import hashed_split
 
     split = SplitConfig(validation=0.1, test=0.1)

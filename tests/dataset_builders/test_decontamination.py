@@ -19,11 +19,11 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from medinjection.config import EvalSetSpec, SplitConfig, load_build_config
+from medinjection.core.config import EvalSetSpec, SplitConfig, load_build_config
+from medinjection.core.schema import make_id
 from medinjection.dataset_builders.build import build
 from medinjection.dataset_builders.steps.decontaminate import EvalSetError, read_eval_set
 from medinjection.dataset_builders.steps.reader import hashed_split
-from medinjection.schema import make_id
 
 SAMPLES = Path(__file__).resolve().parents[2] / "dataset_builders" / "samples"
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "sources"
@@ -136,7 +136,7 @@ def test_a_set_without_items_in_its_splits_stops_the_build(tmp_path, shared_data
 
 
 def test_two_sets_under_one_name_are_refused(tmp_path):
-    from medinjection.config import ConfigError
+    from medinjection.core.config import ConfigError
 
     same = {"adapter": "frenchmedmcqa", "path": str(FIXTURES / "frenchmedmcqa")}
     with pytest.raises(ConfigError, match="share the name"):

@@ -17,9 +17,10 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from medinjection.chat import to_messages
 from medinjection.cli import app
-from medinjection.dataset_builders.layout import shard_chat_version, shard_schema
+from medinjection.core.chat import to_messages
+from medinjection.core.layout import shard_chat_version, shard_schema
+from medinjection.core.schema import FEATURES, PROVENANCES, TYPES, new_record
 from medinjection.dataset_builders.mixes import (
     MIXES,
     MixError,
@@ -28,7 +29,6 @@ from medinjection.dataset_builders.mixes import (
     parse_types,
     provenance_shares,
 )
-from medinjection.schema import FEATURES, PROVENANCES, TYPES, new_record
 
 SIZE = 251  # odd and not a multiple of 3: exercises the remainder rules
 # train items by provenance and type (unequal proportions, OEQ included)
@@ -315,7 +315,7 @@ def test_demo_mixes_load(tmp_path):
     """The README's main command builds the demo data; its seven mixes must load by name."""
     from datasets import load_dataset
 
-    from medinjection.config import bundled_configs, load_build_config
+    from medinjection.core.config import bundled_configs, load_build_config
     from medinjection.dataset_builders.build import build
 
     _, require = helpers()

@@ -14,7 +14,8 @@ from datatrove.data import Document
 from datatrove.pipeline.dedup.minhash import MinhashConfig, MinhashDedupBuckets, MinhashDedupSignature
 from datatrove.utils.hashing import HashConfig
 
-from medinjection.config import load_build_config
+from medinjection.core.config import load_build_config
+from medinjection.core.schema import make_id
 from medinjection.dataset_builders.build import build
 from medinjection.dataset_builders.steps.minhash_buckets import MinhashBuckets
 from medinjection.dataset_builders.steps.minhash_text import (
@@ -26,7 +27,6 @@ from medinjection.dataset_builders.steps.minhash_text import (
     simplify,
 )
 from medinjection.dataset_builders.steps.near_dedup import same_answer, shingle_jaccard, shingles
-from medinjection.schema import make_id
 
 PARAPHRASE = [
     ("Parmi les propositions suivantes", "Parmi les affirmations suivantes"),

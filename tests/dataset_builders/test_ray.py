@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from medinjection.config import load_build_config
+from medinjection.core.config import load_build_config
 from medinjection.dataset_builders.build import build
 
 

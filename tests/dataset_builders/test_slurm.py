@@ -9,7 +9,7 @@ import dill
 import pytest
 import yaml
 
-from medinjection.config import load_build_config
+from medinjection.core.config import load_build_config
 from medinjection.dataset_builders.build import build, make_stages
 
 FIXTURE = "fixtures/build/bad_fmmcqa"
@@ -61,7 +61,7 @@ def test_build_renders_one_array_job_per_stage_chained_by_dependencies(tmp_path,
 
     stages = make_stages(
         config,
-        __import__("medinjection.dataset_builders.layout", fromlist=["Layout"]).Layout(tmp_path / "out"),
+        __import__("medinjection.core.layout", fromlist=["Layout"]).Layout(tmp_path / "out"),
         4,
     )
     # each stage: its array job, then datatrove's merge-stats job

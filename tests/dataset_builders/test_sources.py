@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from medinjection.config import ConfigError, SourceSpec, load_build_config
+from medinjection.core.config import ConfigError, SourceSpec, load_build_config
+from medinjection.core.schema import RecordError, validate_record
 from medinjection.dataset_builders.sources import ADAPTERS, SourceUnavailable, get_adapter
 from medinjection.dataset_builders.sources.textparse import parse_answer_letters, split_options
-from medinjection.schema import RecordError, validate_record
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "sources"
 

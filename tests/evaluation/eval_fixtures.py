@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from medinjection.runs import ADAPTER_FILES
+from medinjection.core.runs import ADAPTER_FILES
 
 DORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
 @pytest.fixture(scope="session")
 def tiny_path(tmp_path_factory) -> Path:
-    from medinjection.tiny import make_tiny_model
+    from medinjection.models.tiny import make_tiny_model
 
     return make_tiny_model(tmp_path_factory.mktemp("tiny-qwen3"))
 
@@ -70,12 +70,12 @@ def dora_runs(tiny_path, tmp_path_factory) -> Path:
 
 def frenchmedmcqa_items(shared_data: Path, split_file: str = "dev.json", limit: int | None = None):
     """Real FrenchMedMCQA items, through the adapter, normalised, validated and prompted (chat v1)."""
-    from medinjection.chat import to_messages
-    from medinjection.config import SourceSpec
+    from medinjection.core.chat import to_messages
+    from medinjection.core.config import SourceSpec
+    from medinjection.core.schema import validate_record
     from medinjection.dataset_builders.sources import get_adapter
     from medinjection.dataset_builders.steps.normalize import normalize_record
     from medinjection.evaluation.items import item_from_record
-    from medinjection.schema import validate_record
 
     spec = SourceSpec(adapter="frenchmedmcqa", path=str(shared_data / "frenchmedmcqa" / split_file))
     adapter = get_adapter("frenchmedmcqa")(spec)

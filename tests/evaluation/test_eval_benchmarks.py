@@ -147,7 +147,7 @@ def write_built_folder(root, records_by_split):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from medinjection.chat import to_messages
+    from medinjection.core.chat import to_messages
 
     for split, records in records_by_split.items():
         folder = root / "data" / "native"
@@ -155,11 +155,13 @@ def write_built_folder(root, records_by_split):
         for record in records:
             record["messages"] = to_messages(record)
         pq.write_table(pa.Table.from_pylist(records), folder / f"{split}-00000.parquet")
-    (root / "mixes.json").write_text(json.dumps({"chat_version": "v1", "types": ["MCQ", "MCQU", "OEQ"]}))
+    (root / "mixes.json").write_text(
+        json.dumps({"chat_version": "v1", "types": ["MCQ", "MCQU", "OEQ"], "mixes": {}})
+    )
 
 
 def built_records(n_mc: int = 6, n_oeq: int = 2) -> list[dict]:
-    from medinjection.schema import format_letters, new_record
+    from medinjection.core.schema import format_letters, new_record
 
     records = []
     for i in range(n_mc):
@@ -204,6 +206,6 @@ def test_dataset_benchmark_reads_a_built_folder(tmp_path):
     with pytest.raises(ItemError, match=r"no config 'nat'.*configs: \['native'\]"):
         load_items(dataset_benchmark(str(tmp_path / "medinjection-fr"), "nat", "test"))
     with pytest.raises(
-        ItemError, match=r"no validation-\*.parquet file \(splits here: \['test', 'train'\]\)"
+        ItemError, match=r"config 'native' has no validation split \(splits: \['test', 'train'\]\)"
     ):
         load_items(dataset_benchmark(str(tmp_path / "medinjection-fr"), "native", "validation"))

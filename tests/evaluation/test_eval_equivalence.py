@@ -7,10 +7,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from medinjection.evaluation.authors_loop import reference_predictions
 from medinjection.evaluation.engine import Branch, Engine
 from medinjection.evaluation.mcq import predict_texts
 from medinjection.evaluation.protocol import letter_token_ids
-from medinjection.evaluation.reference import reference_predictions
 
 KEYS = ("greedy_text", "constrained_text", "constrained_letters_text")
 
@@ -137,7 +137,7 @@ def test_a_merge_that_changes_predictions_or_has_nothing_to_check_is_refused(
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from medinjection.evaluation.models import ModelLoadError, load_adapter, merge_checked
-    from medinjection.tiny import TinySettings, make_tiny_model
+    from medinjection.models.tiny import TinySettings, make_tiny_model
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_path)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from medinjection.chat import to_messages
+from medinjection.core.chat import to_messages
 from medinjection.evaluation.items import ItemError, item_from_record
 from medinjection.evaluation.permutations import permutation_order, permute_item, permuted_items
 

@@ -16,9 +16,9 @@ from test_eval_benchmarks import built_records, fmm_rows, write_built_folder
 from typer.testing import CliRunner
 
 from medinjection.cli import app
+from medinjection.core.runs import RunLayout
 from medinjection.evaluation import tasks
 from medinjection.evaluation.runner import EvalSettings, evaluate
-from medinjection.runs import RunLayout
 
 COLUMNS = {
     "id", "benchmark", "type", "source", "task", "permutation", "options", "order", "gold",
@@ -243,7 +243,7 @@ def test_data_parallel_with_accelerate_launch(tiny_path, fmm_benchmark, tmp_path
 
 def test_summary_names_the_base_and_versions_and_one_item_has_no_interval(tiny_path, fmm_benchmark, tmp_path):
     """The summary says which Hub model (and commit) was scored, in the training manifest's terms."""
-    from medinjection.tiny import TINY_HUB_ID
+    from medinjection.models.tiny import TINY_HUB_ID
 
     logs = []
     evaluate(
@@ -286,7 +286,7 @@ def test_base_identity_of_hub_ids_snapshots_and_bare_folders(tiny_path, tmp_path
     (tmp_path / "bare").mkdir()
     script = (
         "import json, sys\n"
-        "from medinjection.evaluation.models import base_identity\n"
+        "from medinjection.models.identity import base_identity\n"
         "print(json.dumps([base_identity(m, r) for m, r in json.loads(sys.argv[1])]))\n"
     )
     cases = [
@@ -342,11 +342,11 @@ def test_merged_scoring_is_checked_through_evaluate(tiny_path, dora_runs, fmm_be
 def test_corrupt_files_are_named(tiny_path, dora_runs, fmm_benchmark, tmp_path):
     import shutil
 
+    from medinjection.core.outputs import OutputError, read_json, read_predictions
     from medinjection.evaluation.benchmarks import BenchmarkError, load_benchmark
     from medinjection.evaluation.compare import update_comparisons
     from medinjection.evaluation.items import ItemError, dataset_chat_version
     from medinjection.evaluation.models import ModelLoadError, adapter_info
-    from medinjection.evaluation.outputs import OutputError, read_json, read_predictions
 
     out = tmp_path / "out"
     common = ["--model", tiny_path, "--benchmark", fmm_benchmark, "-o", out, "--bootstrap-resamples", "50"]

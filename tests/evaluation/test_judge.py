@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from judge_server import JudgeServer
 
-from medinjection.config import GenerationBackendConfig
+from medinjection.core.config import GenerationBackendConfig
 from medinjection.dataset_builders.generation.cache import ResponseCache
 from medinjection.evaluation.judge import (
     JudgeError,

@@ -7,7 +7,8 @@ import sqlite3
 
 import pytest
 
-from medinjection.config import GenerationBackendConfig
+from medinjection.core.config import GenerationBackendConfig
+from medinjection.core.schema import REJECT_REASONS, RecordError
 from medinjection.dataset_builders.generation.backends import backoff_delay, request_params
 from medinjection.dataset_builders.generation.cache import ResponseCache, cache_key, input_hash
 from medinjection.dataset_builders.generation.checks import (
@@ -16,7 +17,6 @@ from medinjection.dataset_builders.generation.checks import (
     copy_of_seed,
     parse_json_object,
 )
-from medinjection.schema import REJECT_REASONS, RecordError
 
 MSG = [{"role": "user", "content": "Traduis : Which organ produces insulin?"}]
 

@@ -6,10 +6,10 @@ import json
 
 import pyarrow.parquet as pq
 
-from medinjection.config import load_build_config
+from medinjection.core.config import load_build_config
+from medinjection.core.layout import Layout
 from medinjection.dataset_builders.build import build
 from medinjection.dataset_builders.generate import dry_run
-from medinjection.dataset_builders.layout import Layout
 
 
 def test_demo_generation_offline(tmp_path):

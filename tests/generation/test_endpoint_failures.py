@@ -12,7 +12,7 @@ import pytest
 from gen_configs import write_config, write_mmlu_csv
 from gen_fault_server import NumberedServer
 
-from medinjection.config import ConfigError, load_build_config
+from medinjection.core.config import ConfigError, load_build_config
 from medinjection.dataset_builders.build import build
 from medinjection.dataset_builders.generate import run_generation
 from medinjection.dataset_builders.generation.backends import EndpointError, StageStopped

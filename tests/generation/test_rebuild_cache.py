@@ -15,7 +15,7 @@ import yaml
 from gen_configs import write_config, write_mmlu_csv
 from gen_fault_server import NumberedServer
 
-from medinjection.config import load_build_config
+from medinjection.core.config import load_build_config
 from medinjection.dataset_builders.build import BuildError, build
 from medinjection.dataset_builders.generate import CACHE_ENV, cache_path, default_cache_path
 from medinjection.dataset_builders.generation.cache import ResponseCache

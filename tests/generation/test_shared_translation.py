@@ -11,12 +11,12 @@ import pytest
 import yaml
 from gen_fault_server import translate_item
 
-from medinjection.config import load_build_config
+from medinjection.core.config import load_build_config
+from medinjection.core.layout import Layout
 from medinjection.dataset_builders.build import build
 from medinjection.dataset_builders.generate import make_step
 from medinjection.dataset_builders.generation.backends import request_params
 from medinjection.dataset_builders.generation.cache import ResponseCache, input_hash
-from medinjection.dataset_builders.layout import Layout
 
 PUBMEDQA_LIMIT = 150  # x2 items (open-ended and yes/no): enough to cover every decision
 

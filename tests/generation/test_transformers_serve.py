@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from medinjection.config import GenerationBackendConfig, load_build_config
+from medinjection.core.config import GenerationBackendConfig, load_build_config
 from medinjection.dataset_builders.generate import run_generation
 from medinjection.dataset_builders.generation.cache import ResponseCache
 from medinjection.dataset_builders.generation.runner import Generator, Request

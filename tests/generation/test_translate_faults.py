@@ -13,7 +13,7 @@ from gen_fault_server import FaultServer
 from typer.testing import CliRunner
 
 from medinjection.cli import app
-from medinjection.config import load_build_config
+from medinjection.core.config import load_build_config
 from medinjection.dataset_builders.generate import run_generation
 from medinjection.dataset_builders.generation.backends import StageStopped
 from medinjection.dataset_builders.generation.cache import ResponseCache

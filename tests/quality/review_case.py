@@ -20,7 +20,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from medinjection.schema import FEATURES, new_record
+from medinjection.core.schema import FEATURES, new_record
 
 DESIGN = [
     # (provenance, source, A, B): each a (label, status, error types) or None

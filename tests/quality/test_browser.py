@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 import uuid
 
-from medinjection.schema import new_record
+from medinjection.core.schema import new_record
 
 CHROMIUM_ARGS = [
     "--headless",

@@ -10,9 +10,9 @@ import pytest
 import yaml
 from review_case import unique_name, user_ids
 
-from medinjection.config import ConfigError, load_build_config
+from medinjection.core.config import ConfigError, load_build_config
+from medinjection.core.schema import REJECT_REASONS
 from medinjection.dataset_builders.build import build
-from medinjection.schema import REJECT_REASONS
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "build" / "bad_fmmcqa"
 

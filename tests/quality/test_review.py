@@ -199,7 +199,7 @@ def test_the_readmes_push_command_works_on_the_demo_folder_with_its_mixes(
     never sampled twice."""
     import pyarrow.parquet as pq
 
-    from medinjection.dataset_builders.layout import Layout
+    from medinjection.core.layout import Layout
 
     demo_run.check()
     folder = demo_run.cwd / "medinjection-fr"

@@ -1,6 +1,6 @@
 """Shared fixtures of the training tests: the tiny Qwen3 and the demo dataset with its mixes, made once.
 
-Nothing is downloaded: the model is made on the fly (``medinjection.tiny``), the dataset is the bundled
+Nothing is downloaded: the model is made on the fly (``medinjection.models.tiny``), the dataset is the bundled
 demo built offline (the same build and mixes as ``medinjection demo``), and ``datasets`` caches into a
 temporary folder.
 """
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from medinjection.tiny import make_tiny_model
+from medinjection.models.tiny import make_tiny_model
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -51,7 +51,7 @@ def tiny_tokenizer(tiny_model):
 @pytest.fixture(scope="session")
 def demo_dataset(tmp_path_factory) -> Path:
     """The bundled demo built and mixed (read-only for the tests: copy it before changing it)."""
-    from medinjection.config import load_build_config
+    from medinjection.core.config import load_build_config
     from medinjection.dataset_builders.build import build
     from medinjection.dataset_builders.mixes import build_mixes
 

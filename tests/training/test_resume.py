@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from medinjection.runs import RunLayout
+from medinjection.core.runs import RunLayout
 from medinjection.training.resume import ResumeError, SettingsCallback, resume_point, saved_settings
 
 SETTINGS = {"dataset_config": "nat", "learning_rate": 1e-4, "loss": "full"}

@@ -20,8 +20,8 @@ from safetensors import safe_open
 from typer.testing import CliRunner
 
 from medinjection.cli import app
-from medinjection.runs import RunLayout
-from medinjection.tiny import TINY_HUB_ID
+from medinjection.core.runs import RunLayout
+from medinjection.models.tiny import TINY_HUB_ID
 from medinjection.training.arguments import PROJECTIONS, parse_args
 from medinjection.training.resume import saved_settings
 

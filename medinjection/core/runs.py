@@ -21,6 +21,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from medinjection.core import files
+from medinjection.core.files import write_text_atomic
+
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 MANIFEST = "manifest.json"
 EVAL_DIR = "eval"
@@ -94,10 +97,7 @@ class RunLayout:
 
 def read_json(path: Path) -> dict:
     """A JSON file of a run folder; a file that does not parse is an error naming it."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise RunError(f"{path}: not valid JSON ({err})") from None
+    return files.read_json(path, RunError)
 
 
 def find_runs(path: str | Path) -> list[RunLayout]:
@@ -135,3 +135,14 @@ def find_runs(path: str | Path) -> list[RunLayout]:
             + "\npass the folder of one family, e.g. runs/qwen3-4b-instruct-2507"
         )
     return runs
+
+
+def rewrite_adapter_config(run_dir: Path, hub_id: str) -> None:
+    """Point ``adapter_config.json`` at the base model's Hub id (PEFT wrote the loading path)."""
+    path = RunLayout(run_dir).adapter_paths()[0]
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from None
+    config["base_model_name_or_path"] = hub_id
+    write_text_atomic(path, json.dumps(config, indent=2, sort_keys=True) + "\n")

@@ -92,7 +92,7 @@ def qwen3_instruct_2507_template() -> str:
 
 def _corpus() -> list[str]:
     """French lines to train the tokenizer on: the bundled demo texts, the chat format, answer letters."""
-    from medinjection.chat import load_chat_template
+    from medinjection.core.chat import load_chat_template
 
     samples = resources.files("medinjection.dataset_builders") / "samples"
     lines: list[str] = []
@@ -177,7 +177,7 @@ def model_marker(path: str | Path) -> dict | None:
         raise ValueError(f"{marker}: not valid JSON ({err})") from None
 
 
-def main() -> None:  # pragma: no cover - a convenience: python -m medinjection.tiny PATH
+def main() -> None:  # pragma: no cover - a convenience: python -m medinjection.models.tiny PATH
     import sys
 
     print(make_tiny_model(sys.argv[1] if len(sys.argv) > 1 else "tiny-qwen3"))

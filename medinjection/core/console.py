@@ -4,7 +4,7 @@ summary, and everything else (datatrove's logs, warnings, progress bars of the s
 The build uses it through ``StageReporter``; any other long command (training, evaluation, a report)
 can do the same::
 
-    from medinjection.console import Console, capture_logs
+    from medinjection.core.console import Console, capture_logs
 
     console = Console()
     with capture_logs(run_dir / "train.log"):          # library logs go to the file, not the terminal
@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO, NoReturn, Protocol
 
 BAR_AFTER_S = 1.0
 """A stage shows a bar only once it has run this long (short stages print their line only)."""
@@ -156,3 +156,31 @@ def rebind_loguru() -> None:
     from datatrove.utils.logging import setup_default_logger
 
     setup_default_logger()
+
+
+# ---- errors of the command line --------------------------------------------------------------------
+
+
+def error(message: str) -> None:
+    """Print ``error: <message>`` to stderr (red on a terminal)."""
+    import typer
+
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """End a command with one error line and exit status ``code`` (the one way commands fail)."""
+    import typer
+
+    error(message)
+    raise typer.Exit(code)
+
+
+@contextlib.contextmanager
+def fail_on(*errors: type[BaseException], code: int = 1) -> Iterator[None]:
+    """Turn the expected ``errors`` of a command's body into one error line and exit status ``code``;
+    anything else stays a traceback."""
+    try:
+        yield
+    except errors as err:
+        fail(str(err), code)

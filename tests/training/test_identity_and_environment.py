@@ -9,14 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from medinjection.tiny import TINY_HUB_ID
-from medinjection.training.provenance import (
-    BaseModelError,
-    base_model,
-    git_state,
-    package_versions,
-    rewrite_adapter_config,
-)
+from medinjection.core.environment import git_state, package_versions
+from medinjection.core.runs import rewrite_adapter_config
+from medinjection.models.identity import BaseModelError, base_model
+from medinjection.models.tiny import TINY_HUB_ID
 from medinjection.training.run import TrainError, apply_effective_batch
 
 SHA = "cdbee75f17c01a7cc42f958dc650907174af0554"
@@ -95,8 +91,8 @@ def test_the_command_line_takes_base_model_revision():
 
 def test_run_folder_files_are_replaced_whole_never_rewritten_in_place(tmp_path, monkeypatch):
     """A kill while adapter_config.json or manifest.json is written leaves the old file, not half a new one."""
-    from medinjection.runs import RunLayout
-    from medinjection.training import atomic
+    from medinjection.core.runs import RunLayout
+    from medinjection.core import files as atomic
     from medinjection.training.manifest import write_manifest
 
     config = tmp_path / "adapter_config.json"

@@ -20,7 +20,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from medinjection.runs import PREDICTIONS, SUMMARY, RunLayout
+from medinjection.core import files
+from medinjection.core.files import write_json
+from medinjection.core.runs import PREDICTIONS, SUMMARY, RunLayout
 
 BASE_TAG = "base"
 AGGREGATE = "aggregate.json"
@@ -37,24 +39,10 @@ def bench_dir(output: Path, tag: str, benchmark: str) -> Path:
     return Path(output) / tag / benchmark
 
 
-def write_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    tmp.replace(path)
-
-
 def read_json(path: Path, error: type[Exception] = OutputError) -> dict:
     """A JSON object of an output folder (summary, aggregate, comparisons); a file that does not
     parse, or holds no object, is an ``error`` (``OutputError`` unless the caller has its own) naming it."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise error(f"{path}: not valid JSON ({err})") from None
-    if not isinstance(data, dict):
-        raise error(f"{path}: not a JSON object (found {type(data).__name__})")
-    return data
+    return files.read_json(path, error, expect=dict)
 
 
 def write_predictions(path: Path, rows: list[dict[str, Any]], float_columns: tuple[str, ...] = ()) -> str:

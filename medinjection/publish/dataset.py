@@ -23,77 +23,33 @@
 
 from __future__ import annotations
 
-import hashlib
 import tempfile
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-KEEP_REMOTE = (".gitattributes",)
-
-
-class PublishError(RuntimeError):
-    """The folder cannot be published (refused, or the Hub call failed); the message says why."""
-
-
-@dataclass(frozen=True)
-class LocalFile:
-    path_in_repo: str
-    local_path: Path
-    size: int
-    sha256: str
-    git_sha1: str
-
-
-@dataclass(frozen=True)
-class RemoteFile:
-    path: str
-    size: int
-    blob_id: str
-    lfs_sha256: str | None = None
-
-
-@dataclass
-class Plan:
-    add: list[str] = field(default_factory=list)
-    change: list[str] = field(default_factory=list)
-    delete: list[str] = field(default_factory=list)
-    unchanged: list[str] = field(default_factory=list)
-
-    @property
-    def empty(self) -> bool:
-        return not (self.add or self.change or self.delete)
-
-    def lines(self) -> list[str]:
-        return [
-            f"{kind} {path}"
-            for kind, paths in (("add", self.add), ("change", self.change), ("delete", self.delete))
-            for path in paths
-        ]
-
+from medinjection.core.console import fail
+from medinjection.core.hub import (
+    LocalFile,
+    Plan,
+    PublishError,
+    hashes,
+    plan_commit,
+    push_plan,
+    redact,
+    remote_listing,
+)
 
 # ---- local and remote files ----------------------------------------------------------------------
 
 
-def hashes(path: Path) -> tuple[str, str]:
-    """(sha256, git blob sha1) of a file, read once in chunks."""
-    size = path.stat().st_size
-    sha256, sha1 = hashlib.sha256(), hashlib.sha1()
-    sha1.update(f"blob {size}\0".encode())
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            sha256.update(chunk)
-            sha1.update(chunk)
-    return sha256.hexdigest(), sha1.hexdigest()
-
-
 def selection(root: Path, config: str | None = None) -> dict[str, Path]:
     """path in repo → local file, for the whole folder or one provenance subset."""
-    from medinjection.dataset_builders.layout import Layout
+    from medinjection.core.layout import Layout
 
     layout = Layout(root)
     if config is None:
@@ -119,64 +75,6 @@ def local_files(root: Path, config: str | None = None, readme: Path | None = Non
     return out
 
 
-def remote_listing(
-    api, repo: str, revision: str | None, repo_type: str = "dataset"
-) -> tuple[dict[str, RemoteFile] | None, str]:
-    """The repo's files at ``revision`` (None when the repo does not exist) and a note on what was listed."""
-    from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
-    from huggingface_hub.hf_api import RepoFile
-
-    def listing(rev):
-        files = {}
-        for entry in api.list_repo_tree(repo, repo_type=repo_type, revision=rev, recursive=True):
-            if isinstance(entry, RepoFile):
-                files[entry.path] = RemoteFile(
-                    entry.path, entry.size, entry.blob_id, entry.lfs.sha256 if entry.lfs else None
-                )
-        return files
-
-    try:
-        return listing(revision), f"{repo}@{revision or 'main'}"
-    except RepositoryNotFoundError:
-        return None, f"{repo} does not exist yet"
-    except RevisionNotFoundError:
-        # a new branch starts from the default branch: compare with it
-        return listing(
-            None
-        ), f"{repo}: branch {revision!r} does not exist yet (compared with the default branch)"
-
-
-def unchanged(local: LocalFile, remote: RemoteFile) -> bool:
-    if remote.lfs_sha256:
-        return local.sha256 == remote.lfs_sha256
-    return local.git_sha1 == remote.blob_id
-
-
-def plan_commit(local: dict[str, LocalFile], remote: dict[str, RemoteFile] | None) -> Plan:
-    """What one commit must add, change and delete so that the repo holds exactly ``local``."""
-    remote = remote or {}
-    plan = Plan()
-    for path in sorted(local):
-        if path not in remote:
-            plan.add.append(path)
-        elif unchanged(local[path], remote[path]):
-            plan.unchanged.append(path)
-        else:
-            plan.change.append(path)
-    plan.delete = sorted(p for p in remote if p not in local and p not in KEEP_REMOTE)
-    return plan
-
-
-def operations(plan: Plan, local: dict[str, LocalFile]) -> list:
-    from huggingface_hub import CommitOperationAdd, CommitOperationDelete
-
-    ops = [
-        CommitOperationAdd(path_in_repo=p, path_or_fileobj=str(local[p].local_path))
-        for p in plan.add + plan.change
-    ]
-    return ops + [CommitOperationDelete(path_in_repo=p) for p in plan.delete]
-
-
 # ---- refusal checks -------------------------------------------------------------------------------
 
 
@@ -184,7 +82,7 @@ def recount_outputs(root: Path) -> Counter:
     """Rows by (provenance, split, source, type) of the provenance shards, read from Parquet."""
     import pyarrow.parquet as pq
 
-    from medinjection.dataset_builders.layout import Layout
+    from medinjection.core.layout import Layout
 
     counter = Counter()
     for shard in Layout(root).provenance_shards():
@@ -194,7 +92,7 @@ def recount_outputs(root: Path) -> Counter:
 
 
 def check_stats(root: Path) -> list[str]:
-    from medinjection.dataset_builders.layout import Layout
+    from medinjection.core.layout import Layout
 
     stats = Layout(root).stats()
     if stats is None:
@@ -218,7 +116,7 @@ def check_stats(root: Path) -> list[str]:
 def check_mixes(root: Path) -> list[str]:
     import pyarrow.parquet as pq
 
-    from medinjection.dataset_builders.layout import MIXES_FILE, Layout
+    from medinjection.core.layout import MIXES_FILE, Layout
 
     layout = Layout(root)
     present = layout.mixes_present()
@@ -268,7 +166,7 @@ def check_licenses(root: Path, config: str | None) -> list[str]:
 def check_folder(root: Path, config: str | None = None, allow_unknown_license: bool = False) -> list[str]:
     """Every reason to refuse publishing ``root`` (or its subset ``config``; empty: it may be published)."""
     from medinjection.cards.dataset_card import CardError, check_cards
-    from medinjection.dataset_builders.layout import Layout, LayoutError
+    from medinjection.core.layout import Layout, LayoutError
 
     if not Layout(root).is_built():
         return [f"{root} is not a built dataset folder (no data/)"]
@@ -287,10 +185,6 @@ def check_folder(root: Path, config: str | None = None, allow_unknown_license: b
 
 
 # ---- the commit ---------------------------------------------------------------------------------
-
-
-def redact(text: str, token: str | None) -> str:
-    return text.replace(token, "***") if token else text
 
 
 @dataclass
@@ -374,44 +268,6 @@ def _publish(root, repo, local, private, revision, dry_run, config, endpoint, ec
     return result
 
 
-def push_plan(
-    api,
-    repo: str,
-    plan: Plan,
-    local: dict[str, LocalFile],
-    *,
-    repo_type: str,
-    title: str,
-    create: bool,
-    private: bool,
-    token: str | None,
-    revision: str | None = None,
-    parent_commit: str | None = None,
-) -> str:
-    """The one commit of a plan (the repo created first when ``create``); returns the commit URL.
-
-    Any Hub error becomes a ``PublishError`` with the token masked out of it.
-    """
-    try:
-        if create:
-            api.create_repo(repo, repo_type=repo_type, private=private, exist_ok=True)
-        if revision:
-            api.create_branch(repo, repo_type=repo_type, branch=revision, exist_ok=True)
-        info = api.create_commit(
-            repo,
-            operations(plan, local),
-            commit_message=f"{title}: {len(plan.add)} added, {len(plan.change)} changed, {len(plan.delete)} deleted",
-            repo_type=repo_type,
-            revision=revision,
-            parent_commit=parent_commit,
-        )
-    except Exception as err:
-        raise PublishError(
-            redact(f"publishing to {repo} failed: {type(err).__name__}: {err}", token)
-        ) from None
-    return info.commit_url
-
-
 # ---- command line ---------------------------------------------------------------------------------
 
 publish_app = typer.Typer(help="Publish to the Hugging Face Hub.", no_args_is_help=True)
@@ -443,7 +299,7 @@ def publish_dataset_command(
     ] = False,
 ) -> None:
     """Publish a dataset folder in one atomic commit; no commit when nothing changed."""
-    from medinjection.schema import PROVENANCES
+    from medinjection.core.schema import PROVENANCES
 
     if config is not None and config not in PROVENANCES:
         typer.secho(
@@ -464,5 +320,4 @@ def publish_dataset_command(
             allow_unknown_license=allow_unknown_license,
         )
     except PublishError as err:
-        typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(1) from None
+        fail(str(err))

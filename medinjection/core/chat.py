@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from medinjection.schema import format_letters, options_text
+from medinjection.core.schema import format_letters, options_text
 
 DEFAULT_CHAT_VERSION = "v1"
 

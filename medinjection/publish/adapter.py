@@ -42,7 +42,8 @@ from medinjection.cards.model_card import (
     render_model_card,
     scale,
 )
-from medinjection.publish import (
+from medinjection.core.console import fail as _fail
+from medinjection.core.hub import (
     LocalFile,
     Plan,
     PublishError,
@@ -52,7 +53,7 @@ from medinjection.publish import (
     redact,
     remote_listing,
 )
-from medinjection.runs import ADAPTER_FILES, RunError, RunLayout, find_runs
+from medinjection.core.runs import ADAPTER_FILES, RunError, RunLayout, find_runs
 
 DEFAULT_NAME_TEMPLATE = "{base}-MedInjection-FR-{mix}"
 
@@ -364,11 +365,6 @@ def repo_name(run: RunLayout, namespace: str, template: str) -> str:
 
 
 # ---- command line ---------------------------------------------------------------------------------
-
-
-def _fail(message: str) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(1)
 
 
 LicenseOption = Annotated[

@@ -13,7 +13,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from medinjection.schema import PROVENANCES
+from medinjection.core.schema import PROVENANCES
 
 MUTABLE_REVISIONS = {"main", "master", "HEAD", "refs/heads/main"}
 

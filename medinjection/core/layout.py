@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from medinjection.core.files import read_json, write_json
+
 BUILD_DIR = "_build"
 DATA_DIR = "data"
 REJECTS_DIR = "rejects"
@@ -55,6 +57,25 @@ class LayoutError(ValueError):
     """A dataset folder holds something its layout does not allow; the message names the path."""
 
 
+def check_mixes_manifest(manifest: Any, where: Path | str) -> dict:
+    """``manifest`` itself when it has the shape of a ``mixes.json`` (an object whose ``mixes`` maps each
+    mix name to an object); else a ``LayoutError`` naming ``where``."""
+    if not isinstance(manifest, dict):
+        raise LayoutError(f"{where}: {MIXES_FILE} must be a JSON object, got {type(manifest).__name__}")
+    mixes = manifest.get("mixes")
+    if not isinstance(mixes, dict) or not all(isinstance(v, dict) for v in mixes.values()):
+        raise LayoutError(
+            f"{where}: {MIXES_FILE} has no 'mixes' object (mix name -> entry); rebuild the mixes"
+        )
+    return manifest
+
+
+def read_mixes_file(path: Path | str, *, missing_ok: bool = False) -> dict | None:
+    """A ``mixes.json`` file, wherever it lies (a folder's, or one downloaded from a Hub repo)."""
+    manifest = read_json(path, LayoutError, missing_ok=missing_ok)
+    return None if manifest is None else check_mixes_manifest(manifest, path)
+
+
 @dataclass(frozen=True)
 class Shard:
     """One Parquet file of the folder: which config (provenance or mix), which split."""
@@ -68,7 +89,7 @@ class Shard:
 def shard_schema(chat_version: str):
     """The schema every shard is written with: the record features (``datasets`` metadata included)
     plus the chat format version of its ``messages``."""
-    from medinjection.schema import FEATURES
+    from medinjection.core.schema import FEATURES
 
     schema = FEATURES.arrow_schema
     info = json.dumps({"chat_version": chat_version}).encode()
@@ -146,22 +167,27 @@ class Layout:
 
     def read_json(self, path: Path) -> Any | None:
         """A JSON report of the folder, or None when absent; unreadable JSON names the file."""
-        if not path.exists():
-            return None
-        try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as err:
-            raise LayoutError(f"{path}: not valid JSON ({err})") from err
+        return read_json(path, LayoutError, missing_ok=True)
 
     def stats(self) -> dict | None:
         return self.read_json(self.stats_path)
 
     def mixes_manifest(self) -> dict | None:
-        return self.read_json(self.mixes_path)
+        """``mixes.json`` (None when the folder has none); one that is not an object with a ``mixes``
+        mapping is an error naming it."""
+        return read_mixes_file(self.mixes_path, missing_ok=True)
+
+    def mix_entry(self, mix: str) -> dict | None:
+        """The ``mixes.json`` entry of one mix, as written (None when the file or the mix is absent)."""
+        manifest = self.mixes_manifest()
+        return None if manifest is None else manifest["mixes"].get(mix)
+
+    def write_mixes_manifest(self, manifest: dict) -> None:
+        check_mixes_manifest(manifest, self.mixes_path)
+        self.write_json(self.mixes_path, manifest)
 
     def write_json(self, path: Path, value: Any) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(value, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        write_json(path, value)
 
     # ---- shards --------------------------------------------------------------------------------
     def config_dir(self, config: str) -> Path:
@@ -178,28 +204,40 @@ class Layout:
         """The files a card's ``data_files`` pattern names (``data/<config>/<split>-*``)."""
         return sorted(self.root.glob(pattern + ".parquet" if pattern.endswith("*") else pattern))
 
+    def mix_names(self) -> list[str]:
+        """The mixes ``mixes.json`` declares (none without the file), in its order."""
+        manifest = self.mixes_manifest()
+        return list(manifest["mixes"]) if manifest else []
+
     def config_kinds(self) -> dict[str, str]:
-        """Every folder under ``data/``: name → "provenance" or "mix"; any other folder is an error."""
-        from medinjection.dataset_builders.mixes import MIXES
-        from medinjection.schema import PROVENANCES
+        """Every folder under ``data/``: name → "provenance" or "mix" (a mix ``mixes.json`` declares);
+        any other folder is an error naming it."""
+        from medinjection.core.schema import PROVENANCES
 
         kinds = {}
         if not self.data.is_dir():
             return kinds
+        manifest = self.mixes_manifest()
+        mixes = list(manifest["mixes"]) if manifest else []
         for folder in sorted(p for p in self.data.iterdir() if p.is_dir()):
             if folder.name in PROVENANCES:
                 kinds[folder.name] = "provenance"
-            elif folder.name in MIXES:
+            elif folder.name in mixes:
                 kinds[folder.name] = "mix"
+            elif manifest is None:
+                raise LayoutError(
+                    f"{folder}: neither a provenance ({', '.join(PROVENANCES)}) nor a mix: there is no "
+                    f"{MIXES_FILE} to declare it; run: medinjection mix {self.root} (or remove the folder)"
+                )
             else:
                 raise LayoutError(
-                    f"{folder}: neither a provenance ({', '.join(PROVENANCES)}) nor a mix "
-                    f"({', '.join(MIXES)}); remove it or rename it"
+                    f"{folder}: neither a provenance ({', '.join(PROVENANCES)}) nor a mix of {MIXES_FILE} "
+                    f"({', '.join(mixes)}); remove it or rename it"
                 )
         return kinds
 
     def _shards(self, config: str, kind: str, splits: Iterable[str] | None) -> list[Shard]:
-        from medinjection.schema import SPLITS
+        from medinjection.core.schema import SPLITS
 
         wanted = set(splits) if splits is not None else None
         shards = []
@@ -217,10 +255,9 @@ class Layout:
 
     def provenances_present(self) -> list[str]:
         """The provenances with at least one shard, in the canonical order."""
-        from medinjection.schema import PROVENANCES
+        from medinjection.core.schema import PROVENANCES
 
-        kinds = self.config_kinds()
-        return [p for p in PROVENANCES if kinds.get(p) and self._shards(p, "provenance", None)]
+        return [p for p in PROVENANCES if self.config_dir(p).is_dir() and self._shards(p, "provenance", None)]
 
     def mixes_present(self) -> list[str]:
         return [name for name, kind in self.config_kinds().items() if kind == "mix"]
@@ -229,17 +266,17 @@ class Layout:
         self, provenances: Iterable[str] | None = None, splits: Iterable[str] | None = None
     ) -> list[Shard]:
         """The build's records: ``data/<provenance>/<split>-*.parquet`` (mix copies never included)."""
-        from medinjection.schema import PROVENANCES
+        from medinjection.core.schema import PROVENANCES
 
         chosen = list(provenances) if provenances is not None else list(PROVENANCES)
         unknown = sorted(set(chosen) - set(PROVENANCES))
         if unknown:
             raise LayoutError(f"unknown provenance(s) {unknown}; known: {list(PROVENANCES)}")
-        present = self.config_kinds()
+        # only the provenance folders are read: a mix folder is never needed (nor judged) here
         return [
             shard
             for provenance in PROVENANCES
-            if provenance in chosen and present.get(provenance)
+            if provenance in chosen and self.config_dir(provenance).is_dir()
             for shard in self._shards(provenance, "provenance", splits)
         ]
 
@@ -248,6 +285,45 @@ class Layout:
         present = self.mixes_present()
         chosen = present if mixes is None else [m for m in mixes if m in present]
         return [shard for mix in chosen for shard in self._shards(mix, "mix", None)]
+
+    def config_files(self, subset: str | None = None) -> dict[str, dict[str, list[str]]]:
+        """config → split → repo-relative patterns of its files: what the card's ``configs`` block says
+        and what ``load_dataset(folder, config)`` reads. A provenance has its own splits; a mix has its
+        train shards, and as validation and test the shared evaluation sets of every provenance
+        (nothing is copied). ``subset``: that provenance alone (its own card)."""
+        from medinjection.core.schema import SPLITS
+
+        present = self.provenances_present()
+        written = {(shard.config, shard.split) for shard in self.provenance_shards()}
+        configs: dict[str, dict[str, list[str]]] = {}
+        for provenance in [subset] if subset else present:
+            configs[provenance] = {
+                split: [self.split_pattern(provenance, split)]
+                for split in SPLITS
+                if (provenance, split) in written
+            }
+        if not subset:
+            for mix in self.mix_names():
+                configs[mix] = {"train": [self.split_pattern(mix, "train")]}
+                for split in ("validation", "test"):
+                    paths = [self.split_pattern(p, split) for p in present if (p, split) in written]
+                    if paths:
+                        configs[mix][split] = paths
+        return configs
+
+    def split_paths(self, config: str, split: str) -> list[Path]:
+        """The Parquet files of one split of a config (``all``: every split), as ``config_files`` maps
+        them; an unknown config or an absent split is an error naming what is there."""
+        configs = self.config_files()
+        if config not in configs:
+            raise LayoutError(f"{self.root}: no config {config!r} (configs: {sorted(configs)})")
+        splits = configs[config]
+        if split != "all" and split not in splits:
+            raise LayoutError(
+                f"{self.root}: config {config!r} has no {split} split (splits: {sorted(splits)})"
+            )
+        chosen = list(splits) if split == "all" else [split]
+        return [path for s in chosen for pattern in splits[s] for path in self.glob(pattern)]
 
     # ---- rejects -------------------------------------------------------------------------------
     def reject_files(self) -> list[Path]:
