@@ -91,8 +91,8 @@ def test_the_command_line_takes_base_model_revision():
 
 def test_run_folder_files_are_replaced_whole_never_rewritten_in_place(tmp_path, monkeypatch):
     """A kill while adapter_config.json or manifest.json is written leaves the old file, not half a new one."""
-    from medinjection.core.runs import RunLayout
     from medinjection.core import files as atomic
+    from medinjection.core.runs import RunLayout
     from medinjection.training.manifest import write_manifest
 
     config = tmp_path / "adapter_config.json"
