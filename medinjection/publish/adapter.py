@@ -94,6 +94,7 @@ def scored_summaries(run: RunLayout) -> list[Scored]:
             + "\nscore these files again:\n  "
             + evaluate_hint(run)
         )
+    check_adapter_is_the_trained_one(run, current)
     base = ((run.manifest() if run.manifest_path.is_file() else {}).get("base_model")) or {}
     other = {
         name: f"{s.get('model_hub_id')}@{s.get('model_revision')}"
@@ -116,6 +117,21 @@ def scored_summaries(run: RunLayout) -> list[Scored]:
             "(--limit, a smoke run); score the whole benchmark:\n  " + evaluate_hint(run)
         )
     return [Scored(name, summary, run.summary_path(name)) for name, summary in summaries.items()]
+
+
+def check_adapter_is_the_trained_one(run: RunLayout, current: str) -> None:
+    """The adapter files must be the ones the manifest describes (``adapter.sha256``): a run trained over
+    again by another tool, or another adapter copied in, leaves a manifest (mix, data, losses) that the
+    card would then print beside weights it does not describe."""
+    manifest = run.manifest()
+    recorded = (manifest.get("adapter") or {}).get("sha256")
+    if recorded != current:
+        raise PublishError(
+            f"refusing to publish {run.root}: its adapter files are not the ones its manifest.json describes "
+            f"(the manifest records adapter sha256 {recorded or 'none'}, the files hash to {current}); the card "
+            "would describe other weights. Train the adapter again with `medinjection train` (which writes "
+            "the manifest), or put back the adapter files that were trained"
+        )
 
 
 def _sha(value: str | None) -> bool:
@@ -234,27 +250,48 @@ def _json_bytes(value) -> bytes:
     return (json.dumps(value, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
 
 
+PREVIEW_MARKER = ".medinjection-adapter-preview.json"
+"""Written into every ``--dry-run`` folder; only a folder that carries it is ever replaced."""
+
+
 def _local_files(folder: Path) -> dict[str, LocalFile]:
     out = {}
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != PREVIEW_MARKER):
         rel = path.relative_to(folder).as_posix()
         sha256, sha1 = hashes(path)
         out[rel] = LocalFile(rel, path, path.stat().st_size, sha256, sha1)
     return out
 
 
-def write_files(files: dict[str, bytes], folder: Path) -> None:
-    """Write exactly ``files`` into ``folder`` (a previous dry run's files are replaced, not mixed in)."""
-    if folder.exists():
-        if any(folder.iterdir()) and not (folder / "adapter_config.json").is_file():
-            raise PublishError(
-                f"{folder}: exists and is not a previous dry run of an adapter; choose another folder"
-            )
+def check_preview_folder(folder: Path, run_root: Path) -> None:
+    """Refuse a ``--dry-run`` folder whose files a preview would destroy: the run folder itself, a folder
+    holding it or inside it, or any non-empty folder that no earlier preview wrote (no marker)."""
+    target, run = Path(folder).resolve(), Path(run_root).resolve()
+    if target == run or run.is_relative_to(target) or target.is_relative_to(run):
+        raise PublishError(
+            f"{folder}: the run folder {run_root}, a folder holding it, or a folder inside it; a preview "
+            "replaces its folder, so give it a folder of its own (e.g. publish-preview/<mix>)"
+        )
+    if target.exists() and not target.is_dir():
+        raise PublishError(f"{folder}: exists and is not a folder; choose another --dry-run folder")
+    if target.is_dir() and any(target.iterdir()) and not (target / PREVIEW_MARKER).is_file():
+        raise PublishError(
+            f"{folder}: exists, is not empty and was not written by a publish preview (no {PREVIEW_MARKER}); "
+            "nothing was changed there: choose an empty or new folder"
+        )
+
+
+def write_files(files: dict[str, bytes], folder: Path, marker: dict | None = None) -> None:
+    """Write exactly ``files`` into ``folder``; with ``marker`` (a dry run), a previous preview there is
+    replaced (never anything else: ``check_preview_folder`` first) and the marker written beside them."""
+    if marker is not None and folder.exists():
         shutil.rmtree(folder)
     for rel, data in files.items():
         path = folder / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
+    if marker is not None:
+        (folder / PREVIEW_MARKER).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
 
 
 @dataclass
@@ -288,7 +325,11 @@ def publish_release(
         raise PublishError("no Hugging Face token found: set HF_TOKEN or run `hf auth login`")
     with tempfile.TemporaryDirectory() as tmp:
         staging = Path(dry_run_dir) if dry_run_dir is not None else Path(tmp) / "release"
-        write_files(release.files, staging)
+        marker = None
+        if dry_run_dir is not None:
+            check_preview_folder(staging, release.run.root)
+            marker = {"preview_of": str(release.run.root), "repo": release.repo}
+        write_files(release.files, staging, marker)
         local = _local_files(staging)
         api = HfApi(endpoint=endpoint, token=token)
         if not compare_remote and dry_run_dir is None:
@@ -451,6 +492,9 @@ def publish_adapters_command(
             )
             for run in runs
         ]
+        if dry_run is not None:  # every preview folder checked before any is written
+            for release in releases:
+                check_preview_folder(dry_run / release.run.name, release.run.root)
         for release in releases:
             publish_release(
                 release,
