@@ -334,13 +334,31 @@ def card_facts(root: Path, subset: str | None = None, repo_id: str | None = None
     if mixes:
         rows = []
         for mix, info in mixes["mixes"].items():
-            row = {"mix": mix, "train": info["train"]}
+            weights = info.get("weights") or {p: 1 for p in info.get("provenances", [])}
+            filters = []
+            if info.get("origins"):
+                kind, names = next(iter(info["origins"].items()))
+                filters.append(f"origins {'only' if kind == 'include' else 'but'} {', '.join(names)}")
+            if info.get("min_quality") is not None:
+                filters.append(f"quality >= {info['min_quality']}")
+            if info.get("nested_in"):
+                filters.append(f"inside `{info['nested_in']}`")
+            row = {
+                "mix": mix,
+                "train": info["train"],
+                "weights": " : ".join(f"{p} {w:g}" for p, w in weights.items()),
+                "origins": ", ".join(f"{o} {n}" for o, n in (info.get("by_origin") or {}).items()) or "-",
+                "filters": "; ".join(filters) or "-",
+            }
             row.update({p: info["by_provenance"].get(p, 0) for p in PROVENANCES})
             row.update({t: info["by_type"].get(t, 0) for t in TYPES})
             rows.append(row)
         mix_facts = {key: mixes[key] for key in ("size", "requested_size", "seed", "rule", "chat_version")}
+        mix_file = mixes.get("mix_file", "paper")
         mix_facts |= {
             "rows": rows,
+            "mix_file": mix_file,
+            "paper": mix_file == "paper",
             "types": ", ".join(mixes["types"]),
             "preset": mixes.get("types_preset") or "",
             "paper_types": list(mixes["types"]) == ["MCQ", "MCQU"],
@@ -368,7 +386,12 @@ def card_facts(root: Path, subset: str | None = None, repo_id: str | None = None
         "subset": subset or "",
         "scope": scope,
         "load_id": repo_id or root.name,
-        "example_config": subset or ("nat_trad" if mixes else provenances[0]),
+        "example_config": subset
+        or (
+            ("nat_trad" if "nat_trad" in mixes["mixes"] else next(iter(mixes["mixes"])))
+            if mixes
+            else provenances[0]
+        ),
         "records": records,
         "config_rows": config_rows,
         "by_provenance": [{"provenance": p, **split_row(by_prov, (p,))} for p in provenances],

@@ -1,33 +1,37 @@
-"""The seven training mixes of the paper, written as configs of the built dataset folder.
+"""Training mixes, declared in a mix file and written as configs of the built dataset folder.
 
-Each mix is a list of provenances (``MIXES``); every mix has the same number of train examples
-(33,493 by default, the paper's size), split equally between its provenances, with the task types
-of each provenance share in the proportions of that provenance's train split. Which task types a
-mix holds is ``types``: by default the paper's preset, multiple choice only (MCQ + MCQU: the
-released models were trained on those, and 33,493 is exactly the synthetic subset's number of
-multiple-choice train items); ``all`` (or ``MCQ,MCQU,OEQ``) includes the open-ended items.
-Only train items are drawn; the validation and test splits of every mix are the shared,
-provenance-labelled evaluation sets of the build, all types (the card points the mix configs at
-those files; nothing is copied; filter on the ``type`` column to match ``types``).
+A mix file (``dataset_builders/configs/mixes/*.yaml``, or any path) is a YAML list of mixes: a
+``name``, provenance ``weights`` (``{native: 1, translated: 3}``), a ``size`` or a list of sizes, the
+task ``types``, optional ``origins`` to keep or leave out, an optional ``min_quality`` (the quality
+screen's 1-5 score a translated or synthetic item needs) and a ``seed`` (``medinjection.core.config.
+MixSpec``). The paper's seven mixes are the bundled file ``paper`` (``MIXES`` below): equal shares,
+33,493 multiple-choice train examples each. Only train items are drawn; the validation and test
+splits of every mix are the shared, provenance-labelled evaluation sets of the build (the card points
+the mix configs at those files; nothing is copied).
 
 Rules, all deterministic for a seed:
 
-* share of each provenance: ``size // k``; the remainder ``size % k`` goes one example each to the
-  first provenances in the order native, translated, synthetic (``all`` at 33,493 = 11,165 native
-  + 11,164 translated + 11,164 synthetic; ``nat_trad`` = 16,747 + 16,746);
-* type quotas inside a share: largest remainder over the provenance's train counts by type
-  (ties go to the type first in MCQ, MCQU, OEQ), so each quota is within one example of its exact
+* provenance shares of a size: proportional to the weights, by largest remainder, ties to the
+  provenance first in the order native, translated, synthetic (equal weights: ``size // k`` each and
+  the remainder one each to the first ones: ``all`` at 33,493 = 11,165 + 11,164 + 11,164);
+* type quotas inside a share: largest remainder over the provenance's eligible train items by type
+  (ties go to the type first in MCQ, MCQU, OEQ), so each quota is within one example of its
   proportion;
-* which items: inside each (provenance, type), the items with the smallest
-  ``sha256(f"{seed}\\0{id}")`` — independent of how the build sharded its files, and the same
-  seeded order for every mix, so the mixes share items as much as their quotas allow;
-* row order of a mix: ``sha256(f"{seed}\\0{mix}\\0{id}")``, a seeded shuffle.
+* which items: inside each (provenance, type), the eligible items with the smallest
+  ``sha256(f"{seed}\\0{id}")``: independent of how the build sharded its files, and the same seeded
+  order for every mix of a seed, so mixes share items as much as their quotas allow;
+* several sizes are **nested**: the largest size is drawn by the rules above; each smaller one takes
+  its provenance shares from the next larger set's provenance counts and its type quotas from that
+  set's type counts (largest remainder again, which can only lower a quota), then the first items of
+  the same ranking: every smaller set lies inside every larger one, so a learning curve changes one
+  thing at a time;
+* row order of a mix: ``sha256(f"{seed}\\0{config}\\0{id}")``, a seeded shuffle.
 
-Output: ``data/<mix>/train-NNNNN.parquet`` (all columns, the schema's features embedded) and
-``mixes.json`` (sizes, rule, ``types``, ``chat_version``, per-mix counts by provenance, type and
-source, file checksums). ``chat_version`` is the chat format version of the rows' ``messages``, read
-from the build's shards (``layout.shard_chat_version``); training records it in its manifest.
-Every path comes from ``Layout``.
+Output: ``data/<config>/train-NNNNN.parquet`` (all columns, the schema's features embedded), one
+config per (mix, size): ``<name>``, or ``<name>_<size>`` for each of several sizes; and ``mixes.json``
+(per config: the mix's weights, sizes, seed, types, filters, counts by provenance, type, origin and
+source, file checksums; ``chat_version``, read from the build's shards, which training records).
+Every path and the manifest go through ``Layout``.
 """
 
 from __future__ import annotations
@@ -36,76 +40,50 @@ import hashlib
 import shutil
 from collections import Counter
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
-from typing import Annotated
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-import typer
 
-from medinjection.cards.dataset_card import CardError, write_cards
-from medinjection.core.console import fail
-from medinjection.core.layout import (  # noqa: F401  (MIXES_FILE: for readers of the manifest)
-    MIXES_FILE,
-    Layout,
-    LayoutError,
-    shard_chat_version,
-    shard_schema,
-)
+from medinjection.cards.dataset_card import write_cards
+from medinjection.core import config
+from medinjection.core.config import TYPE_PRESETS, MixFileError, MixSpec, load_mix_file, preset_name
+from medinjection.core.layout import Layout, LayoutError, shard_chat_version, shard_schema
 from medinjection.core.schema import PROVENANCES, TYPES
 
-MIXES: dict[str, tuple[str, ...]] = {
-    "nat": ("native",),
-    "trad": ("translated",),
-    "syn": ("synthetic",),
-    "nat_trad": ("native", "translated"),
-    "nat_syn": ("native", "synthetic"),
-    "trad_syn": ("translated", "synthetic"),
-    "all": ("native", "translated", "synthetic"),
-}
-DEFAULT_SIZE = 33_493
+PAPER_MIX_FILE = "paper"
+PAPER_SPECS: list[MixSpec] = load_mix_file(PAPER_MIX_FILE)
+MIXES: dict[str, tuple[str, ...]] = {spec.name: tuple(spec.weights) for spec in PAPER_SPECS}
+"""The paper's seven mixes and their provenances, in the paper's order (from the bundled mix file)."""
+DEFAULT_SIZE = PAPER_SPECS[0].sizes[0]
 ROWS_PER_FILE = 100_000
-# Named task-type presets of `--types`; "paper" is the default: the released models were trained on
-# multiple-choice items only (their model cards), open-ended items were evaluated, not trained on.
-TYPE_PRESETS: dict[str, tuple[str, ...]] = {
-    "paper": ("MCQ", "MCQU"),
-    "multiple-choice": ("MCQ", "MCQU"),
-    "all": TYPES,
-}
 DEFAULT_TYPES = "paper"
+FORMAT = 2
 RULE = (
-    "equal provenance shares (size // k each; the remainder one each to native, translated, synthetic "
-    "in that order); type quotas by largest remainder within each share; items with the smallest "
-    "sha256(seed, id) per (provenance, type); train split only"
+    "provenance shares proportional to the weights (largest remainder; ties to native, translated, "
+    "synthetic in that order); type quotas by largest remainder within each share; items with the "
+    "smallest sha256(seed, id) per (provenance, type); smaller sizes of a mix nested in the larger "
+    "ones; train split only"
 )
+INDEX_COLUMNS = ("id", "type", "source", "origin")
 
 
 class MixError(ValueError):
     """The mixes cannot be built as asked (too few train items, a missing provenance)."""
 
 
-def parse_types(value: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
-    """The task types of ``--types``: a preset name (``paper``, ``multiple-choice``, ``all``) or a
-    comma-separated list of types (``MCQ,MCQU,OEQ``); in the schema's order."""
-    if isinstance(value, str):
-        if value.strip().lower() in TYPE_PRESETS:
-            return TYPE_PRESETS[value.strip().lower()]
-        value = value.split(",")
-    chosen = {part.strip().upper() for part in value if part.strip()}
-    unknown = sorted(chosen - set(TYPES))
-    if unknown or not chosen:
-        raise MixError(
-            f"--types {','.join(value) if not isinstance(value, str) else value!r}: "
-            + (f"unknown type(s) {unknown}; " if unknown else "no type given; ")
-            + f"give a preset ({', '.join(TYPE_PRESETS)}) or types among {', '.join(TYPES)}"
-        )
-    return tuple(t for t in TYPES if t in chosen)
-
-
-def preset_name(types: tuple[str, ...]) -> str | None:
-    """The first preset with exactly these types (``paper`` for MCQ + MCQU), or None."""
-    return next((name for name, preset in TYPE_PRESETS.items() if preset == tuple(types)), None)
+__all__ = [
+    "DEFAULT_SIZE",
+    "MIXES",
+    "TYPE_PRESETS",
+    "MixError",
+    "MixResult",
+    "build_mixes",
+    "parse_types",
+    "preset_name",
+]
 
 
 @dataclass
@@ -117,30 +95,45 @@ class MixResult:
     report: dict
 
 
-def provenance_shares(size: int, provenances: tuple[str, ...]) -> dict[str, int]:
-    """Equal shares of ``size``; the remainder goes one each to the first provenances (canonical order)."""
-    ordered = [p for p in PROVENANCES if p in provenances]
-    base, remainder = divmod(size, len(ordered))
-    return {p: base + (1 if i < remainder else 0) for i, p in enumerate(ordered)}
+# ---- apportionment -------------------------------------------------------------------------------
 
 
-def largest_remainder(total: int, counts: dict[str, int]) -> dict[str, int]:
-    """Split ``total`` in proportion to ``counts`` (largest remainder; ties to the earlier key)."""
-    population = sum(counts.values())
-    if total > population:
-        raise MixError(f"cannot draw {total} items from {population}")
-    if population == 0:
-        return {key: 0 for key in counts}
-    exact = {key: total * n / population for key, n in counts.items()}
+def apportion(total: int, weights: dict[str, Fraction | int | float]) -> dict[str, int]:
+    """Split ``total`` in proportion to ``weights`` by largest remainder (ties to the earlier key)."""
+    exact_weights = {
+        key: Fraction(str(w)) if isinstance(w, float) else Fraction(w) for key, w in weights.items()
+    }
+    whole = sum(exact_weights.values())
+    if whole == 0:
+        return {key: 0 for key in weights}
+    exact = {key: total * w / whole for key, w in exact_weights.items()}
     quotas = {key: int(value) for key, value in exact.items()}
-    order = sorted(counts, key=lambda key: (-(exact[key] - quotas[key]), list(counts).index(key)))
+    keys = list(weights)
+    order = sorted(keys, key=lambda key: (-(exact[key] - quotas[key]), keys.index(key)))
     for key in order[: total - sum(quotas.values())]:
         quotas[key] += 1
     return quotas
 
 
+def largest_remainder(total: int, counts: dict[str, int]) -> dict[str, int]:
+    """Split ``total`` in proportion to ``counts`` (largest remainder; ties to the earlier key); never
+    more than a count."""
+    population = sum(counts.values())
+    if total > population:
+        raise MixError(f"cannot draw {total} items from {population}")
+    return apportion(total, counts)
+
+
+def provenance_shares(size: int, provenances: tuple[str, ...]) -> dict[str, int]:
+    """Equal shares of ``size``; the remainder goes one each to the first provenances (canonical order)."""
+    return apportion(size, {p: 1 for p in PROVENANCES if p in provenances})
+
+
 def rank(seed: int, *parts: str) -> bytes:
     return hashlib.sha256("\x00".join((str(seed), *parts)).encode()).digest()
+
+
+# ---- the build's train items ---------------------------------------------------------------------
 
 
 def train_files(root: Path, provenance: str) -> list[Path]:
@@ -162,23 +155,28 @@ def build_chat_version(root: Path) -> str:
     return found[0]
 
 
+def _quality_scores(path: Path, rows: int) -> pa.Array:
+    """The quality screen's score of each row of a shard (nulls when the column or a score is absent)."""
+    schema = pq.read_schema(path)
+    if "quality" not in schema.names:
+        return pa.nulls(rows, pa.int32())
+    column = pq.read_table(path, columns=["quality"]).column("quality").combine_chunks()
+    return pc.struct_field(column, "score").cast(pa.int32())
+
+
 def read_train_index(root: Path) -> dict[str, pa.Table]:
-    """``id``, ``type`` and ``source`` of every train item, by provenance (absent provenances: empty)."""
+    """``id``, ``type``, ``source``, ``origin`` and the quality score of every train item, by provenance
+    (absent provenances: empty)."""
     index = {}
+    empty = pa.table(
+        {**{c: pa.array([], pa.string()) for c in INDEX_COLUMNS}, "quality_score": pa.array([], pa.int32())}
+    )
     for provenance in PROVENANCES:
-        files = train_files(root, provenance)
-        tables = [pq.read_table(path, columns=["id", "type", "source"]) for path in files]
-        index[provenance] = (
-            pa.concat_tables(tables)
-            if tables
-            else pa.table(
-                {
-                    "id": pa.array([], pa.string()),
-                    "type": pa.array([], pa.string()),
-                    "source": pa.array([], pa.string()),
-                }
-            )
-        )
+        tables = []
+        for path in train_files(root, provenance):
+            table = pq.read_table(path, columns=list(INDEX_COLUMNS))
+            tables.append(table.append_column("quality_score", _quality_scores(path, table.num_rows)))
+        index[provenance] = pa.concat_tables(tables) if tables else empty
     return index
 
 
@@ -193,58 +191,154 @@ def available_by_type(
     return available
 
 
-def feasible_size(
-    requested: int, available: dict[str, dict[str, int]], allow_smaller: bool, types: tuple[str, ...] = TYPES
-) -> int:
-    """The mix size to use; a single-provenance mix needs ``size`` items of its provenance (of the
-    chosen ``types``; ``available`` counts only those)."""
-    of_types = f"train items of type {'/'.join(types)}"
-    totals = {p: sum(available[p].values()) for p in PROVENANCES}
-    empty = [p for p, n in totals.items() if n == 0]
+def eligible(spec: MixSpec, provenance: str, table: pa.Table) -> pa.Table:
+    """The train items of one provenance a mix may draw: its types, origins and minimum quality."""
+    keep = pc.is_in(table.column("type"), value_set=pa.array(spec.type_set, pa.string()))
+    if spec.origins is not None:
+        origins = sorted(set(table.column("origin").to_pylist()))
+        wanted = [o for o in origins if spec.origins.keeps(o)]
+        keep = pc.and_(keep, pc.is_in(table.column("origin"), value_set=pa.array(wanted, pa.string())))
+    chosen = table.filter(keep)
+    if spec.min_quality is not None and provenance != "native":
+        scores = chosen.column("quality_score")
+        unscored = scores.null_count
+        if unscored:
+            raise MixError(
+                f"mix {spec.name!r}: min_quality {spec.min_quality} but {unscored} of its {chosen.num_rows} "
+                f"eligible {provenance} train items have no quality score; run the quality screen "
+                "(the build config's `quality_screen:` section) or leave min_quality out"
+            )
+        chosen = chosen.filter(pc.greater_equal(scores, spec.min_quality))
+    return chosen
+
+
+# ---- selection -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Drawn:
+    """One (mix, size): its config name and the ids drawn, by provenance (each in ranked order)."""
+
+    spec: MixSpec
+    size: int
+    requested_size: int
+    config: str
+    ids: dict[str, list[str]]
+    nested_in: str | None
+
+
+def _describe(spec: MixSpec) -> str:
+    """``of type MCQ/MCQU`` and the mix's filters, as the error messages name what was counted."""
+    text = f"of type {'/'.join(spec.type_set)}"
+    if spec.origins is not None and spec.origins.include is not None:
+        text += f" from origins {', '.join(spec.origins.include)}"
+    elif spec.origins is not None:
+        text += f" from origins other than {', '.join(spec.origins.exclude or [])}"
+    if spec.min_quality is not None:
+        text += f" of quality >= {spec.min_quality} (translated, synthetic)"
+    return text
+
+
+def feasible(spec: MixSpec, size: int, available: dict[str, int]) -> dict[str, tuple[int, int]]:
+    """Provenances whose share of ``size`` exceeds what they have: ``{provenance: (needed, available)}``."""
+    shares = apportion(size, spec.weights)
+    return {p: (n, available.get(p, 0)) for p, n in shares.items() if n > available.get(p, 0)}
+
+
+def largest_feasible(spec: MixSpec, available: dict[str, int]) -> int:
+    """The largest size whose every provenance share fits in what the mix may draw."""
+    whole = sum(Fraction(str(w)) for w in spec.weights.values())
+    bound = min(int(available.get(p, 0) * whole / Fraction(str(w))) for p, w in spec.weights.items())
+    size = bound + len(spec.weights)  # largest remainder can give a share one more than its floor
+    while size > 0 and feasible(spec, size, available):
+        size -= 1
+    return size
+
+
+def plan_sizes(
+    specs: list[MixSpec], pools: dict[str, dict[str, pa.Table]], allow_smaller: bool
+) -> dict[str, list[tuple[int, int]]]:
+    """``{mix: [(size used, size asked), ...]}`` (largest first). Too few items is an error with the
+    numbers, unless ``allow_smaller``: then every mix asked for a size S gets the largest size that all
+    the mixes asked for S can have (the paper's mixes keep one common size), and says so."""
+    available = {spec.name: {p: pools[spec.name][p].num_rows for p in spec.weights} for spec in specs}
+    empty = [
+        f"mix {spec.name!r}: no train items {_describe(spec)} of provenance {p}, yet its weight is {spec.weights[p]}"
+        for spec in specs
+        for p in spec.weights
+        if available[spec.name][p] == 0
+    ]
     if empty:
+        raise MixError("a weight on a provenance with nothing to draw:\n  " + "\n  ".join(empty))
+    short = {
+        (spec.name, size): feasible(spec, size, available[spec.name])
+        for spec in specs
+        for size in spec.sizes
+        if feasible(spec, size, available[spec.name])
+    }
+    if short and not allow_smaller:
+        lines = []
+        for (name, size), missing in short.items():
+            spec = next(s for s in specs if s.name == name)
+            for p, (needed, have) in missing.items():
+                lines.append(
+                    f"provenance {p!r} has {have} train items {_describe(spec)} but needs {needed} "
+                    f"(mix {name!r} of {size}, weights {', '.join(f'{q} {w:g}' for q, w in spec.weights.items())})"
+                )
+            lines.append(
+                f"  the largest feasible size of {name!r} is {largest_feasible(spec, available[name])}"
+            )
         raise MixError(
-            f"no {of_types} of provenance {', '.join(empty)} in the build; the seven mixes need them "
-            f"in all of {', '.join(PROVENANCES)} (found: "
-            + ", ".join(f"{p} {n}" for p, n in totals.items())
-            + ")"
-        )
-    short = {p: n for p, n in totals.items() if n < requested}
-    if not short:
-        return requested
-    largest = min(totals.values())
-    if not allow_smaller:
-        lines = [
-            f"provenance {p!r} has {n} {of_types} but needs {requested} (mix {single!r} is all {p})"
-            for p, n in short.items()
-            for single in [next(m for m, ps in MIXES.items() if ps == (p,))]
-        ]
-        raise MixError(
-            "too few train items for mixes of "
-            + f"{requested}:\n  "
+            "too few train items:\n  "
             + "\n  ".join(lines)
-            + f"\nthe largest feasible size is {largest}; pass --allow-smaller to build mixes of that size"
+            + "\npass --allow-smaller to build the largest feasible sizes instead"
         )
-    return largest
+    by_request: dict[int, int] = {}
+    for spec in specs:
+        for size in spec.sizes:
+            fits = min(size, largest_feasible(spec, available[spec.name]))
+            by_request[size] = min(by_request.get(size, size), fits)
+    plan = {}
+    for spec in specs:
+        used = []
+        for size in spec.sizes:
+            actual = by_request[size]
+            if actual < 1:
+                raise MixError(f"mix {spec.name!r}: no feasible size (provenances {list(spec.weights)})")
+            if actual not in [u for u, _ in used]:
+                used.append((actual, size))
+        plan[spec.name] = used
+    return plan
 
 
-def select(
-    index: dict[str, pa.Table], size: int, seed: int, types: tuple[str, ...] = TYPES
-) -> dict[str, dict[str, list[str]]]:
-    """The ids of every mix, by provenance (each list in the mix's seeded order within the provenance)."""
+def draw(spec: MixSpec, pool: dict[str, pa.Table], sizes: list[tuple[int, int]]) -> list[Drawn]:
+    """The ids of every size of one mix, largest first, each smaller set inside the larger one."""
     ordered: dict[tuple[str, str], list[str]] = {}
-    for provenance, table in index.items():
+    counts: dict[str, dict[str, int]] = {}
+    for provenance, table in pool.items():
         ids, kinds = table.column("id").to_pylist(), table.column("type").to_pylist()
+        kind_counts = Counter(kinds)
+        counts[provenance] = {t: kind_counts.get(t, 0) for t in TYPES}
         for t in TYPES:
             chosen = [i for i, kind in zip(ids, kinds, strict=True) if kind == t]
-            ordered[(provenance, t)] = sorted(chosen, key=lambda i: (rank(seed, i), i))
-    counts = available_by_type(index, types)
-    plan: dict[str, dict[str, list[str]]] = {}
-    for mix, provenances in MIXES.items():
-        plan[mix] = {}
-        for provenance, share in provenance_shares(size, provenances).items():
-            quotas = largest_remainder(share, counts[provenance])
-            plan[mix][provenance] = [i for t in TYPES for i in ordered[(provenance, t)][: quotas[t]]]
-    return plan
+            ordered[(provenance, t)] = sorted(chosen, key=lambda i: (rank(spec.seed, i), i))
+    drawn: list[Drawn] = []
+    previous: dict[str, dict[str, int]] | None = None
+    for size, requested in sizes:
+        if previous is None:
+            shares = apportion(size, spec.weights)
+            quotas = {p: largest_remainder(shares[p], counts[p]) for p in shares}
+        else:
+            shares = largest_remainder(size, {p: sum(q.values()) for p, q in previous.items()})
+            quotas = {p: largest_remainder(shares[p], previous[p]) for p in shares}
+        ids = {p: [i for t in TYPES for i in ordered[(p, t)][: quotas[p][t]]] for p in quotas}
+        config = spec.config_name(requested)
+        drawn.append(Drawn(spec, size, requested, config, ids, drawn[-1].config if drawn else None))
+        previous = quotas
+    return drawn
+
+
+# ---- writing -------------------------------------------------------------------------------------
 
 
 def gather_rows(root: Path, provenance: str, wanted: set[str], chat_version: str) -> pa.Table:
@@ -279,57 +373,106 @@ def write_mix(root: Path, mix: str, table: pa.Table) -> dict[str, str]:
     return checksums
 
 
+def _counted(rows: list[dict], column: str) -> dict[str, int]:
+    return dict(sorted(Counter(r[column] for r in rows).items()))
+
+
 def count_table(table: pa.Table) -> dict:
-    rows = table.select(["provenance", "type", "source"]).to_pylist()
+    rows = table.select(["provenance", "type", "source", "origin"]).to_pylist()
     by_prov_type: dict[str, dict[str, int]] = {}
     for (provenance, t), n in sorted(Counter((r["provenance"], r["type"]) for r in rows).items()):
         by_prov_type.setdefault(provenance, {})[t] = n
     return {
         "train": table.num_rows,
-        "by_provenance": dict(sorted(Counter(r["provenance"] for r in rows).items())),
-        "by_type": dict(sorted(Counter(r["type"] for r in rows).items())),
+        "by_provenance": _counted(rows, "provenance"),
+        "by_type": _counted(rows, "type"),
         "by_provenance_type": by_prov_type,
-        "by_source": dict(sorted(Counter(r["source"] for r in rows).items())),
+        "by_source": _counted(rows, "source"),
+        "by_origin": _counted(rows, "origin"),
     }
+
+
+def _spec_entry(spec: MixSpec) -> dict:
+    return {
+        "mix": spec.name,
+        "provenances": list(spec.weights),
+        "weights": dict(spec.weights),
+        "sizes": spec.sizes,
+        "seed": spec.seed,
+        "types": list(spec.type_set),
+        "types_preset": preset_name(spec.type_set),
+        "origins": spec.origins.model_dump(exclude_none=True) if spec.origins else None,
+        "min_quality": spec.min_quality,
+    }
+
+
+def parse_types(value: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """``medinjection.core.config.parse_types``, its errors as ``MixError``."""
+    try:
+        return config.parse_types(value)
+    except ValueError as err:
+        raise MixError(str(err)) from None
+
+
+def resolve_specs(
+    mixes: str | Path | None, size: int | None, seed: int | None, types: str | list[str] | None
+) -> tuple[str, list[MixSpec]]:
+    """The mix file's mixes (default: the paper's), with ``size``/``seed``/``types`` applied to every mix
+    when given (the ``mix`` command's options)."""
+    try:
+        specs = load_mix_file(mixes or PAPER_MIX_FILE)
+        updates = {k: v for k, v in (("size", size), ("seed", seed), ("types", types)) if v is not None}
+        if updates:
+            specs = [MixSpec(**{**spec.model_dump(exclude_none=True), **updates}) for spec in specs]
+    except (MixFileError, ValueError) as err:
+        raise MixError(str(err)) from None
+    return str(mixes or PAPER_MIX_FILE), specs
 
 
 def build_mixes(
     root: str | Path,
-    size: int = DEFAULT_SIZE,
-    seed: int = 0,
+    size: int | None = None,
+    seed: int | None = None,
     allow_smaller: bool = False,
     write_card: bool = True,
-    types: str | list[str] | tuple[str, ...] = DEFAULT_TYPES,
+    types: str | list[str] | tuple[str, ...] | None = None,
+    mixes: str | Path | None = None,
 ) -> MixResult:
-    """Write the seven mixes into the dataset folder ``root`` and ``mixes.json``; refresh the cards.
+    """Write the mixes of a mix file (default: the paper's seven) into the dataset folder ``root`` and
+    ``mixes.json``; refresh the cards.
 
-    ``types``: the task types of the mixes, a preset (``paper``: MCQ + MCQU, the default; ``all``)
-    or a list of types. Raises ``MixError`` when a provenance has fewer train items of those types
-    than ``size`` (unless ``allow_smaller``: then the size is the largest feasible one, reported in
-    the result).
+    ``size``, ``seed``, ``types`` replace those of every mix of the file when given (``types``: a
+    preset, ``paper`` = MCQ + MCQU or ``all``, or a list). Raises ``MixError`` when a mix cannot be
+    drawn (a weight on a provenance with no eligible item; a size larger than what is there, unless
+    ``allow_smaller``: then the largest feasible size, reported in the result).
     """
     root = Path(root)
-    chosen = parse_types(types)
-    if size < 1:
+    if size is not None and size < 1:
         raise MixError(f"the mix size must be positive, got {size}")
+    source, specs = resolve_specs(mixes, size, seed, list(parse_types(types)) if types is not None else None)
     layout = Layout(root)
     if not layout.is_built():
         raise MixError(f"{root}: no data/ folder; build the dataset first (medinjection build)")
     try:
         chat_version = build_chat_version(root)
         index = read_train_index(root)
+        previous = layout.mix_names()
     except LayoutError as err:
         raise MixError(str(err)) from None
-    available = available_by_type(index, chosen)
-    used = feasible_size(size, available, allow_smaller, chosen)
-    plan = select(index, used, seed, chosen)
+    pools = {spec.name: {p: eligible(spec, p, index[p]) for p in spec.weights} for spec in specs}
+    sizes = plan_sizes(specs, pools, allow_smaller)
+    drawn = [d for spec in specs for d in draw(spec, pools[spec.name], sizes[spec.name])]
+    first = drawn[0]
+    all_types = sorted({t for spec in specs for t in spec.type_set}, key=TYPES.index)
     report = {
-        "seed": seed,
-        "requested_size": size,
-        "size": used,
+        "format": FORMAT,
+        "mix_file": source,
+        "seed": seed if seed is not None else first.spec.seed,
+        "requested_size": first.requested_size,
+        "size": first.size,
         "allow_smaller": allow_smaller,
-        "types": list(chosen),
-        "types_preset": preset_name(chosen),
+        "types": all_types,
+        "types_preset": preset_name(tuple(all_types)),
         "chat_version": chat_version,
         "rule": RULE,
         "available_train": available_by_type(index),
@@ -338,68 +481,33 @@ def build_mixes(
     del index
     tables: dict[str, pa.Table] = {}
     for provenance in PROVENANCES:
-        wanted = {i for mix in plan.values() for i in mix.get(provenance, [])}
-        tables[provenance] = gather_rows(root, provenance, wanted, chat_version)
-    for mix, by_provenance in plan.items():
+        wanted = {i for d in drawn for i in d.ids.get(provenance, [])}
+        if wanted:
+            tables[provenance] = gather_rows(root, provenance, wanted, chat_version)
+    for d in drawn:
         parts = []
-        for provenance, ids in by_provenance.items():
+        for provenance, ids in d.ids.items():
             table = tables[provenance]
             parts.append(table.filter(pc.is_in(table.column("id"), value_set=pa.array(ids, pa.string()))))
         table = pa.concat_tables(parts)
         ids = table.column("id").to_pylist()
-        order = sorted(range(len(ids)), key=lambda k: rank(seed, mix, ids[k]))
+        order = sorted(range(len(ids)), key=lambda k: rank(d.spec.seed, d.config, ids[k]))
         table = table.take(pa.array(order, pa.int64()))
-        files = write_mix(root, mix, table)
-        report["mixes"][mix] = {"provenances": list(MIXES[mix]), **count_table(table), "files": files}
-    layout.write_json(layout.mixes_path, report)
+        files = write_mix(root, d.config, table)
+        report["mixes"][d.config] = {
+            **_spec_entry(d.spec),
+            "size": d.size,
+            "requested_size": d.requested_size,
+            "nested_in": d.nested_in,
+            **count_table(table),
+            "files": files,
+        }
+    stale = [name for name in previous if name not in report["mixes"]]
+    layout.write_mixes_manifest(report)
+    for name in stale:  # mixes of the previous mixes.json that this one no longer declares
+        shutil.rmtree(layout.config_dir(name), ignore_errors=True)
     if write_card:
         write_cards(root)
-    return MixResult(root=root, size=used, requested_size=size, seed=seed, report=report)
-
-
-def mix_command(
-    folder: Annotated[Path, typer.Argument(help="A built dataset folder (medinjection build).")],
-    size: Annotated[int, typer.Option(help="Train examples in every mix.")] = DEFAULT_SIZE,
-    seed: Annotated[int, typer.Option(help="Seed of the selection and of the row order.")] = 0,
-    allow_smaller: Annotated[
-        bool,
-        typer.Option("--allow-smaller", help="Use the largest feasible size when a provenance is short."),
-    ] = False,
-    types: Annotated[
-        str,
-        typer.Option(
-            "--types",
-            help="Task types of the mixes: a preset (paper = MCQ,MCQU, the paper's training data; "
-            "all = MCQ,MCQU,OEQ) or a comma-separated list of MCQ, MCQU, OEQ.",
-        ),
-    ] = DEFAULT_TYPES,
-) -> None:
-    """Write the seven training mixes (nat, trad, syn, nat_trad, nat_syn, trad_syn, all) as configs."""
-    try:
-        result = build_mixes(
-            folder, size=size, seed=seed, allow_smaller=allow_smaller, write_card=False, types=types
-        )
-    except MixError as err:
-        fail(str(err))
-    if result.size != result.requested_size:
-        typer.echo(
-            f"note: mixes of {result.size} train examples, not {result.requested_size} (--allow-smaller)"
-        )
-    for mix, info in result.report["mixes"].items():
-        shares = ", ".join(
-            f"{p} {info['by_provenance'][p]}" for p in PROVENANCES if p in info["by_provenance"]
-        )
-        typer.echo(f"  {mix:9} {info['train']} ({shares})")
-    kinds = "+".join(result.report["types"])
-    typer.echo(
-        f"wrote {len(MIXES)} mixes of {result.size} train examples ({kinds}, seed {result.seed}, "
-        f"chat format {result.report['chat_version']}) into {result.root}"
+    return MixResult(
+        root=root, size=first.size, requested_size=first.requested_size, seed=report["seed"], report=report
     )
-    try:
-        paths = write_cards(folder)
-    except CardError as err:
-        typer.secho(
-            f"error: the mixes are written but the cards are not: {err}", fg=typer.colors.RED, err=True
-        )
-        raise typer.Exit(1) from None
-    typer.echo("wrote the cards: " + ", ".join(str(p.relative_to(folder)) for p in paths))

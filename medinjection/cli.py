@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from medinjection.core.console import fail
+from medinjection.core.console import fail, fail_on
 from medinjection.dataset_builders.mixes import MIXES
 
 app = typer.Typer(
@@ -192,6 +192,76 @@ def demo(
     )
 
 
+@app.command("mix")
+def mix_command(
+    folder: Annotated[Path, typer.Argument(help="A built dataset folder (medinjection build).")],
+    mixes: Annotated[
+        str | None,
+        typer.Option(
+            "--mixes",
+            help="A mix file (YAML list of mixes: name, weights, size, types, origins, min_quality, seed) or a "
+            "bundled name; default: paper (the paper's seven mixes).",
+        ),
+    ] = None,
+    size: Annotated[
+        int | None, typer.Option(help="Train examples in every mix (replaces the file's).")
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="Seed of the selection and of the row order (replaces the file's).")
+    ] = None,
+    allow_smaller: Annotated[
+        bool,
+        typer.Option("--allow-smaller", help="Use the largest feasible size when a provenance is short."),
+    ] = False,
+    types: Annotated[
+        str | None,
+        typer.Option(
+            "--types",
+            help="Task types of every mix (replaces the file's): a preset (paper = MCQ,MCQU, the paper's "
+            "training data; all = MCQ,MCQU,OEQ) or a comma-separated list of MCQ, MCQU, OEQ.",
+        ),
+    ] = None,
+) -> None:
+    """Write training mixes as configs of the folder: the paper's seven (nat, trad, syn, nat_trad,
+    nat_syn, trad_syn, all) by default, or those of a mix file (any provenance weights and nested sizes)."""
+    from medinjection.cards.dataset_card import CardError, write_cards
+    from medinjection.core.schema import PROVENANCES
+    from medinjection.dataset_builders.mixes import MixError, build_mixes
+
+    with fail_on(MixError):
+        result = build_mixes(
+            folder,
+            size=size,
+            seed=seed,
+            allow_smaller=allow_smaller,
+            write_card=False,
+            types=types,
+            mixes=mixes,
+        )
+    report = result.report
+    if result.size != result.requested_size:
+        typer.echo(
+            f"note: mixes of {result.size} train examples, not {result.requested_size} (--allow-smaller)"
+        )
+    for config, info in report["mixes"].items():
+        shares = ", ".join(
+            f"{p} {info['by_provenance'][p]}" for p in PROVENANCES if p in info["by_provenance"]
+        )
+        nested = f", inside {info['nested_in']}" if info.get("nested_in") else ""
+        typer.echo(f"  {config:9} {info['train']} ({shares}{nested})")
+    sizes = sorted({info["train"] for info in report["mixes"].values()})
+    kinds = "+".join(report["types"])
+    typer.echo(
+        f"wrote {len(report['mixes'])} mixes of {', '.join(map(str, sizes))} train examples ({kinds}, "
+        f"seed {result.seed}, chat format {report['chat_version']}) from {report['mix_file']} into {result.root}"
+    )
+    try:
+        paths = write_cards(folder)
+    except CardError as err:
+        fail(f"the mixes are written but the cards are not: {err}")
+    typer.echo("wrote the cards: " + ", ".join(str(p.relative_to(folder)) for p in paths))
+
+
 @app.command("sources")
 def list_sources() -> None:
     """List the source adapters, with their provenance, licence and Hub id."""
@@ -207,10 +277,8 @@ app.add_typer(quality_app, name="quality")
 
 
 from medinjection.cards.dataset_card import card_command  # noqa: E402
-from medinjection.dataset_builders.mixes import mix_command  # noqa: E402
 from medinjection.publish.dataset import publish_app  # noqa: E402
 
-app.command("mix")(mix_command)
 app.command("card")(card_command)
 app.add_typer(publish_app, name="publish")
 

@@ -13,7 +13,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from medinjection.core.schema import PROVENANCES
+from medinjection.core.schema import PROVENANCES, TYPES
 
 MUTABLE_REVISIONS = {"main", "master", "HEAD", "refs/heads/main"}
 
@@ -317,12 +317,12 @@ def load_build_config(path_or_name: str | Path) -> BuildConfig:
     return config
 
 
-def _explain(err: ValidationError) -> str:
+def _explain(err: ValidationError, model: type[BaseModel] | None = None) -> str:
     lines = []
     for item in err.errors():
         where = ".".join(str(p) for p in item["loc"]) or "(top level)"
         if item["type"] == "extra_forbidden":
-            allowed = _allowed_keys(BuildConfig, item["loc"][:-1])
+            allowed = _allowed_keys(model or BuildConfig, item["loc"][:-1])
             lines.append(f"unknown key {where!r} (allowed there: {allowed})")
         else:
             lines.append(f"{where}: {item['msg']}")
@@ -343,3 +343,158 @@ def _allowed_keys(model: type[BaseModel], loc: tuple) -> list[str]:
                 model = found
                 break
     return [name for name, field in model.model_fields.items() if not field.exclude]
+
+
+# ---- mix files -------------------------------------------------------------------------------------
+
+TYPE_PRESETS: dict[str, tuple[str, ...]] = {
+    "paper": ("MCQ", "MCQU"),
+    "multiple-choice": ("MCQ", "MCQU"),
+    "all": TYPES,
+}
+"""Named task-type sets of a mix. ``paper``: the released models were trained on multiple-choice items
+only (their model cards); open-ended items were evaluated, not trained on."""
+MIX_NAME = r"^[a-z][a-z0-9_]*$"
+
+
+def parse_types(value: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """Task types from a preset name (``paper``, ``multiple-choice``, ``all``) or a list (or a
+    comma-separated string) of ``MCQ``, ``MCQU``, ``OEQ``; in the schema's order."""
+    if isinstance(value, str):
+        if value.strip().lower() in TYPE_PRESETS:
+            return TYPE_PRESETS[value.strip().lower()]
+        value = value.split(",")
+    chosen = {part.strip().upper() for part in value if part.strip()}
+    unknown = sorted(chosen - set(TYPES))
+    if unknown or not chosen:
+        given = value if isinstance(value, str) else ",".join(value)
+        raise ValueError(
+            f"types {given!r}: "
+            + (f"unknown type(s) {unknown}; " if unknown else "no type given; ")
+            + f"give a preset ({', '.join(TYPE_PRESETS)}) or types among {', '.join(TYPES)}"
+        )
+    return tuple(t for t in TYPES if t in chosen)
+
+
+def preset_name(types: tuple[str, ...] | list[str]) -> str | None:
+    """The first preset with exactly these types (``paper`` for MCQ + MCQU), or None."""
+    return next((name for name, preset in TYPE_PRESETS.items() if preset == tuple(types)), None)
+
+
+class OriginFilter(StrictModel):
+    """Which ``origin`` values (source datasets) a mix draws from: only ``include``, or all but ``exclude``."""
+
+    include: list[str] | None = None
+    exclude: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _one_of(self) -> OriginFilter:
+        if (self.include is None) == (self.exclude is None):
+            raise ValueError("origins: give either include or exclude (a list of origin names)")
+        return self
+
+    def keeps(self, origin: str) -> bool:
+        return origin in self.include if self.include is not None else origin not in (self.exclude or [])
+
+
+class MixSpec(StrictModel):
+    """One mix of a mix file: provenance weights, one or several (nested) sizes, task types, filters."""
+
+    name: str = Field(pattern=MIX_NAME)
+    weights: dict[Literal["native", "translated", "synthetic"], float]
+    size: int | list[int]
+    types: str | list[str] = "paper"
+    origins: OriginFilter | None = None
+    min_quality: int | None = Field(default=None, ge=1, le=5)
+    seed: int = 0
+
+    @field_validator("name")
+    @classmethod
+    def _not_a_provenance(cls, name: str) -> str:
+        if name in PROVENANCES:
+            raise ValueError(f"mix name {name!r} is a provenance's config name; choose another")
+        return name
+
+    @field_validator("weights")
+    @classmethod
+    def _positive(cls, weights: dict) -> dict:
+        if not weights:
+            raise ValueError("weights: give at least one provenance (e.g. {native: 1, translated: 1})")
+        bad = {p: w for p, w in weights.items() if not w > 0}
+        if bad:
+            raise ValueError(f"weights must be positive (leave a provenance out instead): {bad}")
+        return {p: weights[p] for p in PROVENANCES if p in weights}  # canonical order
+
+    @field_validator("size")
+    @classmethod
+    def _sizes(cls, size: int | list[int]) -> int | list[int]:
+        sizes = size if isinstance(size, list) else [size]
+        if not sizes or any(s < 1 for s in sizes):
+            raise ValueError(f"size: one positive number or a list of them, got {size}")
+        if len(set(sizes)) != len(sizes):
+            raise ValueError(f"size: a size is repeated in {size}")
+        return size
+
+    @field_validator("types")
+    @classmethod
+    def _types(cls, types: str | list[str]) -> str | list[str]:
+        parse_types(types)
+        return types
+
+    @property
+    def type_set(self) -> tuple[str, ...]:
+        return parse_types(self.types)
+
+    @property
+    def sizes(self) -> list[int]:
+        """The sizes, largest first (each smaller set is drawn inside the next larger one)."""
+        return sorted(self.size if isinstance(self.size, list) else [self.size], reverse=True)
+
+    def config_name(self, size: int) -> str:
+        """``<name>`` for a mix of one size, ``<name>_<size>`` for each of several."""
+        return self.name if not isinstance(self.size, list) or len(self.size) == 1 else f"{self.name}_{size}"
+
+
+class MixFileError(ConfigError):
+    pass
+
+
+def bundled_mix_files() -> dict[str, Path]:
+    folder = resources.files("medinjection.dataset_builders") / "configs" / "mixes"
+    return {p.name.removesuffix(".yaml"): Path(str(p)) for p in folder.iterdir() if p.name.endswith(".yaml")}
+
+
+def load_mix_file(path_or_name: str | Path) -> list[MixSpec]:
+    """The mixes of a mix file (a YAML list of mixes), from a path or a bundled name (``paper``)."""
+    path = Path(path_or_name)
+    if not path.exists():
+        bundled = bundled_mix_files()
+        if str(path_or_name) not in bundled:
+            raise MixFileError(
+                f"no mix file {str(path)!r} and no bundled mix file of that name; bundled: {sorted(bundled)}"
+            )
+        path = bundled[str(path_or_name)]
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise MixFileError(f"{path}: not valid YAML: {err}") from err
+    if not isinstance(raw, list) or not raw:
+        raise MixFileError(f"{path}: a mix file is a non-empty YAML list of mixes (name, weights, size, ...)")
+    specs = []
+    for index, entry in enumerate(raw):
+        if not isinstance(entry, dict):
+            raise MixFileError(f"{path}: mix {index} is not a mapping (name, weights, size, ...)")
+        try:
+            specs.append(MixSpec(**entry))
+        except ValidationError as err:
+            raise MixFileError(f"{path}: mix {entry.get('name', index)!r}: {_explain(err, MixSpec)}") from err
+    configs: dict[str, str] = {}
+    for spec in specs:
+        for size in spec.sizes:
+            config = spec.config_name(size)
+            if config in configs:
+                raise MixFileError(
+                    f"{path}: config {config!r} comes from two mixes ({configs[config]}, {spec.name})"
+                )
+            configs[config] = spec.name
+    return specs

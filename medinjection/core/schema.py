@@ -57,6 +57,14 @@ FEATURES = Features(
             "options": List(OPTION),
             "answer": Value("string"),
         },
+        # The quality screen's grade of a translated or synthetic row (null when not screened): a 1-5
+        # score (null when the grader's reply could not be read), its short reason, who graded, how.
+        "quality": {
+            "score": Value("int32"),
+            "reason": Value("string"),
+            "model": Value("string"),
+            "prompt_version": Value("string"),
+        },
         "messages": List(MESSAGE),
     }
 )
@@ -133,6 +141,7 @@ def empty_record() -> dict[str, Any]:
         "language_score": 0.0,
         "generation": None,
         "original": None,
+        "quality": None,
         "messages": [],
     }
 

@@ -131,20 +131,28 @@ def check_mixes(root: Path) -> list[str]:
     for mix, info in report["mixes"].items():
         rows = []
         for shard in layout.mix_shards([mix]):
-            rows += pq.read_table(shard.path, columns=["id", "provenance", "type", "source"]).to_pylist()
+            rows += pq.read_table(
+                shard.path, columns=["id", "provenance", "type", "source", "origin"]
+            ).to_pylist()
         if len(rows) != info["train"]:
             problems.append(
                 f"{MIXES_FILE}: mix {mix!r} has {info['train']} rows but its files hold {len(rows)}"
             )
-        for key, column in (("by_provenance", "provenance"), ("by_type", "type"), ("by_source", "source")):
-            if dict(Counter(r[column] for r in rows)) != info[key]:
+        checked = (
+            ("by_provenance", "provenance"),
+            ("by_type", "type"),
+            ("by_source", "source"),
+            ("by_origin", "origin"),
+        )
+        for key, column in checked:
+            if key in info and dict(Counter(r[column] for r in rows)) != info[key]:
                 problems.append(f"{MIXES_FILE}: mix {mix!r} {key} does not match its files")
         outside = [r["id"] for r in rows if r["id"] not in train_ids.get(r["provenance"], set())]
         if outside:
             problems.append(
                 f"mix {mix!r}: {len(outside)} rows are not train items of their provenance (e.g. {outside[0]})"
             )
-        other_types = sorted({r["type"] for r in rows} - set(report.get("types", [])))
+        other_types = sorted({r["type"] for r in rows} - set(info.get("types") or report.get("types", [])))
         if other_types:
             problems.append(f"mix {mix!r}: rows of type {other_types}, not in {MIXES_FILE} types")
     return problems

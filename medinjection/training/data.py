@@ -163,7 +163,7 @@ def load_training_data(
         )
     mixes = read_mixes_manifest(name, revision, local)
     mix_info = (mixes or {}).get("mixes", {}).get(config)
-    types = (mixes or {}).get("types")
+    types = (mix_info or {}).get("types") or (mixes or {}).get("types")  # the mix's own, else the file's
     if not types and "type" in train.column_names:
         types = sorted(set(train["type"]))
     chat_version = (mixes or {}).get("chat_version")

@@ -40,7 +40,7 @@ def carded_build(tmp_path_factory) -> Path:
 def rows(root: Path, folder: str, split: str | None = None) -> list[dict]:
     out = []
     for path in sorted((root / "data" / folder).glob(f"{split or '*'}-*.parquet")):
-        part = pq.read_table(path, columns=["id", "provenance", "source", "type"]).to_pylist()
+        part = pq.read_table(path, columns=["id", "provenance", "source", "type", "origin"]).to_pylist()
         out += [{**r, "split": path.name.split("-")[0]} for r in part]
     return out
 
@@ -120,15 +120,32 @@ def test_every_number_in_the_card_equals_the_data(carded_build, subset):
                 evaluation["validation"],
                 evaluation["test"],
             )
-        mixes = as_ints(found[("mix", "native", "translated", "synthetic", "MCQ", "MCQU", "OEQ", "train")], 1)
-        for mix in MIXES:
+        header = (
+            "mix",
+            "weights",
+            "native",
+            "translated",
+            "synthetic",
+            "MCQ",
+            "MCQU",
+            "OEQ",
+            "origins",
+            "filters",
+            "train",
+        )
+        mixes = {r[0]: r for r in found[header]}
+        for mix, provenances in MIXES.items():
             mix_rows = rows(root, mix)
             prov, types = Counter(r["provenance"] for r in mix_rows), Counter(r["type"] for r in mix_rows)
-            assert mixes[(mix,)] == (
+            origins = Counter(r["origin"] for r in mix_rows)
+            row = mixes[mix]
+            assert row[1] == " : ".join(f"{p} 1" for p in provenances)
+            assert tuple(map(int, row[2:8] + row[10:])) == (
                 *(prov[p] for p in PROVENANCES),
                 *(types[t] for t in TYPES),
                 len(mix_rows),
             )
+            assert row[8] == ", ".join(f"{o} {n}" for o, n in sorted(origins.items())) and row[9] == "-"
     else:
         assert "## Training mixes" not in card.text
     assert configs == expected_configs
