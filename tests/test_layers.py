@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import ast
 import graphlib
-import tomllib
 from pathlib import Path
 
 import pytest
+
+tomllib = pytest.importorskip("tomllib", reason="reading pyproject.toml needs Python 3.11's tomllib")
 
 ROOT = Path(__file__).resolve().parents[1]
 
