@@ -197,6 +197,43 @@ def generation_counts(root: Path, provenances: list[str]) -> Counter:
     return counts
 
 
+def quality_screen_facts(root: Path, provenances: list[str]) -> dict:
+    """The quality screen's grades by provenance and origin (empty when no record was screened): rows
+    with a score 1-5, their mean, the count at each score, and the screened rows without a score."""
+    groups: dict[tuple[str, str], Counter] = {}
+    graders: Counter = Counter()
+    for shard in Layout(root).provenance_shards(provenances):
+        if "quality" not in pq.read_schema(shard.path).names:
+            continue
+        for row in pq.read_table(shard.path, columns=["origin", "quality"]).to_pylist():
+            quality = row["quality"]
+            if not quality:
+                continue
+            graders[(quality.get("model") or "", quality.get("prompt_version") or "")] += 1
+            score = quality.get("score")
+            groups.setdefault((shard.config, row["origin"]), Counter())[score if score else "none"] += 1
+    if not groups:
+        return {}
+    rows = []
+    for (provenance, origin), counts in sorted(groups.items()):
+        scored = sum(counts[s] for s in range(1, 6))
+        mean = sum(s * counts[s] for s in range(1, 6)) / scored if scored else None
+        rows.append(
+            {
+                "provenance": provenance,
+                "origin": origin,
+                "scored": scored,
+                "mean": f"{mean:.2f}" if mean is not None else "-",
+                **{f"s{s}": counts[s] for s in range(1, 6)},
+                "unscored": counts["none"],
+            }
+        )
+    return {
+        "rows": rows,
+        "graders": ", ".join(f"`{m}` (prompt {v}, {n} records)" for (m, v), n in sorted(graders.items())),
+    }
+
+
 def count_rejects(root: Path) -> Counter:
     """Rejects by (step, reason, source, provenance), read from ``rejects/``."""
     counts = Counter()
@@ -248,7 +285,20 @@ def review_facts(root: Path, subset: str | None) -> dict | None:
     ]
     rows += [row(f"source: {k}", v) for k, v in rates["by_source"].items()]
     alpha = report.get("agreement", {}).get("krippendorff_alpha_nominal")
+    screen = report.get("screen_agreement") or {}
+    screen_rows = [
+        {
+            "rule": r["rule"],
+            "flagged": r["flagged"],
+            "hits": r["flagged_and_wrong"],
+            "precision": f"{pct(r['precision'])} [{pct(r['precision_ci95'][0])}, {pct(r['precision_ci95'][1])}]",
+            "recall": f"{pct(r['recall'])} [{pct(r['recall_ci95'][0])}, {pct(r['recall_ci95'][1])}]",
+        }
+        for r in screen.get("thresholds", [])
+    ]
     return {
+        "screen_rows": screen_rows,
+        "screen_n": screen.get("reviewed_with_score", 0),
         "annotators": len(report.get("annotators", [])),
         "reviewed": report["records"]["reviewed"],
         "total": report["records"]["total"],
@@ -442,6 +492,7 @@ def card_facts(root: Path, subset: str | None = None, repo_id: str | None = None
             }
             for (p, s, m, v), n in sorted(generation_counts(root, provenances).items())
         ],
+        "quality_screen": quality_screen_facts(root, provenances),
         "review": review_facts(root, subset),
         "licenses": [
             {"source": s, "license": sources[s]["license"], "homepage": sources[s]["homepage"]}

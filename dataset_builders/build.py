@@ -43,6 +43,7 @@ from medinjection.dataset_builders.steps.exact_dedup import ExactDedupKeys
 from medinjection.dataset_builders.steps.finalize import Finalize
 from medinjection.dataset_builders.steps.language import LanguageFilter, load_backend
 from medinjection.dataset_builders.steps.normalize import TextNormalizer
+from medinjection.dataset_builders.steps.quality_screen import QualityScreen
 from medinjection.dataset_builders.steps.reader import SourceReader
 from medinjection.dataset_builders.steps.review_exclusion import ReviewExclusionFilter, exclusion_digest
 from medinjection.dataset_builders.steps.validate import SchemaValidator
@@ -100,10 +101,25 @@ def write_stage(config: BuildConfig, layout: Layout, tasks: int) -> Stage:
             JsonlReader(str(layout.prepared)),
             *dedup_filters(config, layout),
             *review_filters(config, layout),
+            *quality_screen(config, layout),
             HubParquetWriter(str(layout.root)),
         ],
         tasks,
     )
+
+
+def quality_screen(config: BuildConfig, layout: Layout) -> list:
+    """The quality screen's labelling step, when the config has a ``quality_screen:`` section."""
+    if config.quality_screen is None:
+        return []
+    return [
+        QualityScreen(
+            config.quality_screen,
+            str(config.base_dir),
+            str(generate.cache_path(config, "quality_screen")),
+            str(layout.usage),
+        )
+    ]
 
 
 def make_stages(config: BuildConfig, layout: Layout, tasks: int, progress: bool = True) -> list[Stage]:
@@ -167,7 +183,7 @@ def config_fingerprint(config: BuildConfig) -> str:
     snapshot = config_snapshot(config)
     for key in RUN_ONLY:
         snapshot.pop(key, None)
-    for task in generate.STEPS:
+    for task in generate.LLM_SECTIONS:
         section = snapshot.get(task) or {}
         for key in GENERATION_RUN_ONLY:
             section.pop(key, None)

@@ -34,6 +34,10 @@ from medinjection.dataset_builders.steps.synthesize import Synthesize
 from medinjection.dataset_builders.steps.translate import Translate
 
 STEPS = {"translate": Translate, "synthesize": Synthesize}
+LLM_SECTIONS = (*STEPS, "quality_screen")
+"""Every section of a build config that asks an LLM (and so has a backend and a response cache)."""
+INPUTS = {"translate": "sources", "synthesize": "seeds"}
+"""The generation steps' inputs, read through source adapters (the quality screen reads the build's records)."""
 
 
 def _record_only(_writer, doc) -> dict:
@@ -63,7 +67,9 @@ def cache_path(config: BuildConfig, task: str, layout: Layout | None = None) -> 
 
 
 def cache_paths(config: BuildConfig) -> list[Path]:
-    return sorted({cache_path(config, task) for task in STEPS if task_config(config, task) is not None})
+    return sorted(
+        {cache_path(config, task) for task in LLM_SECTIONS if task_config(config, task) is not None}
+    )
 
 
 def move_old_cache(config: BuildConfig, layout: Layout) -> int:
@@ -162,11 +168,11 @@ def with_generation_sources(snapshot: dict[str, Any], config: BuildConfig) -> di
 
 def check_generation_sources(config: BuildConfig) -> None:
     """Fail before any work: a missing source or seed, or an OpenAI-compatible backend without an endpoint."""
-    for task in STEPS:
+    for task in LLM_SECTIONS:
         section = task_config(config, task)
         if section is None:
             continue
-        for spec in section.sources if task == "translate" else section.seeds:
+        for spec in getattr(section, INPUTS[task]) if task in INPUTS else []:
             get_adapter(spec.adapter)(spec, config.base_dir).check_available()
         backend = section.backend
         if backend.type == "openai" and base_url(backend) is None:

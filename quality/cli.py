@@ -69,14 +69,23 @@ def review_push(
     ] = None,
     workspace: Workspace = None,
     min_submitted: Annotated[int, typer.Option(help="Annotators per record (task distribution).")] = 2,
+    by_quality: Annotated[
+        bool,
+        typer.Option(
+            "--by-quality",
+            help="Also stratify by the quality screen's score (each score level gets its proportional "
+            "share), so the screen's agreement with the reviewers is measured at every threshold.",
+        ),
+    ] = False,
 ) -> None:
     """Push a stratified sample to an Argilla review dataset (created if absent; records upserted by id)."""
     from medinjection.quality.review import push_review
-    from medinjection.quality.sampling import read_dataset, stratified_sample
+    from medinjection.quality.sampling import QUALITY_KEY, STRATUM_KEYS, read_dataset, stratified_sample
 
     name = name or "medinjection-review-" + "-".join(sorted(provenance or ["all"]))
+    keys = (*STRATUM_KEYS, QUALITY_KEY) if by_quality else STRATUM_KEYS
     try:
-        sample = stratified_sample(read_dataset(dataset_dir, provenance, split), size, seed)
+        sample = stratified_sample(read_dataset(dataset_dir, provenance, split), size, seed, keys)
         push_review(client(), sample, name, workspace, min_submitted)
     except user_errors() as err:
         fail(str(err))

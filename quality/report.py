@@ -39,6 +39,9 @@ RULES = {
     "confidence_interval": "95% Wilson score interval",
     "agreement": "answer_correct labels: Krippendorff's alpha (nominal) over records with >= 2 submitted "
     "answers; Cohen's kappa per annotator pair over the records both answered",
+    "screen_agreement": "for each threshold t, records scored below t by the quality screen are flagged; "
+    "precision = flagged and judged incorrect / flagged, recall = flagged and judged incorrect / judged "
+    "incorrect, over the reviewed records with a score (95% Wilson intervals)",
     "excluded": "the ids of the records judged incorrect",
 }
 
@@ -165,6 +168,41 @@ def mean_rating(records: Sequence[dict], question: str, key: str) -> dict[str, d
     return {group: {"mean": sum(v) / len(v), "responses": len(v)} for group, v in sorted(values.items())}
 
 
+THRESHOLDS = (2, 3, 4, 5)
+
+
+def screen_agreement(records: Sequence[dict]) -> dict[str, Any] | None:
+    """How well the quality screen's score predicts the reviewers' verdict, for each threshold ``t``:
+    an item is *flagged* when its score is below ``t`` and *wrong* when reviewers judged it incorrect;
+    precision = flagged and wrong / flagged, recall = flagged and wrong / wrong (Wilson intervals), over
+    the reviewed records that carry a score (None when none does)."""
+    scored = [
+        (int(r["metadata"]["quality_score"]), verdict(r) == "incorrect")
+        for r in records
+        if verdict(r) is not None and r.get("metadata", {}).get("quality_score") is not None
+    ]
+    if not scored:
+        return None
+    wrong = sum(w for _, w in scored)
+    rows = []
+    for t in THRESHOLDS:
+        flagged = [w for s, w in scored if s < t]
+        hits = sum(flagged)
+        rows.append(
+            {
+                "threshold": t,
+                "rule": f"score < {t}",
+                "flagged": len(flagged),
+                "flagged_and_wrong": hits,
+                "precision": hits / len(flagged) if flagged else None,
+                "precision_ci95": list(wilson_interval(hits, len(flagged))) if flagged else [None, None],
+                "recall": hits / wrong if wrong else None,
+                "recall_ci95": list(wilson_interval(hits, wrong)) if wrong else [None, None],
+            }
+        )
+    return {"reviewed_with_score": len(scored), "judged_incorrect": wrong, "thresholds": rows}
+
+
 def build_report(
     records: Sequence[dict], dataset: str = "", workspace: str = "", min_submitted: int = 2
 ) -> dict[str, Any]:
@@ -200,6 +238,7 @@ def build_report(
         ],
         "language_quality": mean_rating(records, "language_quality", "provenance"),
         "translation_faithfulness": mean_rating(records, "translation_faithfulness", "provenance"),
+        "screen_agreement": screen_agreement(records),
         "excluded": incorrect,
     }
 
@@ -261,6 +300,24 @@ def to_markdown(report: dict[str, Any]) -> str:
     ):
         for group, value in report[key].items():
             lines.append(f"- {title}, {group}: {value['mean']:.2f} ({value['responses']} responses)")
+    screen = report.get("screen_agreement")
+    if screen:
+        lines += [
+            "",
+            "## The quality screen against the reviewers",
+            "",
+            f"{screen['reviewed_with_score']} reviewed records carry a quality screen score; "
+            f"{screen['judged_incorrect']} of them were judged incorrect.",
+            "",
+            "| flag when | flagged | flagged and incorrect | precision [95% CI] | recall [95% CI] |",
+            "|---|---:|---:|---|---|",
+        ]
+        for row in screen["thresholds"]:
+            lines.append(
+                f"| {row['rule']} | {row['flagged']} | {row['flagged_and_wrong']} | "
+                f"{_pct(row['precision'])} [{_pct(row['precision_ci95'][0])}, {_pct(row['precision_ci95'][1])}] | "
+                f"{_pct(row['recall'])} [{_pct(row['recall_ci95'][0])}, {_pct(row['recall_ci95'][1])}] |"
+            )
     lines += ["", f"## Excluded from the next build: {len(report['excluded'])} records", ""]
     lines += [f"- `{rid}`" for rid in report["excluded"]]
     return "\n".join(lines) + "\n"

@@ -35,7 +35,7 @@ QUESTIONS = (
     "error_types",
     "corrected_answer",
 )
-METADATA = ("provenance", "source", "origin", "type", "split", "language_score", "length")
+METADATA = ("provenance", "source", "origin", "type", "split", "language_score", "length", "quality_score")
 MIN_SUBMITTED = 2
 
 GUIDELINES = """\
@@ -106,6 +106,9 @@ def review_settings(client: rg.Argilla, min_submitted: int = MIN_SUBMITTED) -> r
                 name="language_score", title="language probability", min=0.0, max=1.0, client=client
             ),
             rg.IntegerMetadataProperty(name="length", title="length (characters)", min=0, client=client),
+            rg.IntegerMetadataProperty(
+                name="quality_score", title="quality screen score (1-5)", min=1, max=5, client=client
+            ),
         ],
         distribution=rg.TaskDistribution(min_submitted=min_submitted),
     )
@@ -162,6 +165,9 @@ def to_review_record(record: dict[str, Any]) -> rg.Record:
         "language_score": float(record.get("language_score") or 0.0),
         "length": record_length(record),
     }
+    score = (record.get("quality") or {}).get("score")
+    if score is not None:  # the quality screen's grade, for its agreement with the reviewers' verdicts
+        metadata["quality_score"] = int(score)
     return rg.Record(id=record["id"], fields=fields, metadata=metadata)
 
 

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 STRATUM_KEYS = ("provenance", "source", "type")
+QUALITY_KEY = "quality_score"
+"""An extra stratum key: the quality screen's score of the record (``none`` when it has none)."""
 
 
 class SampleError(ValueError):
@@ -49,8 +51,13 @@ def read_dataset(
     return rows
 
 
-def stratum(row: dict) -> tuple[str, ...]:
-    return tuple(str(row.get(key) or "") for key in STRATUM_KEYS)
+def stratum(row: dict, keys: Sequence[str] = STRATUM_KEYS) -> tuple[str, ...]:
+    return tuple(quality_stratum(row) if key == QUALITY_KEY else str(row.get(key) or "") for key in keys)
+
+
+def quality_stratum(row: dict) -> str:
+    score = (row.get("quality") or {}).get("score")
+    return str(score) if score is not None else "none"
 
 
 def allocate(counts: dict[tuple, int], size: int) -> dict[tuple, int]:
@@ -71,8 +78,11 @@ def rank_key(seed: int, record_id: str) -> str:
     return hashlib.sha256(f"{seed}:{record_id}".encode()).hexdigest()
 
 
-def stratified_sample(rows: Iterable[dict[str, Any]], size: int, seed: int = 0) -> list[dict[str, Any]]:
-    """``size`` rows stratified by provenance, source and type; sorted by id."""
+def stratified_sample(
+    rows: Iterable[dict[str, Any]], size: int, seed: int = 0, keys: Sequence[str] = STRATUM_KEYS
+) -> list[dict[str, Any]]:
+    """``size`` rows stratified by ``keys`` (provenance, source and type; add ``quality_score`` to
+    stratify by the quality screen's score too); sorted by id."""
     if size < 1:
         raise SampleError(f"sample size must be at least 1, got {size}")
     strata: dict[tuple, list[dict]] = defaultdict(list)
@@ -81,7 +91,7 @@ def stratified_sample(rows: Iterable[dict[str, Any]], size: int, seed: int = 0) 
         if row["id"] in seen:
             raise SampleError(f"record {row['id']} appears twice in the dataset; ids must be unique")
         seen.add(row["id"])
-        strata[stratum(row)].append(row)
+        strata[stratum(row, keys)].append(row)
     if not strata:
         raise SampleError("nothing to sample: no rows match the requested provenance and splits")
     quotas = allocate({key: len(items) for key, items in strata.items()}, size)

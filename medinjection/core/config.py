@@ -255,6 +255,15 @@ class SynthesizeConfig(GenerationConfig):
     expected_output_tokens: int = Field(default=400, ge=1)
 
 
+class QualityScreenConfig(GenerationConfig):
+    """An LLM grades each translated and synthetic item 1-5 (``medinjection/prompts/quality/``); the
+    grade and its reason are columns of the record (``quality``). Items are labelled, never dropped:
+    a mix file's ``min_quality`` decides what a mix uses, so one screening serves every threshold."""
+
+    provenances: list[Literal["native", "translated", "synthetic"]] = ["translated", "synthetic"]
+    max_failure_rate: float = Field(default=0.05, ge=0.0, le=1.0)
+
+
 class BuildConfig(StrictModel):
     name: str
     description: str = ""
@@ -269,6 +278,7 @@ class BuildConfig(StrictModel):
     executor: ExecutorConfig = ExecutorConfig()
     translate: TranslateConfig | None = None
     synthesize: SynthesizeConfig | None = None
+    quality_screen: QualityScreenConfig | None = None
     # Where the config file lives; relative paths are resolved against it.
     base_dir: Path = Field(default=Path("."), exclude=True)
 

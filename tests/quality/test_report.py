@@ -181,3 +181,30 @@ def test_report_files(report, tmp_path):
     assert paths["plot"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     lines = paths["excluded"].read_text().splitlines()
     assert lines[0].startswith("#") and lines[1:] == ["r1", "r4", "r6"]
+
+
+def test_the_quality_screen_against_the_reviewers_by_hand():
+    """Precision and recall of "score below t" against "reviewers judged it incorrect", counted by hand."""
+    from medinjection.quality.report import screen_agreement
+
+    scores = {"r1": 1, "r2": 5, "r3": 2, "r4": 2, "r5": 4, "r6": 3, "r7": 1, "r8": 5}
+    scored = [{**r, "metadata": {**r["metadata"], "quality_score": scores[r["id"]]}} for r in RECORDS]
+    # reviewed: r1..r6, r8 (r7 has no response); judged incorrect: r1 (score 1), r4 (2), r6 (3: only
+    # alice's answer is submitted, 1 of 1); r3's 1 of 2 is not a majority, r8's 1 of 3 neither
+    found = screen_agreement(scored)
+    assert found["reviewed_with_score"] == 7 and found["judged_incorrect"] == 3
+    by_t = {row["threshold"]: row for row in found["thresholds"]}
+    # t=2: flagged r1 (wrong) -> precision 1/1, recall 1/3
+    assert (by_t[2]["flagged"], by_t[2]["flagged_and_wrong"]) == (1, 1)
+    assert by_t[2]["precision"] == 1.0 and by_t[2]["recall"] == pytest.approx(1 / 3)
+    # t=3: flagged r1, r3, r4 -> wrong r1, r4: precision 2/3, recall 2/3
+    assert by_t[3]["precision"] == pytest.approx(2 / 3) and by_t[3]["recall"] == pytest.approx(2 / 3)
+    # t=4: + r6 (3, wrong) -> 3/4 and 3/3
+    assert by_t[4]["precision"] == pytest.approx(3 / 4) and by_t[4]["recall"] == 1.0
+    assert by_t[4]["precision_ci95"] == pytest.approx(list(wilson_by_hand(3, 4)))
+    # t=5: + r5 (4, correct) -> 3/5 and 3/3
+    assert (by_t[5]["flagged"], by_t[5]["precision"]) == (5, pytest.approx(3 / 5))
+    assert screen_agreement(RECORDS) is None  # no record carries a score
+    report = build_report(scored, "review-test", "ws")
+    assert report["screen_agreement"] == found
+    assert "| score < 4 | 4 | 3 | 75.0%" in to_markdown(report)

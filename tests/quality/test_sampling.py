@@ -92,3 +92,19 @@ def test_read_dataset_filters_provenance_and_names_bad_input(rows, tmp_path):
         read_dataset(tmp_path, ["machine"])
     with pytest.raises(SampleError, match="no data/"):
         read_dataset(tmp_path / "nowhere")
+
+
+def test_the_sample_can_be_stratified_by_quality_score(rows):
+    from medinjection.quality.sampling import QUALITY_KEY, STRATUM_KEYS
+
+    graded = [
+        {**row, "quality": None if row["provenance"] == "native" else {"score": 1 + i % 5}}
+        for i, row in enumerate(rows)
+    ]
+    keys = (*STRATUM_KEYS, QUALITY_KEY)
+    sample = stratified_sample(graded, 50, seed=0, keys=keys)
+    assert len(sample) == 50
+    strata = Counter(stratum(row, keys) for row in graded)
+    quotas = allocate(dict(strata), 50)
+    assert Counter(stratum(row, keys) for row in sample) == +Counter(quotas)
+    assert {stratum(row, keys)[-1] for row in graded if row["provenance"] == "native"} == {"none"}
