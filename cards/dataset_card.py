@@ -11,7 +11,11 @@ training mixes, their task types), the Parquet files (generation models and prom
 sizes and bytes), ``rejects/`` (what each filter removed), ``dedup_report.md`` (per evaluation set:
 items indexed, rows unreadable, training items removed) and ``quality/review_report.json`` when
 present. The licence is computed from the sources' licences (``card_license``): theirs when they all
-agree, else ``other`` with each source's licence in the card. The template is
+agree, else ``other`` with each source's licence in the card; rows that a republication (the
+MedInjection-FR release) carries of an origin with a licence of its own count under that licence.
+Per origin (the ``origin`` column), the card gives the items, where they came from (our own adapter
+of that source, the release, or our generation) and their licence (``origin_facts``). The card of a
+folder does not name the folder: a copy or a renamed folder is the same build, with the same card. The template is
 ``cards/templates/dataset_card.md``; a template variable without a value is an error
 (``CardError``), never an empty string.
 """
@@ -234,6 +238,69 @@ def quality_screen_facts(root: Path, provenances: list[str]) -> dict:
     }
 
 
+def origin_counts(root: Path, provenances: list[str]) -> Counter:
+    """(origin, provenance, source, generated, split) → rows, read from the provenance shards."""
+    counts = Counter()
+    for shard in Layout(root).provenance_shards(provenances):
+        table = pq.read_table(shard.path, columns=["origin", "source", "generation"])
+        for row in table.to_pylist():
+            generated = bool(row["generation"] and row["generation"].get("model"))
+            counts[(row["origin"] or "", shard.config, row["source"], generated, shard.split)] += 1
+    return counts
+
+
+def origin_license(source: str, origin: str, sources: dict[str, dict[str, Any]]) -> str:
+    """The licence of a source's rows of ``origin`` (a republication knows each origin's own)."""
+    from medinjection.dataset_builders.sources import ADAPTERS
+
+    adapter = ADAPTERS.get(source)
+    if adapter is None:
+        return str(sources.get(source, {}).get("license", "unknown"))
+    return adapter.origin_license(origin)
+
+
+def origin_facts(root: Path, provenances: list[str], sources: dict[str, dict[str, Any]], stats: dict):
+    """The card's table by origin (items, where they came from, licence), the release rows left out
+    by the ``origins`` option, and the licences of republished origins (name → licence) that differ
+    from their republisher's."""
+    from medinjection.dataset_builders.sources import ADAPTERS
+
+    counts = origin_counts(root, provenances)
+    rows, extra_licences = [], {}
+    for origin, provenance, source, generated in sorted({key[:4] for key in counts}):
+        adapter = ADAPTERS.get(source)
+        licence = origin_license(source, origin, sources)
+        if adapter is not None and adapter.republished:
+            via = f"the MedInjection-FR release (`{source}`)"
+            if licence != adapter.license:
+                extra_licences[f"{origin} (via {source})"] = {"license": licence}
+        elif generated:
+            via = f"generated here from `{source}`"
+        else:
+            via = f"own adapter (`{source}`)"
+        split_counts = {
+            split: counts.get((origin, provenance, source, generated, split), 0) for split in SPLITS
+        }
+        rows.append(
+            {
+                "origin": origin or "(none)",
+                "provenance": provenance,
+                "via": via,
+                "license": licence,
+                **split_counts,
+                "total": sum(split_counts.values()),
+            }
+        )
+    left_out = [
+        f"{', '.join(f'{origin} {n:,}' for origin, n in report['origins']['left_out'].items())} "
+        f"({report['provenance']} rows of `{report['source']}`"
+        f"{' ' + report['hub_id'] if report.get('hub_id') else ''})"
+        for report in stats.get("reading", [])
+        if report.get("origins", {}).get("left_out") and report["provenance"] in provenances
+    ]
+    return rows, "; ".join(left_out), extra_licences
+
+
 def count_rejects(root: Path) -> Counter:
     """Rejects by (step, reason, source, provenance), read from ``rejects/``."""
     counts = Counter()
@@ -420,7 +487,8 @@ def card_facts(root: Path, subset: str | None = None, repo_id: str | None = None
         raise CardError(
             f"{root}: stats.json records no chat format version (built by an older medinjection); rebuild"
         )
-    licence = card_license({s: sources[s] for s in subset_sources})
+    by_origin, origins_left_out, origin_licences = origin_facts(root, provenances, sources, stats)
+    licence = card_license({**{s: sources[s] for s in subset_sources}, **origin_licences})
     title = f"{PRETTY_NAME} — {subset} subset" if subset else PRETTY_NAME
     summary = (
         f"The {subset} records of MedInjection-FR, a French biomedical instruction dataset built from "
@@ -435,7 +503,9 @@ def card_facts(root: Path, subset: str | None = None, repo_id: str | None = None
         "summary": summary,
         "subset": subset or "",
         "scope": scope,
-        "load_id": repo_id or root.name,
+        # never the folder's name: a copy of a build is the same build, with the same card
+        "load_id": repo_id or ".",
+        "load_note": "" if repo_id else "  # from inside this folder; once published, its Hub repo id",
         "example_config": subset
         or (
             ("nat_trad" if "nat_trad" in mixes["mixes"] else next(iter(mixes["mixes"])))
@@ -455,6 +525,8 @@ def card_facts(root: Path, subset: str | None = None, repo_id: str | None = None
             }
             for s, p in source_rows
         ],
+        "by_origin": by_origin,
+        "origins_left_out": origins_left_out,
         "by_type": [
             {"provenance": p, "type": t, **split_row(by_type, (p, t))}
             for p in provenances

@@ -74,6 +74,8 @@ def prepare_stage(config: BuildConfig, layout: Layout, tasks: int, progress: boo
                 config.seed,
                 rejects,
                 progress,
+                max_field_chars=config.filters.max_field_chars,
+                notes_dir=str(layout.work("read")),
             ),
             TextNormalizer(),
             SchemaValidator(rejects_dir=rejects),

@@ -27,6 +27,7 @@ from datatrove.utils.hashing import HashConfig
 
 from medinjection.core.config import BuildConfig
 from medinjection.core.layout import Layout, Stage
+from medinjection.dataset_builders.sources import get_adapter
 from medinjection.dataset_builders.steps.decontaminate import DecontaminationFilter, DecontaminationIndex
 from medinjection.dataset_builders.steps.exact_dedup import ExactDedupFilter, ExactDedupIndex
 from medinjection.dataset_builders.steps.minhash_buckets import MinhashBuckets, bucket_tasks
@@ -50,6 +51,12 @@ def minhash_config(config: BuildConfig) -> MinhashConfig:
     )
 
 
+def second_hand_sources(config: BuildConfig) -> list[str]:
+    """The build's sources that republish other sources' items (``SourceAdapter.republished``): an item
+    also read from its own source is kept in that copy by the exact and the near dedup."""
+    return sorted({spec.adapter for spec in config.sources if get_adapter(spec.adapter).republished})
+
+
 def dedup_stages(config: BuildConfig, layout: Layout, tasks: int) -> list[Stage]:
     near, decont = config.dedup.enabled, config.decontamination.enabled
     work = layout.work("near_dedup")
@@ -57,7 +64,9 @@ def dedup_stages(config: BuildConfig, layout: Layout, tasks: int) -> list[Stage]
         Stage(
             "exact_dedup_index",
             [
-                ExactDedupIndex(str(layout.work("exact_dedup")), config.provenance_priority)
+                ExactDedupIndex(
+                    str(layout.work("exact_dedup")), config.provenance_priority, second_hand_sources(config)
+                )
             ],  # reads the key files
             1,
         ),
@@ -98,6 +107,7 @@ def dedup_stages(config: BuildConfig, layout: Layout, tasks: int) -> list[Stage]
                         config.dedup.threshold,
                         signatures_folder=str(work / "signatures"),
                         hashes_per_bucket=mh.hashes_per_bucket,
+                        second_hand_sources=second_hand_sources(config),
                     ),
                 ],
                 1,

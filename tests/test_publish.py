@@ -217,6 +217,8 @@ class HubStandIn(BaseHTTPRequestHandler):
 
     def do_GET(self):  # noqa: N802
         self.server.requests.append(("GET", self.path, dict(self.headers)))
+        if self.server.get_status == 401:  # what the Hub answers a token it does not know
+            return self.refuse()
         parts = self.path.split("?")[0].split("/")
         if len(parts) >= 7 and parts[1:3] == ["api", "datasets"] and parts[5] == "tree":
             repo = f"{parts[3]}/{parts[4]}"
@@ -227,7 +229,13 @@ class HubStandIn(BaseHTTPRequestHandler):
 
     def do_POST(self):  # noqa: N802
         self.server.requests.append(("POST", self.path, dict(self.headers)))
+        if self.server.post_status == 401:
+            return self.refuse()
         self.reply(500, {"error": "not served by the stand-in"})
+
+    def refuse(self):
+        message = "Invalid credentials in Authorization header"
+        self.reply(401, {"error": message}, {"X-Error-Message": message})
 
     def reply(self, code, body, headers=None):
         data = json.dumps(body).encode()
@@ -247,6 +255,7 @@ class HubStandIn(BaseHTTPRequestHandler):
 def hub():
     server = ThreadingHTTPServer(("127.0.0.1", 0), HubStandIn)
     server.trees, server.requests = {}, []
+    server.get_status = server.post_status = None
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield server
@@ -348,6 +357,66 @@ def test_cli_dry_run_offline_never_shows_the_token(built, monkeypatch, caplog):
     result2 = CliRunner().invoke(app, ["publish", "dataset", str(built), "--repo", "org/x"])
     assert result2.exit_code == 1 and "cannot reach the Hub" in result2.output
     assert SENTINEL not in result.output + result2.output + caplog.text
+
+
+def test_stray_files_are_not_published_and_are_listed_as_left_out(built, hub, tmp_path):
+    root = copy(built, tmp_path)
+    (root / "notes.txt").write_text("mes notes")
+    (root / "sub").mkdir()
+    (root / "sub" / "thesis.tex").write_text("\\documentclass{article}")
+    (root / "data" / "native" / "notes.md").write_text("x")
+    (root / "cards" / "draft.md").write_text("x")
+    paths = selection(root)
+    assert not {"notes.txt", "sub/thesis.tex", "data/native/notes.md", "cards/draft.md"} & set(paths)
+    assert set(paths) == set(selection(built))  # exactly what the layout owns
+    lines = []
+    result = publish_dataset(
+        root, "org/stray", dry_run=True, endpoint=f"http://127.0.0.1:{hub.server_port}", echo=lines.append
+    )
+    stray = {"cards/draft.md", "data/native/notes.md", "notes.txt", "sub/thesis.tex"}
+    assert stray <= set(result.left_out) and not set(result.left_out) & set(paths)
+    assert not any(p.startswith(("_build/", "rejects/")) for p in result.left_out)  # owned, never published
+    assert set(result.plan.add) == set(paths)
+    (line,) = [line for line in lines if "left out" in line]
+    assert f"{len(result.left_out)} file(s)" in line and "notes.txt" in line and "sub/thesis.tex" in line
+
+
+def test_a_refused_token_is_named_not_taken_for_an_unreachable_hub(built, hub, monkeypatch, caplog, capsys):
+    monkeypatch.setenv("HF_TOKEN", SENTINEL)
+    endpoint = f"http://127.0.0.1:{hub.server_port}"
+    hub.get_status = 401
+    for dry_run in (False, True):
+        with pytest.raises(PublishError) as err:
+            publish_dataset(built, "org/refused", dry_run=dry_run, endpoint=endpoint, echo=lambda _: None)
+        message = str(err.value)
+        assert "token was refused (HTTP 401 Unauthorized)" in message and "hf auth login" in message
+        assert "cannot reach" not in message and SENTINEL not in message
+    # the listing works but the commit is refused: the same message, from the commit
+    hub.get_status, hub.post_status = None, 401
+    out = run_capturing(caplog, capsys, lambda: publish_dataset(built, "org/refused", endpoint=endpoint))
+    assert "publish to org/refused: the token was refused (HTTP 401" in out and SENTINEL not in out
+
+
+def test_hub_failures_say_what_went_wrong():
+    from medinjection.core.hub import hub_failure
+
+    class Answer:
+        def __init__(self, status):
+            self.status_code = status
+
+    class HttpError(Exception):
+        def __init__(self, status):
+            super().__init__(f"{status} Client Error for token {SENTINEL}")
+            self.response = Answer(status)
+
+    assert "lacks the permission (HTTP 403" in str(hub_failure("list", "org/x", HttpError(403), SENTINEL))
+    assert "answered HTTP 500" in str(hub_failure("list", "org/x", HttpError(500), SENTINEL))
+    assert "no token was sent" in str(hub_failure("list", "org/x", HttpError(401), None))
+    offline = hub_failure("list", "org/x", ConnectionError("Name or service not known"), SENTINEL)
+    assert str(offline).startswith("cannot reach the Hub to list org/x")
+    assert all(
+        SENTINEL not in str(hub_failure("list", "o/x", HttpError(s), SENTINEL)) for s in (401, 403, 500)
+    )
 
 
 def test_redact():

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from medinjection.dataset_builders.sources.base import RawRow, SourceAdapter, SourceUnavailable
+from medinjection.dataset_builders.sources.base import (
+    RawRow,
+    SourceAdapter,
+    SourceFormatError,
+    SourceUnavailable,
+)
+from medinjection.dataset_builders.sources.frbmedqa import FrBMedQA
 from medinjection.dataset_builders.sources.frenchmedmcqa import FrenchMedMCQA
 from medinjection.dataset_builders.sources.generated import GeneratedRecords
 from medinjection.dataset_builders.sources.medinjection_release import MedInjectionRelease
@@ -21,6 +27,7 @@ ADAPTERS: dict[str, type[SourceAdapter]] = {
         # native
         FrenchMedMCQA,
         MediQAl,
+        FrBMedQA,
         MlabonneMedicalMcqaFr,
         MlabonneMedicalCasesFr,
         # the published MedInjection-FR subsets (any provenance)
@@ -44,4 +51,4 @@ def get_adapter(name: str) -> type[SourceAdapter]:
         raise KeyError(f"unknown source adapter {name!r}; known: {sorted(ADAPTERS)}") from None
 
 
-__all__ = ["ADAPTERS", "RawRow", "SourceAdapter", "SourceUnavailable", "get_adapter"]
+__all__ = ["ADAPTERS", "RawRow", "SourceAdapter", "SourceFormatError", "SourceUnavailable", "get_adapter"]

@@ -5,12 +5,17 @@ An adapter is one small class: its class attributes describe the source (for the
 ``read_local`` yields raw rows from local files, ``read_hub`` from the Hub, and ``to_record`` maps a
 raw row to a record or raises ``RecordError`` (a ``KeyError``/``TypeError``/``ValueError`` in the
 mapping is reported as ``malformed_row``).
+
+A file that cannot be read as rows at all (not UTF-8, not JSON, a JSON value of another shape than
+rows) stops the build with ``SourceFormatError``, naming the file and what was expected; a file
+without any row is a warning of the build (``SourceAdapter.notes``), not an error.
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -39,6 +44,11 @@ class SourceUnavailable(RuntimeError):
     """A declared source cannot be read: its file is missing or its Hub id is unreachable."""
 
 
+class SourceFormatError(SourceUnavailable):
+    """A source file that cannot be read as rows (not UTF-8, not JSON, a JSON value that is not rows);
+    the message names the file and what was expected."""
+
+
 @dataclass(frozen=True)
 class RawRow:
     """A row as the source gives it, with where it came from (for error messages and rejects)."""
@@ -58,44 +68,145 @@ def split_from_name(name: str) -> str:
     return ""
 
 
+ROWS_EXPECTED = (
+    "expected a JSON list of rows (objects), an object mapping ids to rows, or JSON Lines (one row "
+    "object per line)"
+)
+
+
+def read_text(path: Path) -> str:
+    """The text of a source file; a file that is not UTF-8 is a ``SourceFormatError`` naming the
+    file, the first bad byte and its line (a UTF-8 byte order mark is accepted)."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise SourceFormatError(
+            f"{path}: not valid UTF-8 (byte 0x{data[err.start]:02x} at offset {err.start}, line {line}); "
+            "save the file as UTF-8"
+        ) from None
+
+
 def read_table(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Rows of a local .json (list or mapping), .jsonl, .csv (with header) or .parquet file."""
+    """Rows of a local .json (list or mapping), .jsonl, .csv (with header) or .parquet file.
+
+    Raises ``SourceFormatError`` (naming the file and what was expected) for a file that is not
+    UTF-8, a .json file that is neither JSON nor JSON Lines, or a JSON value that is not rows; an
+    item of a list that is not an object is one row marked malformed (rejected with its index).
+    """
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
-        with path.open(encoding="utf-8") as handle:
-            for index, line in enumerate(handle):
-                if line.strip():
-                    yield index, _json_line(line, path, index)
+        yield from _json_lines(read_text(path), path)
     elif suffix == ".json":
-        text = path.read_text(encoding="utf-8")
+        text = read_text(path)
+        if not text.strip():
+            return
         try:
             data = json.loads(text)
-        except json.JSONDecodeError:
+        except json.JSONDecodeError as err:
+            first = next(line for line in text.split("\n") if line.strip())
+            if not _is_json_object(first):
+                raise SourceFormatError(
+                    f"{path}: not valid JSON ({err.msg} at line {err.lineno}, column {err.colno}) "
+                    "and not JSON Lines; " + ROWS_EXPECTED
+                ) from None
             # A ".json" file holding JSON Lines, which `datasets` also accepts under that name.
-            for index, line in enumerate(text.splitlines()):
-                if line.strip():
-                    yield index, _json_line(line, path, index)
+            yield from _json_lines(text, path)
             return
-        if isinstance(data, dict) and not all(isinstance(v, dict) for v in data.values()):
-            data = [data]  # one row (e.g. a one-line JSON Lines file), not a mapping id -> row
-        items = data.items() if isinstance(data, dict) else enumerate(data)
-        for index, (key, value) in enumerate(items):
-            row = dict(value) if isinstance(value, dict) else {"value": value}
-            row.setdefault("_key", str(key))
-            yield index, row
+        if isinstance(data, dict) and "\n" not in text.strip() and not _rows_inside(data):
+            if data and not all(isinstance(value, dict) for value in data.values()):
+                yield 0, data  # a one-line JSON Lines file (one row), which `datasets` reads too
+                return
+        yield from _json_rows(data, path)
     elif suffix == ".csv":
-        with path.open(encoding="utf-8", newline="") as handle:
-            for index, row in enumerate(csv.DictReader(handle)):
-                yield index, row
+        for index, row in enumerate(csv.DictReader(io.StringIO(read_text(path), newline=""))):
+            yield index, row
     elif suffix == ".parquet":
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
-        for index, row in enumerate(pq.read_table(path).to_pylist()):
+        try:
+            table = pq.read_table(path)
+        except (pa.ArrowException, OSError) as err:
+            raise SourceFormatError(f"{path}: not a readable Parquet file ({err})") from None
+        for index, row in enumerate(table.to_pylist()):
             yield index, row
     else:
         raise SourceUnavailable(
             f"{path}: unsupported file type {suffix!r} (use .json, .jsonl, .csv or .parquet)"
         )
+
+
+def _json_rows(data: Any, path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """The rows of a parsed .json file: a list of objects, or an object mapping ids to objects."""
+    if isinstance(data, dict):
+        if not all(isinstance(value, dict) for value in data.values()):
+            raise SourceFormatError(f"{path}: {_describe_object(data)}, not rows; {ROWS_EXPECTED}")
+        items = data.items()
+    elif isinstance(data, list):
+        if data and not any(isinstance(value, dict) for value in data):
+            raise SourceFormatError(
+                f"{path}: a JSON list of {len(data):,} {_kinds(data)} values, not rows; {ROWS_EXPECTED}"
+            )
+        items = enumerate(data)
+    else:
+        raise SourceFormatError(f"{path}: a JSON {type(data).__name__}, not rows; {ROWS_EXPECTED}")
+    for index, (key, value) in enumerate(items):
+        if isinstance(value, dict):
+            row = dict(value)
+            row.setdefault("_key", str(key))
+        else:
+            row = {
+                "_malformed": f"{path}:{index}: a JSON {type(value).__name__} where a row (an object) was expected"
+            }
+        yield index, row
+
+
+def _rows_inside(data: dict) -> list[tuple[str, int]]:
+    """(key, count) of the values of ``data`` that look like a list of rows (``{"data": [rows]}``): at
+    least two objects with the same three or more keys. A row's own list of objects (options as
+    ``{letter, text}``, FrBMedQA's one-key candidates) does not."""
+    found = []
+    for key, value in data.items():
+        if (
+            isinstance(value, list)
+            and len(value) >= 2
+            and all(isinstance(item, dict) for item in value)
+            and len(value[0]) >= 3
+            and all(item.keys() == value[0].keys() for item in value)
+        ):
+            found.append((str(key), len(value)))
+    return found
+
+
+def _describe_object(data: dict) -> str:
+    """What a top-level JSON object holds, and the hint for the common wrapper ``{"data": [rows]}``."""
+    keys = list(data)
+    text = f"a JSON object with {len(keys)} key(s) {keys[:5]}{' …' if len(keys) > 5 else ''}"
+    wrapped = _rows_inside(data)
+    if wrapped:
+        key, count = wrapped[0]
+        text += f" (its key {key!r} holds a list of {count:,} rows: give that list as the file's content)"
+    return text
+
+
+def _kinds(values: list) -> str:
+    return "/".join(sorted({type(value).__name__ for value in values}))
+
+
+def _is_json_object(line: str) -> bool:
+    try:
+        return isinstance(json.loads(line), dict)
+    except json.JSONDecodeError:
+        return False
+
+
+def _json_lines(text: str, path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    # split on "\n" only: str.splitlines would also cut at U+2028 inside a JSON string
+    for index, line in enumerate(text.split("\n")):
+        if line.strip():
+            yield index, _json_line(line, path, index)
 
 
 def _json_line(line: str, path: Path, index: int) -> dict[str, Any]:
@@ -122,11 +233,18 @@ class SourceAdapter(ABC):
     option_names: ClassVar[dict[str, str]] = {}
     file_patterns: ClassVar[tuple[str, ...]] = ("*.json", "*.jsonl", "*.csv", "*.parquet")
     id_field: ClassVar[str | None] = None  # the source's own id column, when it has one
+    # A republication of other sources' items (the MedInjection-FR release): when the same item is also
+    # read from its own source, deduplication keeps that copy (``dedup.second_hand_sources``).
+    republished: ClassVar[bool] = False
+    # Whether a file without any row is a warning of the build (our own generated files may be empty).
+    warns_empty_files: ClassVar[bool] = True
 
     def __init__(self, spec: SourceSpec, base_dir: Path | None = None):
         self.spec = spec
         self.base_dir = base_dir or Path(".")
         self.provenance_value = spec.provenance or self.provenance
+        # What a reading of the source found worth telling (a file without rows), for the build summary.
+        self.notes: list[str] = []
         unknown = sorted(set(spec.options) - set(self.option_names))
         if unknown:
             from medinjection.core.config import ConfigError
@@ -152,6 +270,8 @@ class SourceAdapter(ABC):
                 raise SourceUnavailable(
                     f"source {self.name!r}: no {'/'.join(self.file_patterns)} file in {self.local_path}"
                 )
+            for path in self.local_files():  # a file that is not rows stops the build before any work
+                self.check_file(path)
             return
         hub_id = self.spec.hub_id or self.hub_id
         if not hub_id:
@@ -165,6 +285,23 @@ class SourceAdapter(ABC):
                 f"source {self.name!r}: Hub dataset {hub_id!r} at revision {self.spec.revision!r} "
                 f"is unreachable ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
             ) from err
+
+    def reading_report(self) -> dict[str, Any]:
+        """What the last complete reading found worth telling: ``notes`` (warnings of the build)."""
+        return {"notes": list(self.notes)}
+
+    def check_file(self, path: Path) -> None:
+        """Raise ``SourceFormatError`` when ``path`` cannot be read as rows (it is read once)."""
+        for _ in read_table(path):
+            pass
+
+    def rows_of(self, path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+        """``read_table(path)``, with a note when the file holds no row."""
+        count = 0
+        for count, item in enumerate(read_table(path), 1):  # noqa: B007 - the count is read after the loop
+            yield item
+        if not count and self.warns_empty_files:
+            self.notes.append(f"source {self.name!r}: {path} holds no row (an empty file?)")
 
     def local_files(self) -> list[Path]:
         path = self.local_path
@@ -184,6 +321,7 @@ class SourceAdapter(ABC):
         gets an id of its own (rows with the same ``id_field`` value count as repeats when the adapter
         names one, identical rows otherwise; every task reads the whole source in the same order, so the numbering
         is the same everywhere) and exact dedup rejects it as a duplicate of the first."""
+        self.notes.clear()
         rows = self.read_local() if self.local_path is not None else self.read_hub()
         seen: dict[bytes, int] = {}
         for count, raw in enumerate(rows):
@@ -204,7 +342,7 @@ class SourceAdapter(ABC):
     def read_local(self) -> Iterator[RawRow]:
         for path in self.local_files():
             split = split_from_name(path.stem)
-            for index, row in read_table(path):
+            for index, row in self.rows_of(path):
                 yield RawRow(row, split, f"{path}:{index}")
 
     def read_hub(self) -> Iterator[RawRow]:
@@ -258,6 +396,11 @@ class SourceAdapter(ABC):
             record["source_id"] = f"{record['source_id']}#{repeat}"
             record["id"] = make_id(record["source"], record["source_id"])
         return record
+
+    @classmethod
+    def origin_license(cls, origin: str) -> str:
+        """The licence of this adapter's rows of ``origin`` (a republication knows each origin's own)."""
+        return cls.license
 
     @classmethod
     def describe(cls) -> dict[str, Any]:

@@ -12,21 +12,30 @@ and the correct letters out of ``answer`` (``"A"``, ``"A, C"``, ``"B. texte"``, 
 one option). A row where either cannot be read is rejected as ``malformed_row``, never guessed.
 ``origin`` keeps the release's value; the row id is ``<origin>:<hash of the five columns>`` (``#n``
 added to the n-th repeat of an identical row, which exact deduplication then rejects).
+
+The option ``origins: {exclude: [...]}`` (or ``{include: [...]}``) selects rows by their ``origin``
+(compared without case, spaces or punctuation): the full build takes from the Native release only
+the origins that have no public source of their own, and reads the others through their adapters.
+The rows taken and left out are counted per origin (``reading_report``); a name of the option that
+no row carries is a warning of the build (a misspelt origin would otherwise let its rows through,
+or keep them out, without a word). The release is a republication (``republished``): an item also
+read from its own source is kept in that copy by deduplication.
 """
 
 from __future__ import annotations
 
+import re
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from medinjection.core.config import SourceSpec
+from medinjection.core.config import ConfigError, SourceSpec
 from medinjection.core.schema import PROVENANCES, RELEASE_COLUMNS, TYPES, RecordError, format_letters
 from medinjection.dataset_builders.sources.base import (
     RawRow,
     SourceAdapter,
     SourceUnavailable,
-    read_table,
     split_from_name,
 )
 from medinjection.dataset_builders.sources.textparse import (
@@ -41,6 +50,26 @@ SUBSETS = {
     "translated": "MedInjection-FR/Translated",
     "synthetic": "MedInjection-FR/Synthetic",
 }
+# The own licence of each native origin the Native card names, as its publisher states it (README.md,
+# "What the adapters assume"): the release's rows of these origins keep it. "unknown": no licence is
+# stated (such rows block `publish` until the user checks them). Other origins: the release's licence.
+ORIGIN_LICENSES = {
+    "MediQAl": "cc-by-4.0",
+    "FrenchMedMCQA": "apache-2.0",
+    "FrBMedQA": "cc-by-4.0",
+    "mlabonne/medical-cases-fr": "unknown",
+    "mlabonne/medical-mcqa-fr": "unknown",
+    "S-Editions": "unknown",
+}
+ORIGIN_FILTERS = ("include", "exclude")
+
+
+def origin_key(origin: str) -> str:
+    """An origin name compared without case, spaces or punctuation ("S-Editions" = "s editions")."""
+    return re.sub(r"[^0-9a-z]", "", str(origin).casefold())
+
+
+_LICENSE_BY_KEY = {origin_key(name): value for name, value in ORIGIN_LICENSES.items()}
 
 
 class MedInjectionRelease(SourceAdapter):
@@ -55,10 +84,53 @@ class MedInjectionRelease(SourceAdapter):
         "Synthetic, and Translated Data in Biomedical Instruction Tuning, arXiv 2603.06905, 2026"
     )
     file_patterns = ("**/*.json", "**/*.jsonl", "**/*.parquet")
+    option_names = {
+        "origins": "rows to take by their `origin`: {exclude: [names]} or {include: [names]}",
+    }
+    republished = True
 
     def __init__(self, spec: SourceSpec, base_dir: Path | None = None):
         super().__init__(spec, base_dir)
         self.provenance_value = spec.provenance or self._provenance_from_location()
+        self.origin_filter = self._origin_filter(spec.options.get("origins"))
+        self.origin_counts: dict[str, Counter] = {"taken": Counter(), "left_out": Counter()}
+
+    def _origin_filter(self, value) -> tuple[str, dict[str, str]] | None:
+        """(``include`` | ``exclude``, {key: name as written}) of the ``origins`` option, checked."""
+        if value is None:
+            return None
+        if (
+            not isinstance(value, dict)
+            or len(value) != 1
+            or next(iter(value)) not in ORIGIN_FILTERS
+            or not isinstance(next(iter(value.values())), list)
+            or not next(iter(value.values()))
+        ):
+            raise ConfigError(
+                f"source {self.name!r}: option origins={value!r}; give {{exclude: [origin, ...]}} or "
+                "{include: [origin, ...]} (a non-empty list of origin names)"
+            )
+        mode, names = next(iter(value.items()))
+        return mode, {origin_key(name): str(name) for name in names}
+
+    def takes(self, origin: str) -> bool:
+        """Whether a row of ``origin`` is read (the ``origins`` option)."""
+        if self.origin_filter is None:
+            return True
+        mode, names = self.origin_filter
+        return (origin_key(origin) in names) == (mode == "include")
+
+    @classmethod
+    def origin_license(cls, origin: str) -> str:
+        return _LICENSE_BY_KEY.get(origin_key(origin), cls.license)
+
+    def reading_report(self) -> dict:
+        report = super().reading_report()
+        if self.origin_filter is not None:
+            report["origins"] = {
+                kind: dict(sorted(counts.items())) for kind, counts in self.origin_counts.items()
+            }
+        return report
 
     def _provenance_from_location(self) -> str:
         where = (self.spec.hub_id or self.spec.path or "").replace("\\", "/").lower()
@@ -92,13 +164,36 @@ class MedInjectionRelease(SourceAdapter):
         yield from self._read_files(folder, self.files_in(folder))
 
     def _read_files(self, root: Path, files: list[Path]) -> Iterator[RawRow]:
+        for kind in self.origin_counts.values():
+            kind.clear()
         for path in files:
             parents = path.relative_to(root).parts[:-1] if root.is_dir() else ()
             split = split_from_name(path.stem) or next(
                 (split_from_name(part) for part in reversed(parents) if split_from_name(part)), ""
             )
-            for index, row in read_table(path):
+            for index, row in self.rows_of(path):
+                origin = row.get("origin")
+                if origin is not None and self.origin_filter is not None:
+                    taken = self.takes(origin)
+                    self.origin_counts["taken" if taken else "left_out"][str(origin)] += 1
+                    if not taken:
+                        continue
                 yield RawRow(row, split, f"{path}:{index}")
+        self._note_unused_origin_names()
+
+    def _note_unused_origin_names(self) -> None:
+        """A name of the ``origins`` option that no row carries (after a complete reading)."""
+        if self.origin_filter is None:
+            return
+        mode, names = self.origin_filter
+        seen = {origin_key(o) for counts in self.origin_counts.values() for o in counts}
+        unused = [name for key, name in names.items() if key not in seen]
+        if unused:
+            present = sorted({o for counts in self.origin_counts.values() for o in counts})
+            self.notes.append(
+                f"source {self.name!r} ({self.spec.hub_id or self.spec.path}): origins.{mode} names "
+                f"{unused}, which no row carries (origins present: {present})"
+            )
 
     def to_record(self, raw: RawRow) -> dict[str, Any]:
         row = raw.row

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from medinjection.core.schema import LETTERS, RecordError, format_letters
-from medinjection.dataset_builders.sources.base import RawRow, SourceAdapter, read_table, split_from_name
+from medinjection.dataset_builders.sources.base import RawRow, SourceAdapter, split_from_name
 
 TYPES = {"mcqu": "MCQU", "mcqm": "MCQ", "oeq": "OEQ"}
 
@@ -38,7 +38,7 @@ class MediQAl(SourceAdapter):
             parts = path.relative_to(root).parts[:-1] if root.is_dir() else ()
             config = next((p.lower() for p in parts if p.lower() in TYPES), self.spec.hub_config or "")
             split = split_from_name(path.stem)
-            for index, row in read_table(path):
+            for index, row in self.rows_of(path):
                 row.setdefault("_config", config)
                 yield RawRow(row, split, f"{path}:{index}")
 

@@ -16,12 +16,14 @@ training mix (the decontamination step checks the rest). To translate MMLU for t
 from __future__ import annotations
 
 import csv
+import io
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from medinjection.core.schema import LETTERS, RecordError
-from medinjection.dataset_builders.sources.base import RawRow, SourceAdapter, split_from_name
+from medinjection.dataset_builders.sources.base import RawRow, SourceAdapter, read_text, split_from_name
 from medinjection.dataset_builders.sources.textparse import hashed_id, number_repeats
 
 COLUMNS = ("question", "A", "B", "C", "D", "answer")
@@ -57,16 +59,21 @@ class MMLUMedical(SourceAdapter):
         for path in self.local_files():
             subject = _SPLIT_SUFFIX.sub("", path.stem)
             split = split_from_name(path.stem)
-            with path.open(encoding="utf-8", newline="") as handle:
-                for index, values in enumerate(csv.reader(handle)):
-                    location = f"{path}:{index + 1}"
-                    if len(values) != len(COLUMNS):
-                        row = {
-                            "_malformed": f"{location}: {len(values)} CSV fields, expected {len(COLUMNS)} {list(COLUMNS)}"
-                        }
-                    else:
-                        row = dict(zip(COLUMNS, values, strict=True))
-                    yield RawRow({**row, "_subject": subject, "_line": index + 1}, split, location)
+            count = 0
+            for count, values in enumerate(csv.reader(io.StringIO(read_text(path), newline="")), 1):
+                location = f"{path}:{count}"
+                if len(values) != len(COLUMNS):
+                    row = {
+                        "_malformed": f"{location}: {len(values)} CSV fields, expected {len(COLUMNS)} {list(COLUMNS)}"
+                    }
+                else:
+                    row = dict(zip(COLUMNS, values, strict=True))
+                yield RawRow({**row, "_subject": subject, "_line": count}, split, location)
+            if not count:
+                self.notes.append(f"source {self.name!r}: {path} holds no row (an empty file?)")
+
+    def check_file(self, path: Path) -> None:
+        read_text(path)  # headerless CSV: any text is rows; only the encoding can be wrong
 
     def to_record(self, raw: RawRow) -> dict[str, Any]:
         row = raw.row

@@ -3,9 +3,11 @@
 Three steps. ``ExactDedupKeys`` (last step of the parallel prepare stage) writes one short line per
 record: its key (a hash of the normalised context, question and options), provenance, split, id and
 answer. ``ExactDedupIndex`` runs as a single task over those key files and decides, for
-each group of identical items, which copy is kept: the one of the most trusted provenance (the
-config's ``provenance_priority``), then the one in the evaluation splits (test, then validation, so
-that no duplicate of a test item survives in train), then the smallest id. When the copies disagree
+each group of identical items, which copy is kept (``keep_priority``): the one of the most trusted
+provenance (the config's ``provenance_priority``), then a copy read from the item's own source before
+one of a republication (the MedInjection-FR release: ``SourceAdapter.republished``), then the one in
+the evaluation splits (test, then validation, so that no duplicate of a test item survives in
+train), then the smallest id. When the copies disagree
 on the answer, none is kept (``conflicting_answer``): we cannot tell which is right. The decisions
 go to a small JSONL file; ``ExactDedupFilter`` then drops, in parallel tasks, the records it names.
 
@@ -31,6 +33,13 @@ from medinjection.dataset_builders.steps.rejects import RecordFilter
 SPLIT_PRIORITY = {"test": 0, "validation": 1, "train": 2}
 DECISIONS_FILE = "decisions.jsonl"
 KEYS_DIR = "keys"
+
+
+def keep_priority(
+    provenance_rank: int, source: str, split: str, record_id: str, second_hand: frozenset[str]
+) -> tuple:
+    """The sort key of the copies of one item, the kept copy first (the exact and the near dedup)."""
+    return (provenance_rank, source in second_hand, SPLIT_PRIORITY[split], record_id)
 
 
 def answer_key(record: dict) -> str:
@@ -67,7 +76,14 @@ class ExactDedupKeys(PipelineStep):
                 meta = doc.metadata
                 out.write(
                     orjson.dumps(
-                        [exact_key(doc), meta["provenance"], meta["split"], doc.id, answer_key(meta)]
+                        [
+                            exact_key(doc),
+                            meta["provenance"],
+                            meta["split"],
+                            doc.id,
+                            answer_key(meta),
+                            meta.get("source", ""),
+                        ]
                     )
                     + b"\n"
                 )
@@ -78,13 +94,20 @@ class ExactDedupIndex(PipelineStep):
     name = "exact_dedup_index"
     type = "🫂 - DEDUP"
 
-    def __init__(self, output_folder: DataFolderLike, provenance_priority: list[str]):
+    def __init__(
+        self,
+        output_folder: DataFolderLike,
+        provenance_priority: list[str],
+        second_hand_sources: list[str] | tuple[str, ...] = (),
+    ):
         super().__init__()
         self.output_folder = get_datafolder(output_folder)
         self.provenance_priority = {p: i for i, p in enumerate(provenance_priority)}
+        self.second_hand = frozenset(second_hand_sources)
 
     def key_rows(self):
-        """(key, provenance, split, id, answer) of every record, from the files ``ExactDedupKeys`` wrote."""
+        """(key, provenance, split, id, answer, source) of every record, from the files
+        ``ExactDedupKeys`` wrote."""
         for name in sorted(self.output_folder.list_files(subdirectory=KEYS_DIR)):
             with self.output_folder.open(name, "rb") as handle:
                 for line in handle:
@@ -94,8 +117,11 @@ class ExactDedupIndex(PipelineStep):
         if world_size != 1:
             raise ValueError(f"{self.name} must run as a single task (got world_size={world_size})")
         groups: dict[str, list[tuple]] = defaultdict(list)
-        for key, provenance, split, doc_id, answer in self.key_rows():
-            priority = (self.provenance_priority[provenance], SPLIT_PRIORITY[split], doc_id)
+        for key, provenance, split, doc_id, answer, *rest in self.key_rows():
+            source = rest[0] if rest else ""
+            priority = keep_priority(
+                self.provenance_priority[provenance], source, split, doc_id, self.second_hand
+            )
             groups[key].append((priority, doc_id, answer))
             self.stat_update("total")
         with self.output_folder.open(DECISIONS_FILE, "w") as out:

@@ -4,6 +4,8 @@ check that nothing was lost, and write ``stats.json`` and the folder's ``README.
 The checks: for every step, records in = records kept + records rejected; each step's kept records
 are the next step's input; the rejects on disk match the counted drops per step and reason; and for
 every source, rows read = rows written + rows rejected. A build that breaks one fails here.
+What the read step found worth telling (a file without rows, the release rows taken and left out
+per origin) goes to ``stats.json`` too: ``warnings`` (printed in the build's summary) and ``reading``.
 Every file is found through ``Layout`` (the folder's one owner); the chat format version of the
 written ``messages`` is read back from the shards' footers into ``stats.json`` (``build.chat_version``).
 """
@@ -18,6 +20,7 @@ from datatrove.data import DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 
 from medinjection.core.layout import Layout, shard_chat_version
+from medinjection.dataset_builders.steps.reader import read_notes
 
 
 class BuildIntegrityError(RuntimeError):
@@ -100,6 +103,7 @@ def compute_stats(root: Path, config: dict, counted_steps: list[tuple[str, list[
                 steps[-1]["entry"] = True
     rejects_by_step, rejects_by_source = count_rejects(layout)
     outputs = count_outputs(layout)
+    reading = read_notes(layout.work("read"))
     kept_by_source = Counter()
     provenance_of = {}
     for (provenance, _split, source, _type), n in outputs.items():
@@ -141,6 +145,8 @@ def compute_stats(root: Path, config: dict, counted_steps: list[tuple[str, list[
         "rejects": dict(sorted(rejects_total.items())),
         "splits": {p: dict(sorted(s.items())) for p, s in sorted(splits.items())},
         "composition": composition,
+        "warnings": [note for report in reading for note in report.get("notes", [])],
+        "reading": reading,
     }
     check_integrity(stats, rejects_by_step)
     check_ids(layout)

@@ -13,7 +13,8 @@ distinct items. ``NearDedupResolve`` (one task) therefore checks every candidate
   le diagnostic ?" over two clinical cases is two items, as in the exact dedup;
 * checked pairs are joined into groups; in each group, members are ordered by the config's
   ``provenance_priority`` (native, translated, synthetic: the kept copy is the most trustworthy),
-  then by split (test, validation, train), then by id, the order of the exact dedup; each member in
+  then a copy from the item's own source before one of a republication, then by split (test,
+  validation, train), then by id, the order of the exact dedup (``keep_priority``); each member in
   that order is dropped as the twin of the first kept member it directly resembles, or kept. So no
   two kept records are a checked pair: no test item keeps a near-twin in train or validation.
 
@@ -32,7 +33,7 @@ from datatrove.io import DataFolderLike, get_datafolder
 from datatrove.pipeline.base import PipelineStep
 from xxhash import xxh64_intdigest
 
-from medinjection.dataset_builders.steps.exact_dedup import DECISIONS_FILE, SPLIT_PRIORITY, ExactDedupFilter
+from medinjection.dataset_builders.steps.exact_dedup import DECISIONS_FILE, ExactDedupFilter, keep_priority
 from medinjection.dataset_builders.steps.minhash_text import KEYS_DIR, words
 
 OPTION_MATCH = 0.5
@@ -95,8 +96,10 @@ class NearDedupResolve(PipelineStep):
         threshold: float,
         signatures_folder: DataFolderLike | None = None,
         hashes_per_bucket: int = 4,
+        second_hand_sources: list[str] | tuple[str, ...] = (),
     ):
         super().__init__()
+        self.second_hand = frozenset(second_hand_sources)
         self.signatures_folder = get_datafolder(signatures_folder) if signatures_folder is not None else None
         self.hashes_per_bucket = hashes_per_bucket
         self.pairs_folder = get_datafolder(pairs_folder)
@@ -221,7 +224,13 @@ class NearDedupResolve(PipelineStep):
         return shingle_jaccard(a["context_grams"], b["context_grams"]) >= self.threshold
 
     def priority(self, row: dict) -> tuple:
-        return (self.provenance_priority[row["provenance"]], SPLIT_PRIORITY[row["split"]], row["id"])
+        return keep_priority(
+            self.provenance_priority[row["provenance"]],
+            row.get("source", ""),
+            row["split"],
+            row["id"],
+            self.second_hand,
+        )
 
     def run(self, data=None, rank: int = 0, world_size: int = 1):
         if world_size != 1:

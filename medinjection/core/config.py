@@ -32,8 +32,9 @@ class SourceSpec(StrictModel):
     hub_config: str | None = None
     provenance: Literal["native", "translated", "synthetic"] | None = None
     limit: int | None = Field(default=None, ge=1)
-    # Adapter-specific settings (e.g. pubmedqa `format: oeq | yes_no | both`); the adapter refuses unknown ones.
-    options: dict[str, str | int | float | bool] = {}
+    # Adapter-specific settings (e.g. pubmedqa `format: oeq | yes_no | both`, medinjection_release
+    # `origins: {exclude: [...]}`); the adapter refuses unknown ones and checks their values.
+    options: dict[str, str | int | float | bool | list[str] | dict[str, list[str]]] = {}
 
     @model_validator(mode="after")
     def _one_location(self) -> SourceSpec:
@@ -63,6 +64,10 @@ class FiltersConfig(StrictModel):
     language: LanguageFilterConfig = LanguageFilterConfig()
     # Exclusion lists from `medinjection quality review pull` (excluded_ids.txt or review_report.json).
     review: list[str] = []
+    # A source row with a text field longer than this (characters) is rejected at reading
+    # (`field_too_long`) before any work on it. The longest field of the shared real data is 1,582
+    # characters (a PubMedQA context); the paper trains on 2,048 tokens, about 8,000 characters of French.
+    max_field_chars: int = Field(default=100_000, ge=1)
 
 
 class DedupConfig(StrictModel):

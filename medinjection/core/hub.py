@@ -4,7 +4,9 @@ Shared by the dataset and the adapter publishing: local files with their hashes 
 repo's listing at a revision (``remote_listing``: sha256 of LFS files, git blob sha1 of the others),
 the plan of one commit (``plan_commit``: add, change, delete, unchanged; ``.gitattributes`` kept) and
 the commit itself (``push_plan``: one ``HfApi.create_commit``, all or nothing). Nothing is committed
-when nothing changed. Errors pass through ``redact`` so that a token never reaches a message.
+when nothing changed. ``hub_failure`` says what a failed Hub call means for the user: the token
+was refused (HTTP 401), lacks a permission (403), or the Hub could not be reached at all. Errors
+pass through ``redact`` so that a token never reaches a message.
 """
 
 from __future__ import annotations
@@ -130,6 +132,38 @@ def redact(text: str, token: str | None) -> str:
     return text.replace(token, "***") if token else text
 
 
+TOKEN_FIX = "set a valid token in HF_TOKEN or run `hf auth login`"
+
+
+def http_status(err: BaseException) -> int | None:
+    """The HTTP status of a failed Hub call (None when no answer came: offline, DNS, refused)."""
+    response = getattr(err, "response", None)
+    status = getattr(response, "status_code", None)
+    return status if isinstance(status, int) else None
+
+
+def hub_failure(action: str, repo: str, err: BaseException, token: str | None) -> PublishError:
+    """A ``PublishError`` that says what went wrong when ``action`` (``"list"``, ``"publish to"``) on
+    ``repo`` failed: the token refused (401), a permission missing (403), another HTTP error, or no
+    answer at all ("cannot reach the Hub"); the token masked out of it."""
+    first_line = str(err).strip().splitlines()[0] if str(err).strip() else ""
+    detail = redact(f"{type(err).__name__}: {first_line}", token)
+    status = http_status(err)
+    if status == 401:
+        who = "the token" if token else "the Hub: no token was sent, and it"
+        message = f"{action} {repo}: {who} was refused (HTTP 401 Unauthorized); {TOKEN_FIX} ({detail})"
+    elif status == 403:
+        message = (
+            f"{action} {repo}: the token was accepted but lacks the permission (HTTP 403 Forbidden): "
+            f"give it write access to {repo.split('/')[0]} ({detail})"
+        )
+    elif status is not None:
+        message = f"{action} {repo}: the Hub answered HTTP {status} ({detail})"
+    else:
+        message = f"cannot reach the Hub to {action} {repo}: {detail}"
+    return PublishError(redact(message, token))
+
+
 def push_plan(
     api,
     repo: str,
@@ -162,6 +196,8 @@ def push_plan(
             parent_commit=parent_commit,
         )
     except Exception as err:
+        if http_status(err) in (401, 403):
+            raise hub_failure("publish to", repo, err, token) from None
         raise PublishError(
             redact(f"publishing to {repo} failed: {type(err).__name__}: {err}", token)
         ) from None

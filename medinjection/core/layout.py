@@ -42,6 +42,13 @@ DEDUP_REPORT = "dedup_report.md"
 README = "README.md"
 CARDS_DIR = "cards"
 REVIEW_REPORT = "quality/review_report.json"
+# What `medinjection quality review pull --dataset` writes into the folder (published with it).
+REVIEW_FILES = (
+    REVIEW_REPORT,
+    "quality/review_report.md",
+    "quality/review_report.png",
+    "quality/excluded_ids.txt",
+)
 EVAL_SETS_FILE = "eval_sets.json"  # per evaluation set: items indexed, rows unreadable (decontamination)
 # The top-level entries a build writes (``build --overwrite`` starts them again).
 BUILD_OUTPUTS = (DATA_DIR, REJECTS_DIR, BUILD_DIR, STATS_FILE, README, DEDUP_REPORT)
@@ -343,18 +350,33 @@ class Layout:
 
     # ---- publishing ----------------------------------------------------------------------------
     def published_files(self) -> dict[str, Path]:
-        """path in repo → file, for the whole folder: all but ``_build/``, ``rejects/`` and hidden files."""
-        files = {}
-        for path in sorted(self.root.rglob("*")):
-            rel = path.relative_to(self.root)
-            if (
-                not path.is_file()
-                or rel.parts[0] in UNPUBLISHED
-                or any(part.startswith(".") for part in rel.parts)
-            ):
-                continue
-            files[rel.as_posix()] = path
-        return files
+        """path in repo → file, for the whole folder: what the layout owns and a Hub dataset shows,
+        and nothing else (a user's notes, a cache, an editor's backup stay home): the provenance and
+        mix shards, ``README.md``, the subset cards ``cards/<provenance>.md``, ``stats.json``,
+        ``mixes.json``, ``dedup_report.md`` and the quality review's files. Never ``_build/`` or
+        ``rejects/`` (work files; the rejects are counted in ``stats.json`` and the card). A shard name
+        or a folder under ``data/`` the layout does not allow is an error naming it."""
+        from medinjection.core.schema import PROVENANCES
+
+        shards = [shard.path for shard in (*self.provenance_shards(), *self.mix_shards())]
+        reports = [self.card_path(), self.stats_path, self.mixes_path, self.dedup_report_path]
+        cards = [self.card_path(p) for p in PROVENANCES]
+        quality = [self.root / name for name in REVIEW_FILES]
+        return {
+            path.relative_to(self.root).as_posix(): path
+            for path in sorted([*shards, *reports, *cards, *quality])
+            if path.is_file()
+        }
+
+    def unpublished_files(self) -> list[str]:
+        """The files of the folder that ``published_files`` leaves out, less the build's own
+        ``_build/`` and ``rejects/`` (repo-relative paths, sorted): what a publish lists as left out."""
+        published = set(self.published_files())
+        return sorted(
+            rel
+            for rel in (p.relative_to(self.root).as_posix() for p in self.root.rglob("*") if p.is_file())
+            if rel not in published and rel.split("/", 1)[0] not in UNPUBLISHED
+        )
 
     def subset_files(self, subset: str) -> dict[str, Path]:
         """path in repo → file of one provenance subset published alone (its card becomes README.md)."""

@@ -85,6 +85,7 @@ class RecordError(ValueError):
 
 REJECT_REASONS = {
     "malformed_row": "the source row could not be read or mapped (missing or ill-typed field)",
+    "field_too_long": "a field of the source row is longer than the build's filters.max_field_chars",
     "missing_field": "a required field is absent",
     "empty_text": "the question (or the answer of an open-ended item) is empty after normalisation",
     "invalid_type": "type is not one of MCQ, MCQU, OEQ",

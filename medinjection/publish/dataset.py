@@ -2,9 +2,10 @@
 
 ``medinjection publish dataset DIR --repo ORG/NAME [--config native] [--private] [--revision BRANCH] [--dry-run]``
 
-* What goes up: every file of the folder except ``_build/`` (intermediate files and logs),
-  ``rejects/`` (the rejected rows: reproducible by rebuilding, counted by reason in the card and in
-  ``stats.json``, and partly not French or duplicated) and hidden files. ``--config <provenance>``
+* What goes up: what the folder's layout owns (``Layout.published_files``: shards, cards, reports,
+  the quality review), never ``_build/`` (intermediate files and logs) or ``rejects/`` (the rejected
+  rows: reproducible by rebuilding, counted by reason in the card and in ``stats.json``); any other
+  file of the folder (a user's notes, a cache) is left out and listed. ``--config <provenance>``
   publishes one provenance subset alone: its card ``cards/<provenance>.md`` as ``README.md`` and its
   ``data/<provenance>/`` files (the paper released Native, Translated and Synthetic this way).
 * The repo then mirrors the selection: remote files that are not in it are deleted (``.gitattributes``
@@ -18,7 +19,8 @@
 * Every file is found through ``Layout``, the folder's one owner.
 * The token comes from huggingface_hub's usual sources (``HF_TOKEN``, ``hf auth login``) through
   ``huggingface_hub.get_token()``; it is never printed, logged or written, and is masked out of any
-  error message that passes through here.
+  error message that passes through here. A refused token (HTTP 401) is said to be refused, not
+  taken for an unreachable Hub (``core.hub.hub_failure``).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from __future__ import annotations
 import tempfile
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
 
@@ -38,9 +40,10 @@ from medinjection.core.hub import (
     Plan,
     PublishError,
     hashes,
+    http_status,
+    hub_failure,
     plan_commit,
     push_plan,
-    redact,
     remote_listing,
 )
 
@@ -200,6 +203,7 @@ class PublishResult:
     plan: Plan
     listed: str
     commit_url: str | None = None
+    left_out: list[str] = field(default_factory=list)  # files of the folder not published
 
 
 def publish_dataset(
@@ -219,6 +223,7 @@ def publish_dataset(
     Refused when ``check_folder`` finds a problem; a source of unknown licence is one, unless
     ``allow_unknown_license`` (the user checked that its rows may be redistributed)."""
     from medinjection.cards.dataset_card import render_card
+    from medinjection.core.layout import Layout
 
     root = Path(root)
     problems = check_folder(root, config, allow_unknown_license)
@@ -228,12 +233,26 @@ def publish_dataset(
         # the card as published: the same as the folder's, with the repo id in its loading example
         readme = Path(tmp) / "README.md"
         render_card(root, config, repo_id=repo).save(readme)
-        return _publish(
-            root, repo, local_files(root, config, readme), private, revision, dry_run, config, endpoint, echo
+        left_out = [] if config else Layout(root).unpublished_files()
+        result = _publish(
+            root,
+            repo,
+            local_files(root, config, readme),
+            private,
+            revision,
+            dry_run,
+            config,
+            endpoint,
+            echo,
+            left_out,
         )
+        result.left_out = left_out
+        return result
 
 
-def _publish(root, repo, local, private, revision, dry_run, config, endpoint, echo) -> PublishResult:
+def _publish(
+    root, repo, local, private, revision, dry_run, config, endpoint, echo, left_out=()
+) -> PublishResult:
     from huggingface_hub import HfApi, get_token
 
     token = get_token()
@@ -242,15 +261,18 @@ def _publish(root, repo, local, private, revision, dry_run, config, endpoint, ec
     api = HfApi(endpoint=endpoint, token=token)
     try:
         remote, listed = remote_listing(api, repo, revision)
-    except Exception as err:  # offline, DNS, refused: nothing to compare with
-        message = redact(f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}", token)
-        if not dry_run:
-            raise PublishError(f"cannot reach the Hub to list {repo}: {message}") from None
-        remote, listed = None, f"{repo}: remote unreachable ({message}); listed against an empty repo"
+    except Exception as err:  # offline, DNS, a refused token: nothing to compare with
+        failure = hub_failure("list", repo, err, token)
+        if not dry_run or http_status(err) is not None:
+            raise failure from None
+        remote, listed = None, f"{repo}: remote unreachable ({failure}); listed against an empty repo"
     plan = plan_commit(local, remote)
     echo(f"{'dry run: ' if dry_run else ''}{len(local)} local files vs {listed}")
     for line in plan.lines():
         echo(f"  {line}")
+    if left_out:
+        shown = ", ".join(left_out[:10]) + (f" and {len(left_out) - 10} more" if len(left_out) > 10 else "")
+        echo(f"  left out ({len(left_out)} file(s) the dataset layout does not own): {shown}")
     echo(
         f"  {len(plan.add)} to add, {len(plan.change)} to change, {len(plan.delete)} to delete, {len(plan.unchanged)} unchanged"
     )

@@ -12,7 +12,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from build_fixture import fixture_build, mixed_license_build
+from build_fixture import fixture_build, mixed_license_build, native_origins_build
 from huggingface_hub import DatasetCard, DatasetCardData
 
 from medinjection.cards import dataset_card
@@ -362,3 +362,61 @@ def test_generation_models_and_prompt_versions_are_counted_from_the_rows(tmp_pat
         ("synthetic", "synth", "gpt-4o", "synth-v1"): 3,
         ("synthetic", "synth", "gemini-2.0-flash", "synth-v2"): 2,
     }
+
+
+def test_a_copied_or_renamed_build_has_the_same_valid_cards(carded_build, tmp_path):
+    """The card never names its folder: a copy of a build is the same build (cards and publish checks pass)."""
+    from medinjection.publish.dataset import check_folder
+
+    copy = tmp_path / "a-copy with another name"
+    shutil.copytree(carded_build, copy)
+    assert check_cards(copy) == [] and check_folder(copy) == []
+    renamed = tmp_path / "renamed"
+    shutil.move(str(copy), renamed)
+    assert check_cards(renamed) == [] and check_folder(renamed) == []
+    for path in [renamed / "README.md", *sorted((renamed / "cards").glob("*.md"))]:
+        assert f'load_dataset("{carded_build.name}"' not in path.read_text()
+    assert (renamed / "README.md").read_text() == (carded_build / "README.md").read_text()
+    # published, the loading example names the repo
+    assert 'load_dataset("org/name", "nat_trad")' in render_card(renamed, repo_id="org/name").text
+
+
+@pytest.fixture(scope="module")
+def origins_build(tmp_path_factory) -> Path:
+    return native_origins_build(tmp_path_factory.mktemp("origins"))
+
+
+def test_the_card_gives_items_provenance_source_and_licence_per_origin(origins_build):
+    root = origins_build
+    card = DatasetCard.load(root / "README.md")
+    table = tables(card.text)[
+        ("origin", "provenance", "from", "licence", "train", "validation", "test", "total")
+    ]
+    found = {r[:4]: tuple(int(x) for x in r[4:]) for r in table}
+    counts = Counter()
+    for path in sorted((root / "data").glob("*/*.parquet")):
+        for row in pq.read_table(path, columns=["origin", "source", "provenance"]).to_pylist():
+            counts[(row["origin"], row["provenance"], row["source"], path.name.split("-")[0])] += 1
+    expected = {}
+    for origin, provenance, source, _ in counts:
+        via = (
+            f"the MedInjection-FR release (`{source}`)"
+            if source == "medinjection_release"
+            else f"own adapter (`{source}`)"
+        )
+        licence = {"FrBMedQA": "cc-by-4.0", "S-Editions": "unknown"}.get(origin, "mit")
+        expected[(origin, provenance, via, licence)] = tuple(
+            counts.get((origin, provenance, source, s), 0) for s in SPLITS
+        )
+    expected = {k: (*v, sum(v)) for k, v in expected.items()}
+    assert found == expected
+    assert {k[0] for k in found} == {"FrBMedQA", "S-Editions", "QCM Santé Publique"}
+    # the release rows left out because this build reads their origin from its own source
+    assert (
+        "left out by origin (the build reads these origins from their own\nsources): FrBMedQA 1, MediQAl 1"
+        in card.text
+    )
+    # S-Editions' licence is unknown: it makes the card's licence `other` and blocks publish
+    assert card.data.to_dict()["license"] == "other"
+    assert "the publishers of S-Editions (via medinjection_release) state no licence" in card.text
+    assert check_cards(root) == []

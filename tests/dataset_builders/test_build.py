@@ -214,3 +214,179 @@ def test_hashed_split_is_deterministic_and_disjoint():
     counts = Counter(first)
     assert 400 < counts["test"] < 600 and 400 < counts["validation"] < 600
     assert first != [hashed_split(i, split, 1) for i in ids]
+
+
+# ---- bad input files (a wrong shape, invalid UTF-8, an empty file, an over-long field) --------------
+
+
+def cli_build(config_path: Path, output: Path):
+    from typer.testing import CliRunner
+
+    from medinjection.cli import app
+
+    return CliRunner().invoke(app, ["build", str(config_path), "--output", str(output)])
+
+
+QUESTIONS = [
+    (
+        "Quelle est la posologie usuelle du paracétamol chez l'adulte ?",
+        ["Un gramme", "Dix grammes", "Cent grammes"],
+    ),
+    ("Quel organe produit la bile ?", ["Le foie", "Le pancréas", "La rate"]),
+    (
+        "Quelle vitamine est synthétisée par la peau exposée au soleil ?",
+        ["La vitamine D", "La vitamine C", "La vitamine B12"],
+    ),
+]
+
+
+def fmmcqa_rows(n: int) -> list[dict]:
+    """FrenchMedMCQA-shaped rows of distinct questions (each a different item for the dedups)."""
+    return [
+        {
+            "id": f"w{i}",
+            "question": QUESTIONS[i % len(QUESTIONS)][0],
+            "answers": dict(zip("abc", QUESTIONS[i % len(QUESTIONS)][1], strict=True)),
+            "correct_answers": ["a"],
+            "type": "simple",
+            "nbr_correct_answers": 1,
+        }
+        for i in range(n)
+    ]
+
+
+def test_a_source_file_of_the_wrong_shape_stops_the_build_naming_it(tmp_path):
+    from medinjection.dataset_builders.sources import SourceFormatError
+
+    source = tmp_path / "fmm"
+    source.mkdir()
+    (source / "train.json").write_text(json.dumps({"data": fmmcqa_rows(20)}), encoding="utf-8")
+    with pytest.raises(SourceFormatError) as err:
+        run(tmp_path, [{"adapter": "frenchmedmcqa", "path": str(source)}])
+    message = str(err.value)
+    assert str(source / "train.json") in message and "expected a JSON list of rows" in message
+    assert "'data' holds a list of 20 rows" in message
+    assert not (tmp_path / "out" / "data").exists()
+    result = cli_build(tmp_path / "build.yaml", tmp_path / "cli-out")
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output and str(source / "train.json") in result.output
+    assert len([line for line in result.output.splitlines() if "error" in line.lower()]) == 1
+
+
+def test_invalid_utf8_names_the_file_in_one_line(tmp_path):
+    source = tmp_path / "fmm"
+    source.mkdir()
+    text = json.dumps(fmmcqa_rows(3), ensure_ascii=False).encode("utf-8")
+    (source / "train.json").write_bytes(text.replace(b"posologie", "posolog\xe9".encode("latin-1")))
+    write_config(tmp_path, [{"adapter": "frenchmedmcqa", "path": str(source)}])
+    result = cli_build(tmp_path / "build.yaml", tmp_path / "out")
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    line = next(line for line in result.output.splitlines() if "UTF-8" in line)
+    assert str(source / "train.json") in line and "byte 0xe9" in line
+
+
+@pytest.fixture(scope="module")
+def origins_build(tmp_path_factory) -> Path:
+    """FrBMedQA from its own adapter + the release's other native origins (tests/cards/build_fixture.py)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "_build_fixture_origins", Path(__file__).parents[1] / "cards" / "build_fixture.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.native_origins_build(tmp_path_factory.mktemp("origins"))
+
+
+def test_an_empty_file_is_a_warning_in_the_build_summary(origins_build, capsys):
+    from medinjection.cli import report_build
+    from medinjection.core.config import load_build_config
+    from medinjection.core.console import Console
+
+    stats = json.loads((origins_build / "stats.json").read_text())
+    empty = [w for w in stats["warnings"] if "mcq_val.json holds no row" in w]
+    assert len(empty) == 1 and "Validation/mcq/mcq_val.json" in empty[0]
+    # a name of the origins option that no release row carries is one too
+    assert any("['Bogus Origin'], which no row carries" in w for w in stats["warnings"])
+    report_build(Console(), origins_build, load_build_config(origins_build.parent / "build.yaml"), 1.0, None)
+    out = capsys.readouterr().out
+    assert "warning" in out and "mcq_val.json holds no row" in out and "Bogus Origin" in out
+
+
+def test_a_field_over_the_limit_is_rejected_with_its_reason_and_counted(origins_build):
+    from medinjection.core.schema import REJECT_REASONS
+
+    stats = json.loads((origins_build / "stats.json").read_text())
+    assert stats["build"]["filters"]["max_field_chars"] == 1000
+    assert stats["rejects"]["field_too_long"] == 1 and "field_too_long" in REJECT_REASONS
+    assert stats["sources"]["medinjection_release"]["rejected"]["field_too_long"] == 1
+    (row,) = [r for r in rejects(origins_build) if r["reason"] == "field_too_long"]
+    assert row["step"] == "read" and "field 'answer' has 2,250 characters" in row["detail"]
+    assert "max_field_chars: 1,000" in row["detail"] and "oeq_train.json" in row["detail"]
+    # the rejected row is kept, its long field cut
+    assert row["raw"]["answer"].endswith("[1,250 characters cut]") and len(row["raw"]["answer"]) < 1100
+    assert not any(
+        r["instruction"].startswith("Quels sont les signes cliniques") for r in kept_rows(origins_build)
+    )
+
+
+def test_the_default_field_limit_keeps_real_items_and_rejects_a_huge_field(tmp_path):
+    from medinjection.core.config import BuildConfig
+
+    assert BuildConfig(name="x", sources=[]).filters.max_field_chars == 100_000
+    source = tmp_path / "fmm"
+    source.mkdir()
+    rows = fmmcqa_rows(3)
+    rows[1]["answers"]["b"] = "Le pancréas. " * 10_000  # 130,000 characters in one option
+    (source / "train.json").write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
+    root = run(tmp_path, [{"adapter": "frenchmedmcqa", "path": str(source)}])
+    (row,) = rejects(root)
+    assert (row["reason"], row["raw"]["id"]) == ("field_too_long", "w1")
+    assert "field 'answers.b' has 130,000 characters" in row["detail"]
+    assert len(kept_rows(root)) == 2
+
+
+def test_release_rows_are_taken_by_origin_and_our_own_copy_is_kept(origins_build):
+    from medinjection.core.schema import make_id
+
+    rows = kept_rows(origins_build)
+    assert Counter((r["origin"], r["source"]) for r in rows) == {
+        ("FrBMedQA", "frbmedqa"): 4,
+        ("S-Editions", "medinjection_release"): 1,
+        ("QCM Santé Publique", "medinjection_release"): 2,
+    }
+    # the release's copy of an own FrBMedQA train item sits in the release's test split: the own copy is
+    # kept all the same (a republication loses to the item's own source), the test copy goes
+    (dup,) = [r for r in rejects(origins_build) if r["reason"] == "exact_duplicate"]
+    assert dup["source"] == "medinjection_release" and dup["split"] == "test"
+    own = next(r for r in rows if "cyclo-oxygénase" in r["instruction"])
+    assert own["source"] == "frbmedqa" and own["_split"] == "train" and dup["kept_id"] == own["id"]
+    assert own["id"] == make_id("frbmedqa", own["source_id"])
+    reading = json.loads((origins_build / "stats.json").read_text())["reading"]
+    (release,) = [r for r in reading if r["source"] == "medinjection_release"]
+    assert release["origins"]["left_out"] == {"FrBMedQA": 1, "MediQAl": 1}
+    assert release["origins"]["taken"] == {"FrBMedQA-cloze": 1, "QCM Santé Publique": 2, "S-Editions": 2}
+
+
+def test_own_copies_come_before_republished_ones_in_both_dedups(tmp_path):
+    from medinjection.dataset_builders.steps.exact_dedup import keep_priority
+    from medinjection.dataset_builders.steps.near_dedup import NearDedupResolve
+
+    second_hand = frozenset({"medinjection_release"})
+    release_test = keep_priority(0, "medinjection_release", "test", "a", second_hand)
+    own_train = keep_priority(0, "frbmedqa", "train", "z", second_hand)
+    other_provenance = keep_priority(1, "mediqal", "test", "a", second_hand)
+    assert sorted([other_provenance, release_test, own_train]) == [own_train, release_test, other_provenance]
+    resolve = NearDedupResolve(
+        *(str(tmp_path / d) for d in ("p", "k", "e", "o")),
+        ["native", "translated", "synthetic"],
+        1,
+        0.6,
+        second_hand_sources=["medinjection_release"],
+    )
+    rows = [
+        {"provenance": "native", "source": "medinjection_release", "split": "test", "id": "a"},
+        {"provenance": "native", "source": "frbmedqa", "split": "train", "id": "z"},
+    ]
+    assert min(rows, key=resolve.priority)["source"] == "frbmedqa"

@@ -51,7 +51,7 @@ def assert_malformed(errors, expected: dict[str, str]) -> None:
 
 def test_every_adapter_is_registered_and_describes_itself():
     expected = {
-        "frenchmedmcqa", "mediqal", "mlabonne_medical_mcqa_fr", "mlabonne_medical_cases_fr",
+        "frenchmedmcqa", "mediqal", "frbmedqa", "mlabonne_medical_mcqa_fr", "mlabonne_medical_cases_fr",
         "medinjection_release", "pubmedqa", "mmlu_medical", "medqa", "medmcqa",
     }  # fmt: skip
     assert expected <= set(ADAPTERS)
@@ -219,6 +219,229 @@ def test_release_rows_get_their_options_letters_split_and_origin():
             "mcqu_train.json:6": "QCM",
         },
     )
+
+
+def test_frbmedqa_cloze_rows_become_single_answer_items_over_the_candidates():
+    """tests/fixtures/sources/frbmedqa: rows in the shape the FrBMedQA authors' code writes
+    (passage, question with @placeholder, entities_list of one-key objects, answer @entityN)."""
+    records, errors = read("frbmedqa", FIXTURES / "frbmedqa")
+    by_split = {r["source_split"]: [] for r in records.values()}
+    for record in records.values():
+        by_split[record["source_split"]].append(record)
+    assert {s: len(v) for s, v in by_split.items()} == {"train": 2, "validation": 1, "test": 1}
+    aspirin = next(r for r in records.values() if "cyclo-oxygénase" in r["instruction"])
+    assert aspirin["type"] == "MCQU" and aspirin["origin"] == "FrBMedQA" and aspirin["provenance"] == "native"
+    assert [o["text"] for o in aspirin["options"]] == [
+        "Aspirine",
+        "Anti-inflammatoire non stéroïdien",
+        "Agrégation plaquettaire",
+        "Hémorragie",
+    ]
+    assert aspirin["correct_letters"] == ["A"] and aspirin["answer"] == "A"
+    # the blank is shown, every other entity token reads as its label, in the question and the passage
+    assert "l' ____ inhibe la cyclo-oxygénase" in aspirin["instruction"]
+    assert aspirin["context"].startswith("L' Aspirine est un Anti-inflammatoire non stéroïdien utilisé")
+    assert (
+        "@entity" not in aspirin["instruction"] + aspirin["context"]
+        and "@placeholder" not in aspirin["instruction"]
+    )
+    goitre = next(r for r in records.values() if "carence en iode" in r["instruction"])
+    assert goitre["correct_letters"] == ["F"] and goitre["options"][5]["text"] == "Goitre"
+    assert goitre["subject"] == "Disorders"  # the answer's semantic group, when the row carries them
+    assert "hormones du Thyroïde" in goitre["instruction"]
+    assert_malformed(
+        errors,
+        {
+            "train.json:2": "'@entity302' is not among the candidates",
+            "train.json:3": "no @placeholder",
+            "val.json:0": "['@entity999'] in the text but not in entities_list",
+            "test.json:0": "27 candidate entities",
+        },
+    )
+
+
+def test_frbmedqa_hub_files_are_read_as_json_at_the_pinned_revision(monkeypatch):
+    """Read up to the network call: a stand-in for ``snapshot_download`` gives the fixture folder;
+    ``datasets`` is never asked (Arrow would make a column of every @entityN key)."""
+    import datasets
+    import huggingface_hub
+
+    asked = []
+
+    def snapshot(repo_id, repo_type=None, revision=None, allow_patterns=None, **kwargs):
+        asked.append((repo_id, repo_type, revision))
+        return str(FIXTURES / "frbmedqa")
+
+    def no_datasets(*args, **kwargs):
+        raise AssertionError("datasets.load_dataset must not read FrBMedQA")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot)
+    monkeypatch.setattr(datasets, "load_dataset", no_datasets)
+    spec = SourceSpec(adapter="frbmedqa", hub_id="kadzaki/FrBMedQA", revision="a" * 40)
+    adapter = get_adapter("frbmedqa")(spec)
+    records = []
+    for raw in adapter.iter_raw():
+        try:
+            records.append(adapter.map_row(raw))
+        except RecordError:
+            continue
+    assert asked == [("kadzaki/FrBMedQA", "dataset", "a" * 40)]
+    assert sorted(r["source_split"] for r in records) == ["test", "train", "train", "validation"]
+    assert all(r["source_id"] for r in records)
+
+
+RELEASE_NATIVE = FIXTURES / "medinjection_release" / "native"
+
+
+def test_release_origins_option_takes_and_leaves_out_rows_by_origin():
+    excluded, _ = read(
+        "medinjection_release",
+        RELEASE_NATIVE,
+        provenance="native",
+        options={"origins": {"exclude": ["frbmedqa", "MEDIQAL", "Bogus Origin"]}},
+    )
+    assert Counter(r["origin"] for r in excluded.values()) == {
+        "S-Editions": 2,
+        "QCM Santé Publique": 2,
+        "FrBMedQA-cloze": 1,  # another name: not the excluded origin
+    }
+    included, _ = read(
+        "medinjection_release",
+        RELEASE_NATIVE,
+        provenance="native",
+        options={"origins": {"include": ["s editions"]}},
+    )
+    assert {r["origin"] for r in included.values()} == {"S-Editions"} and len(included) == 2
+    everything, _ = read("medinjection_release", RELEASE_NATIVE, provenance="native")
+    assert len(everything) == 7
+
+
+def test_release_origins_are_counted_and_an_unused_name_is_a_note():
+    spec = SourceSpec(
+        adapter="medinjection_release",
+        path=str(RELEASE_NATIVE),
+        provenance="native",
+        options={"origins": {"exclude": ["FrBMedQA", "MediQAl", "Bogus Origin"]}},
+    )
+    adapter = get_adapter("medinjection_release")(spec)
+    assert len(list(adapter.iter_raw())) == 5
+    report = adapter.reading_report()
+    assert report["origins"] == {
+        "taken": {"FrBMedQA-cloze": 1, "QCM Santé Publique": 2, "S-Editions": 2},
+        "left_out": {"FrBMedQA": 1, "MediQAl": 1},
+    }
+    notes = report["notes"]
+    assert any("mcq_val.json holds no row" in n for n in notes), notes
+    assert any("['Bogus Origin'], which no row carries" in n for n in notes), notes
+    assert len(list(adapter.iter_raw())) == 5 and len(adapter.reading_report()["notes"]) == 2  # not doubled
+
+
+@pytest.mark.parametrize(
+    "value",
+    [["FrBMedQA"], {"drop": ["FrBMedQA"]}, {"exclude": []}, {"exclude": ["a"], "include": ["b"]}],
+)
+def test_release_origins_option_is_checked(value):
+    with pytest.raises(ConfigError, match="origins"):
+        get_adapter("medinjection_release")(
+            SourceSpec(
+                adapter="medinjection_release",
+                path=str(RELEASE_NATIVE),
+                provenance="native",
+                options={"origins": value},
+            )
+        )
+
+
+def test_release_rows_keep_the_licence_of_their_origin():
+    release = get_adapter("medinjection_release")
+    assert release.origin_license("FrBMedQA") == "cc-by-4.0"
+    assert release.origin_license("MediQAl") == "cc-by-4.0"
+    assert release.origin_license("FrenchMedMCQA") == "apache-2.0"
+    assert release.origin_license("s-editions") == "unknown"
+    assert release.origin_license("QCM Santé Publique") == "mit"  # no licence of its own known: the release's
+    assert get_adapter("frbmedqa").origin_license("anything") == "cc-by-4.0"
+    assert release.republished and not get_adapter("frbmedqa").republished
+
+
+# ---- files that are not rows --------------------------------------------------------------------
+
+
+def write_file(folder: Path, name: str, content: str | bytes) -> Path:
+    path = folder / name
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content, encoding="utf-8")
+    return path
+
+
+ROW = {
+    "id": "1",
+    "question": "Quel organe ?",
+    "answers": {"a": "Foie", "b": "Rein"},
+    "correct_answers": ["a"],
+}
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (
+            json.dumps({"data": [dict(ROW, id=str(i)) for i in range(20)]}),
+            "its key 'data' holds a list of 20 rows",
+        ),
+        (json.dumps({"data": [dict(ROW, id=str(i)) for i in range(20)]}, indent=1), "its key 'data' holds"),
+        (json.dumps(ROW, indent=1), "a JSON object with 4 key(s)"),
+        (json.dumps(["Foie", "Rein"]), "a JSON list of 2 str values"),
+        ("42", "a JSON int"),
+        ('[\n {"id": 1,\n]', "not valid JSON"),
+    ],
+)
+def test_a_file_that_is_not_rows_is_an_error_naming_it(tmp_path, content, expected):
+    from medinjection.dataset_builders.sources import SourceFormatError
+    from medinjection.dataset_builders.sources.base import read_table
+
+    path = write_file(tmp_path, "train.json", content)
+    with pytest.raises(SourceFormatError) as err:
+        list(read_table(path))
+    assert str(path) in str(err.value) and expected in str(err.value)
+    assert "expected a JSON list of rows" in str(err.value)
+
+
+def test_invalid_utf8_names_the_file_byte_and_line(tmp_path):
+    from medinjection.dataset_builders.sources import SourceFormatError
+    from medinjection.dataset_builders.sources.base import read_table
+
+    for name, data, line in (
+        ("a.json", b'[{"q": "caf\xe9"}]', 1),
+        ("b.jsonl", b'{"q": "ok"}\n{"q": "caf\xe9"}\n', 2),
+        ("c.csv", b"q\ncaf\xe9\n", 2),
+    ):
+        path = write_file(tmp_path, name, data)
+        with pytest.raises(SourceFormatError, match="not valid UTF-8") as err:
+            list(read_table(path))
+        assert (
+            str(path) in str(err.value)
+            and "byte 0xe9" in str(err.value)
+            and f"line {line})" in str(err.value)
+        )
+
+
+def test_rows_that_are_rows_still_read(tmp_path):
+    from medinjection.dataset_builders.sources.base import read_table
+
+    one_line = write_file(tmp_path, "one.json", json.dumps(ROW))  # a one-line JSON Lines file
+    assert [row["id"] for _, row in read_table(one_line)] == ["1"]
+    mapping = write_file(tmp_path, "map.json", json.dumps({"k1": ROW, "k2": ROW}, indent=1))
+    assert [row["_key"] for _, row in read_table(mapping)] == ["k1", "k2"]
+    mixed = write_file(tmp_path, "mixed.json", json.dumps([ROW, "stray"]))
+    rows = [row for _, row in read_table(mixed)]
+    assert rows[0]["id"] == "1" and "a JSON str where a row" in rows[1]["_malformed"]
+    bom = write_file(tmp_path, "bom.json", b"\xef\xbb\xbf" + json.dumps([ROW]).encode())
+    assert len(list(read_table(bom))) == 1
+    for name in ("empty.json", "blank.jsonl", "list.json"):
+        path = write_file(tmp_path, name, "[]" if name == "list.json" else "  \n")
+        assert list(read_table(path)) == []
 
 
 def test_release_ids_are_stable_across_reads():
