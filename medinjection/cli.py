@@ -127,6 +127,7 @@ def report_build(console, root: Path, cfg, seconds: float, log: Path | None) -> 
     if stats.get("rejects"):
         reasons = ", ".join(f"{reason} {n:,}" for reason, n in sorted(stats["rejects"].items()))
         rows.append(("rejected", f"{reasons} (each with its reason in {layout.rejects})"))
+    rows += [("warning", warning) for warning in stats.get("warnings", [])]
     usage = [json.loads(p.read_text()) for p in sorted(layout.usage.glob("*.json"))]
     if usage:
         total = {
