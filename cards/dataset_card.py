@@ -565,6 +565,18 @@ def card_facts(root: Path, subset: str | None = None, repo_id: str | None = None
             for (p, s, m, v), n in sorted(generation_counts(root, provenances).items())
         ],
         "quality_screen": quality_screen_facts(root, provenances),
+        "translation_checks": [
+            {
+                "model": check["backend"]["model"],
+                "prompt_version": check["prompt_version"],
+                "pairs": f"{check['pairs']['name']} ({check['n']} pairs)",
+                "bleu": f"{check['bleu']['score']:.2f}",
+                "chrf": f"{check['chrf']['score']:.2f}",
+                "comet": "-" if check["comet"].get("score") is None else f"{check['comet']['score']:.4f}",
+                "signature": check["bleu"]["signature"],
+            }
+            for check in stats["build"].get("translation_checks") or []
+        ],
         "review": review_facts(root, subset),
         "licenses": [
             {"source": s, "license": sources[s]["license"], "homepage": sources[s]["homepage"]}

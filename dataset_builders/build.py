@@ -48,6 +48,7 @@ from medinjection.dataset_builders.steps.reader import SourceReader
 from medinjection.dataset_builders.steps.review_exclusion import ReviewExclusionFilter, exclusion_digest
 from medinjection.dataset_builders.steps.validate import SchemaValidator
 from medinjection.dataset_builders.steps.writer import HubParquetWriter
+from medinjection.dataset_builders.translation_check import load_report
 
 
 class BuildError(RuntimeError):
@@ -137,7 +138,10 @@ def make_stages(config: BuildConfig, layout: Layout, tasks: int, progress: bool 
             [
                 Finalize(
                     str(layout.root),
-                    generate.with_generation_sources(config_snapshot(config), config),
+                    {
+                        **generate.with_generation_sources(config_snapshot(config), config),
+                        "translation_checks": translation_checks(config),
+                    },
                     counted_steps(stages),
                 )
             ],
@@ -191,6 +195,8 @@ def config_fingerprint(config: BuildConfig) -> str:
             section.pop(key, None)
         for key in BACKEND_RUN_ONLY:
             section.get("backend", {}).pop(key, None)
+    if config.translation_checks:  # the reports' content: a new check changes what the card states
+        snapshot["translation_checks"] = [report["report_sha256"] for report in translation_checks(config)]
     if config.filters.review:  # the lists' content, not only their paths: a new pull changes the build
         snapshot["review_lists"] = exclusion_digest([str(config.resolve(p)) for p in config.filters.review])
     return hashlib.sha256(json.dumps(snapshot, sort_keys=True).encode()).hexdigest()
@@ -275,6 +281,11 @@ def make_executors(
     return executors
 
 
+def translation_checks(config: BuildConfig) -> list[dict]:
+    """What the card states of each translation check report the config names (``translation_checks``)."""
+    return [load_report(config.resolve(path)) for path in config.translation_checks]
+
+
 def check_sources(config: BuildConfig) -> None:
     """Fail before any work when a declared source, an evaluation set (missing, unreachable, or
     without any item to index) or the language backend is missing."""
@@ -283,6 +294,10 @@ def check_sources(config: BuildConfig) -> None:
         adapter.check_available()
     check_eval_sets(config)
     generate.check_generation_sources(config)
+    try:
+        translation_checks(config)
+    except ValueError as err:
+        raise BuildError(f"translation_checks: {err}") from None
     load_backend(config.filters.language.backend, config.filters.language.seed)
 
 

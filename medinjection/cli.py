@@ -289,10 +289,11 @@ publish_app.command("adapter")(publish_adapter_command)
 publish_app.command("adapters")(publish_adapters_command)
 
 
-from medinjection.dataset_builders.generation.cli import synthesize, translate  # noqa: E402
+from medinjection.dataset_builders.generation.cli import synthesize, translate, translation_check  # noqa: E402
 
 app.command("translate")(translate)
 app.command("synthesize")(synthesize)
+app.command("translation-check")(translation_check)
 
 
 from medinjection.evaluation.cli import evaluate_command  # noqa: E402

@@ -134,6 +134,7 @@ def compute_stats(root: Path, config: dict, counted_steps: list[tuple[str, list[
                 for key in ("name", "seed", "provenance_priority", "filters", "split", "sources")
             },
             "chat_version": chat_version(layout),
+            "translation_checks": config.get("translation_checks") or [],
         },
         "records": {
             "in": sum(source_in.values()),

@@ -284,6 +284,9 @@ class BuildConfig(StrictModel):
     translate: TranslateConfig | None = None
     synthesize: SynthesizeConfig | None = None
     quality_screen: QualityScreenConfig | None = None
+    # Reports of `medinjection translation-check` (a file or its folder): the card states each
+    # translation backend's BLEU / chrF / COMET on its parallel test file.
+    translation_checks: list[str] = []
     # Where the config file lives; relative paths are resolved against it.
     base_dir: Path = Field(default=Path("."), exclude=True)
 
