@@ -328,7 +328,11 @@ def publish_release(
         marker = None
         if dry_run_dir is not None:
             check_preview_folder(staging, release.run.root)
-            marker = {"preview_of": str(release.run.root), "repo": release.repo}
+            marker = {
+                "written_by": "medinjection publish adapter --dry-run",
+                "run": release.run.name,
+                "repo": release.repo,
+            }
         write_files(release.files, staging, marker)
         local = _local_files(staging)
         api = HfApi(endpoint=endpoint, token=token)
