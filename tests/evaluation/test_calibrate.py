@@ -240,6 +240,9 @@ def test_judge_options_pair_by_position(tmp_path):
         judge_specs(["a"], prompts=["binary-v9"])
     with pytest.raises(ValueError, match="no such judge prompt file"):
         judge_specs(["a"], prompts=[str(tmp_path / "mine.yaml")])
+    (tmp_path / "mine.yaml").write_text("version: x\nsystem: s\nuser: u\n")
+    with pytest.raises(ValueError, match=re.escape(f"prompt {tmp_path / 'mine.yaml'} has no 'metric'")):
+        judge_specs(["a"], prompts=[str(tmp_path / "mine.yaml")])
 
 
 # --- judges -----------------------------------------------------------------------------------
@@ -274,11 +277,29 @@ def judged_set(path: Path) -> Path:
     return write_jsonl(path, rows)
 
 
+STRICT = """\
+version: judge-binary-strict-fr-v1
+metric: judge_binary
+scale: [0, 1]
+max_tokens: 1
+system: >-
+  Vous êtes médecin. Dites si la réponse candidate donne le même contenu médical que la réponse de
+  référence. Répondez par un seul chiffre : 1 si oui, 0 si non.
+user: |-
+  Question: {question}
+  Candidate_answer: {answer}
+  Ground_truth: {reference}
+"""
+
+
 def test_judges_against_the_fault_server(tmp_path):
     labelled = judged_set(tmp_path / "answers.jsonl")
     fast = {"max_retries": 2, "backoff_s": 0.0, "timeout_s": 10}
+    strict = tmp_path / "strict-fr.yaml"  # a prompt file of one's own, beside the bundled binary one
+    strict.write_text(STRICT, encoding="utf-8")
     with JudgeServer() as server:
-        specs = [JudgeSpec("judge-model", "openai", server.url, ("binary-v1", "graded-v1"), fast)]
+        prompts = ("binary-v1", "graded-v1", str(strict))
+        specs = [JudgeSpec("judge-model", "openai", server.url, prompts, fast)]
         result = run_calibration(labelled, tmp_path / "calib", judges=specs, resamples=200)
         asked = sum(server.requests.values())
         again, _ = calibration_result(
@@ -305,9 +326,11 @@ def test_judges_against_the_fault_server(tmp_path):
     assert graded["pearson"]["value"] == pytest.approx(stats.pearsonr([5, 2, 5, 2, 5, 2], ratings).statistic)
     assert "accuracy" not in graded
     # nothing paid twice: the second run asks only for the failed requests again
-    assert asked_again == 2 * 2 * 3  # 2 generators x 2 prompts x 3 attempts of case 3
+    assert asked_again == 2 * 3 * 3  # 2 generators x 3 prompts x 3 attempts of case 3
+    own = entry(result, "judge-model / judge-binary-strict-fr-v1", "human_equivalent")
+    assert own["prompt_file"] == str(strict) and own["accuracy"] == binary["accuracy"]
     assert again["judges"] == result["judges"]
-    assert result["judge_usage"]["judge1: judge-model"]["failures"] == 4
+    assert result["judge_usage"]["judge1: judge-model"]["failures"] == 6
     markdown = (tmp_path / "calib" / "calibration.md").read_text()
     assert (
         "| judge-model / judge-binary-v1 | human_equivalent | 6 | 2 | 2 | TP 3, FP 0, FN 1, TN 2 |"
