@@ -432,7 +432,7 @@ def missing_notes(missing: dict[str, set[tuple[str, str, str]]], tags: list[str]
             for count in match["counts"].split(", "):
                 number, word = count.split(" ", 1)
                 totals.setdefault(base, {}).setdefault(word, 0)
-                totals[base][word] += int(number)
+                totals[base][word] += int(number) * len(cells)  # the counts of each cell
     order = {tag: i for i, tag in enumerate(tags)}
     notes = []
     for base, cells in sorted(grouped.items()):

@@ -303,7 +303,10 @@ def test_each_missing_reason_is_said_once():
 
     missing = {
         "no parseable verdict (3 unparseable, 0 failed)": {("base", "a-oeq", "judge_binary")},
-        "no parseable verdict (2 unparseable, 1 failed)": {("nat", "a-oeq", "judge_binary")},
+        "no parseable verdict (2 unparseable, 1 failed)": {
+            ("nat", "a-oeq", "judge_binary"),
+            ("nat", "b-oeq", "x"),
+        },
         "no BERTScore model given": {
             (tag, task, "bertscore_f1") for tag in ("base", "nat", "trad") for task in ("a-oeq", "b-oeq")
         },
@@ -311,6 +314,6 @@ def test_each_missing_reason_is_said_once():
     }
     assert missing_notes(missing, ["base", "nat", "trad"]) == [
         "no BERTScore model given: bertscore_f1 of Base, NAT, TRAD on a-oeq, b-oeq",
-        "no parseable verdict (6 unparseable, 1 failed in all): Base, a-oeq, judge_binary; NAT, a-oeq, "
-        "judge_binary; TRAD, b-oeq, judge_graded",
+        "no parseable verdict (8 unparseable, 2 failed in all): Base, a-oeq, judge_binary; NAT, a-oeq, "
+        "judge_binary; NAT, b-oeq, x; TRAD, b-oeq, judge_graded",
     ]
