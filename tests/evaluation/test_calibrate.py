@@ -385,3 +385,27 @@ def test_a_served_judge_through_the_command(served, tiny_path, tmp_path):
         found["verdicts"]["ok"] + found["verdicts"]["unparseable"] == 10
         and found["n"] == found["verdicts"]["ok"]
     )
+
+
+def test_bertscore_when_a_model_is_given(tmp_path, monkeypatch):
+    from test_text_metrics import make_tiny_bert
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    model = str(make_tiny_bert(tmp_path / "bert"))
+    result, answers = calibration_result(
+        FIXTURE, tmp_path / "cache.sqlite", bertscore_model=model, resamples=50
+    )
+    direct = text_metrics.bertscore_f1(
+        [a["answer"] for a in answers], [a["reference"] for a in answers], model=model
+    )
+    found = entry(result, "bertscore_f1", "human_rating")
+    human = [a["human_rating"] for a in answers]
+    assert found["pearson"]["value"] == pytest.approx(stats.pearsonr(direct.per_item, human).statistic)
+    assert result["metric_settings"]["bertscore_f1"]["model"] == model
+    # a model that cannot be loaded: no entry, and the reason said, never a score of 0
+    missing = run_calibration(
+        FIXTURE, tmp_path / "calib", bertscore_model=str(tmp_path / "none"), resamples=20
+    )
+    assert not any(e["name"] == "bertscore_f1" for e in missing["metrics"])
+    assert "unavailable" in missing["metric_settings"]["bertscore_f1"]["missing"]
+    assert "Left out: bertscore_f1: BERTScore model" in (tmp_path / "calib" / "calibration.md").read_text()
