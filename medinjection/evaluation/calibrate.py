@@ -10,8 +10,11 @@ evaluation trusts them.
 Input (JSONL, CSV or Parquet): one row per annotation of an answer: ``id`` (the question), ``question``,
 ``reference``, ``answer``, ``model`` (the generator), and at least one human label, ``human_equivalent``
 (0/1, yes/no, oui/non, true/false) and/or ``human_rating`` (an integer 1-5); optional ``annotator``
-(several rows of one answer, one per annotator, are averaged) and ``answer_tokens`` (the answer's
-length in tokens; words otherwise). A bad row stops the run with its line and field.
+(several rows of one answer, one per annotator, are averaged; rows of one answer without an
+annotator count as separate annotations; one annotator twice is an error) and ``answer_tokens``
+(the answer's length in tokens, for all answers or none; words otherwise). The rows of one answer
+must carry the same question, reference and answer text. A bad row stops the run with its line and
+field.
 
 Every answer is scored with the evaluation's per-answer metrics (``text_metrics``: ``bleu_sentence``,
 ``rouge2``, ``meteor``, ``bertscore_f1`` with ``--bertscore-model``) and by each judge given, with
