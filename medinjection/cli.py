@@ -306,6 +306,10 @@ from medinjection.evaluation.report_cli import judge_command, report_command  # 
 app.command("judge")(judge_command)
 app.command("report")(report_command)
 
+from medinjection.evaluation.calibrate_cli import calibrate_command  # noqa: E402
+
+app.command("calibrate")(calibrate_command)
+
 
 from medinjection.training.cli import TRAIN_COMMAND, train_command  # noqa: E402
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import cache
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -15,19 +16,31 @@ import yaml
 
 @cache
 def load_prompt(task: str, version: str) -> dict[str, Any]:
+    """The bundled template ``prompts/<task>/<version>.yaml``, or a template file of the user's own
+    when ``version`` is a path ending in ``.yaml`` / ``.yml``."""
     folder = resources.files("medinjection") / "prompts" / task
     path = folder / f"{version}.yaml"
-    if not path.is_file():
+    if version.endswith((".yaml", ".yml")):
+        path = Path(version).expanduser()
+        if not path.is_file():
+            raise ValueError(f"{path}: no such {task} prompt file")
+    elif not path.is_file():
         known = (
             sorted(p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml"))
             if folder.is_dir()
             else []
         )
         raise ValueError(f"unknown {task} prompt version {version!r}; known: {known}")
-    template = yaml.safe_load(path.read_text(encoding="utf-8"))
+    shown = path if isinstance(path, Path) else f"{task}/{version}.yaml"
+    try:
+        template = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise ValueError(f"prompt {shown}: not valid YAML ({err})") from None
+    if not isinstance(template, dict):
+        raise ValueError(f"prompt {shown}: not a mapping of version, system, user")
     for key in ("version", "system", "user"):
         if key not in template:
-            raise ValueError(f"prompt {task}/{version}.yaml has no {key!r}")
+            raise ValueError(f"prompt {shown} has no {key!r}")
     return template
 
 

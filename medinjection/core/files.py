@@ -93,3 +93,24 @@ def _mode(path: Path) -> int:
         umask = os.umask(0)
         os.umask(umask)
         return 0o666 & ~umask
+
+
+def read_jsonl(path: str | Path, error: type[Exception] = FileFormatError) -> list[tuple[int, Any]]:
+    """The JSON value of each non-blank line of ``path``, with its line number (from 1).
+
+    A line that is not JSON, or a file that is not UTF-8, raises ``error`` naming the file and line.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise error(f"{path}: not UTF-8 text ({err})") from None
+    values = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            values.append((number, json.loads(line)))
+        except json.JSONDecodeError as err:
+            raise error(f"{path}, line {number}: not valid JSON ({err})") from None
+    return values

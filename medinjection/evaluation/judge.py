@@ -52,13 +52,15 @@ class JudgePrompt:
 
 @cache
 def judge_prompt(name: str) -> JudgePrompt:
-    """The judge prompt file ``prompts/judge/<name>.yaml`` (unknown names list the known ones)."""
+    """The judge prompt file ``prompts/judge/<name>.yaml`` (unknown names list the known ones), or a
+    prompt file of one's own when ``name`` is a path ending in ``.yaml`` (same keys as the bundled ones)."""
     from medinjection.dataset_builders.generation.prompts import load_prompt
 
     template = load_prompt("judge", name)
     for key in ("metric", "scale", "max_tokens"):
         if key not in template:
-            raise JudgeError(f"prompt judge/{name}.yaml has no {key!r}")
+            shown = name if name.endswith((".yaml", ".yml")) else f"judge/{name}.yaml"
+            raise JudgeError(f"prompt {shown} has no {key!r}")
     low, high = (int(x) for x in template["scale"])
     return JudgePrompt(name, template["version"], template["metric"], low, high, int(template["max_tokens"]))
 

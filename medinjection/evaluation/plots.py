@@ -1,5 +1,5 @@
 """The report's PNG plots (matplotlib, Agg): EM by mix and benchmark, original vs permuted options,
-judge score vs human rating, judge score vs answer length.
+judge score vs answer length (the plots against human labels: ``calibration_report``).
 
 Byte-identical for the same inputs: a fixed size, resolution and style, seeded jitter, and no
 ``Software`` (matplotlib version) entry in the PNG metadata; PNGs carry no date.
@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from medinjection.evaluation.calibration import answer_length, join
+from medinjection.evaluation.calibration import answer_length
 from medinjection.evaluation.report_data import display_name, mc_benchmarks, perm_benchmarks
 
 DPI = 100
@@ -107,26 +107,6 @@ def _jitter(n: int, size: float) -> np.ndarray:
     return np.random.default_rng(JITTER_SEED).uniform(-size, size, n)
 
 
-def judge_vs_human(calibration: dict | None, joined: list[dict], path: Path) -> Path | None:
-    judges = [s for s in ("judge_binary", "judge_graded") if any(r.get(s) is not None for r in joined)]
-    if not judges:
-        return None
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, len(judges), figsize=(4.5 * len(judges), 4.0), squeeze=False)
-    for ax, judge in zip(axes[0], judges, strict=True):
-        rows = [r for r in joined if r.get(judge) is not None and r.get("rating") is not None]
-        x = np.array([r["rating"] for r in rows], dtype=float)
-        y = np.array([r[judge] for r in rows], dtype=float)
-        ax.scatter(x + _jitter(len(x), 0.08), y + _jitter(len(y), 0.04), s=12, alpha=0.6)
-        pearson = calibration["correlations"].get(judge, {}).get("rating", {}).get("pearson", {})
-        r = pearson.get("value")
-        ax.set_title(f"{judge}: Pearson r = {r:.2f} (n = {len(rows)})" if r is not None else judge)
-        ax.set_xlabel("mean human rating (1-5)")
-        ax.set_ylabel("judge score")
-    fig.tight_layout()
-    return save(fig, path)
-
-
 def judge_vs_length(predictions: dict[str, list[dict]], path: Path) -> Path | None:
 
     judges = [
@@ -165,23 +145,14 @@ def judge_vs_length(predictions: dict[str, list[dict]], path: Path) -> Path | No
     return save(fig, path)
 
 
-def write_plots(
-    builder,
-    calibration: dict | None,
-    predictions: dict[str, list[dict]],
-    ratings: list[dict] | None,
-    output: Path,
-) -> dict[str, Path]:
-    """Every plot the data allows, by title; plots without data are left out."""
+def write_plots(builder, predictions: dict[str, list[dict]], output: Path) -> dict[str, Path]:
+    """Every plot the data allows, by title; plots without data are left out (the judge against
+    human ratings: ``calibration_report.write_plots``)."""
 
     made: dict[str, Any] = {
         "Constrained EM by mix and benchmark": em_by_mix(builder, output / "em_by_mix.png"),
         "Original vs permuted options": position_bias(builder, output / "position_bias.png"),
     }
-    if calibration is not None and ratings:
-        made["Judge score vs human rating"] = judge_vs_human(
-            calibration, join(ratings, predictions), output / "judge_vs_human.png"
-        )
     if predictions:
         made["Judge score vs answer length"] = judge_vs_length(predictions, output / "judge_vs_length.png")
     return {name: path for name, path in made.items() if path is not None}

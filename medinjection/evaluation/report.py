@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -203,6 +204,7 @@ class _Builder:
         self.resamples, self.seed = resamples, seed
         self.data: dict[str, Any] = {"models": self.tags, "tables": {}}
         self.notes: list[str] = []
+        self.missing: dict[str, set[tuple[str, str, str]]] = {}  # reason -> (tag, benchmark, metric)
 
     def entry(self, tag: str, benchmark: str, metric: str) -> dict | None:
         output = self.by_key.get((tag, benchmark))
@@ -215,7 +217,7 @@ class _Builder:
         entry = self.entry(tag, benchmark, metric)
         self.data["tables"].setdefault(shown or metric, {}).setdefault(tag, {})[benchmark] = entry
         if entry is not None and entry.get("value") is None and entry.get("missing"):
-            self.notes.append(f"{display_name(tag)}, {benchmark}, {metric}: {entry['missing']}")
+            self.missing.setdefault(entry["missing"], set()).add((tag, benchmark, metric))
         return cell(entry, metric, self.comparisons.mark(tag, benchmark, metric))
 
     def want_all(self, benchmarks: list[str], metrics: list[str]) -> None:
@@ -353,8 +355,11 @@ class _Builder:
         lines += [f"- {s}" for s in signatures]
         return "\n".join(lines) + "\n" if lines else ""
 
-    def calibration(self, ratings: list[dict] | None) -> tuple[str, dict | None, dict]:
-        from medinjection.evaluation.calibration import calibrate
+    def calibration(self, ratings: list[dict] | None) -> tuple[str, dict | None, dict, list[dict]]:
+        """The judge-human section: ``calibration.calibrate`` (the figures of ``medinjection
+        calibrate``) rendered by ``calibration_report``, and the length-controlled judge scores."""
+        from medinjection.evaluation.calibration import calibrate, join
+        from medinjection.evaluation.calibration_report import sections
 
         predictions = {
             tag: [r for o in self.outputs if o.tag == tag for r in o.rows() if r.get("type") == "OEQ"]
@@ -362,53 +367,22 @@ class _Builder:
         }
         predictions = {t: rows for t, rows in predictions.items() if rows}
         if not predictions:
-            return "", None, predictions
-        result = calibrate(ratings or [], predictions, resamples=self.resamples, seed=self.seed)
+            return "", None, predictions, []
+        joined = join(ratings, predictions) if ratings else []
+        result = calibrate(
+            ratings or [], predictions, joined=joined, resamples=self.resamples, seed=self.seed
+        )
         self.data["calibration"] = result
         parts = ["## The judge against human ratings\n"]
         if not ratings:
             parts.append("No ratings given (`--ratings`, from `medinjection quality ratings pull`).\n")
         else:
             parts.append(
-                f"{result['n_rated_answers']} rated answers ({result['n_ratings']} ratings by "
-                f"{result['n_annotators']} annotators); correlation with the mean human rating (1-5) and, "
-                "second table, with the share of raters who found the answer equivalent; 95 % bootstrap "
-                "intervals over rated answers. The paper (Pearson r): MedGemma-27B 0.61, Gemini 2.0 Flash "
-                "0.57, GPT-4.1-mini 0.49, ROUGE-2 about 0.36, BLEU about 0.02.\n"
+                f"{result['n']} rated answers ({result['n_ratings']} ratings by {result['n_annotators']} "
+                "annotators); each answer's label is the mean rating (1-5) and the share of its annotators "
+                "who found it equivalent. The same figures as `medinjection calibrate`.\n"
             )
-            for target, title in (("rating", "human rating"), ("equivalent", "human 'equivalent'")):
-                rows = []
-                for score, by_target in result["correlations"].items():
-                    c = by_target[target]
-                    rows.append(
-                        [score, *(_corr(c[m]) for m in ("pearson", "spearman", "kendall")), str(c["n"])]
-                    )
-                parts.append(
-                    f"### Correlation with the {title}\n\n"
-                    + table(["score", "Pearson", "Spearman", "Kendall", "n"], rows)
-                    + "\n"
-                )
-            rows = []
-            for score, bias in result["verbosity"].items():
-                if bias:
-                    rows.append(
-                        [
-                            score,
-                            _corr(bias["length_correlation"]),
-                            _corr(bias["within_rating_correlation"]),
-                            _corr(bias["within_rating_slope"]),
-                            str(bias["within_rating_correlation"]["n"]),
-                        ]
-                    )
-            if rows:
-                parts.append(
-                    "### Verbosity bias\n\nPearson correlation of the judge score with log2(1 + answer tokens), "
-                    "over all rated answers and at equal human rating (both centred within each rating "
-                    "level); the slope is the judge's change per doubling of the answer's length at equal "
-                    "rating.\n\n"
-                    + table(["judge", "with length", "at equal rating", "slope / doubling", "n"], rows)
-                    + "\n"
-                )
+            parts.append(sections(result, level=3))
         rows = []
         for score, controlled in result["length_controlled"].items():
             if not controlled:
@@ -438,16 +412,46 @@ class _Builder:
                 + table(["judge", "model", "raw", "length-controlled", "geo. mean tokens", "n"], rows)
                 + "\n"
             )
-        return "\n".join(parts), result, predictions
+        return "\n".join(parts), result, predictions, joined
 
 
-def _corr(entry: dict[str, Any]) -> str:
-    value, ci = entry.get("value"), entry.get("ci95")
-    if value is None:
-        return "–"
-    if not ci or ci[0] is None or ci[1] is None:
-        return f"{value:.2f} [n/a]"
-    return f"{value:.2f} [{ci[0]:.2f}, {ci[1]:.2f}]"
+_COUNTS = re.compile(r"^(?P<reason>.*?) \((?P<counts>\d+ \w+(?:, \d+ \w+)*)\)$")
+
+
+def missing_notes(missing: dict[str, set[tuple[str, str, str]]], tags: list[str]) -> list[str]:
+    """One note per reason a figure is missing, with what it applies to: ``no BERTScore model given:
+    bertscore_f1 of Base, NAT on mediqal-oeq``. Reasons that differ only by their counts in
+    parentheses (``no parseable verdict (3 unparseable, 0 failed)``) are one reason, counts summed."""
+    grouped: dict[str, set[tuple[str, str, str]]] = {}
+    totals: dict[str, dict[str, int]] = {}
+    for reason, cells in missing.items():
+        match = _COUNTS.match(reason)
+        base = match["reason"] if match else reason
+        grouped.setdefault(base, set()).update(cells)
+        if match:
+            for count in match["counts"].split(", "):
+                number, word = count.split(" ", 1)
+                totals.setdefault(base, {}).setdefault(word, 0)
+                totals[base][word] += int(number) * len(cells)  # the counts of each cell
+    order = {tag: i for i, tag in enumerate(tags)}
+    notes = []
+    for base, cells in sorted(grouped.items()):
+        counts = ", ".join(f"{n} {word}" for word, n in totals.get(base, {}).items())
+        metrics = sorted({m for _, _, m in cells})
+        models = sorted({t for t, _, _ in cells}, key=lambda t: (order.get(t, len(order)), t))
+        benchmarks = sorted({b for _, b, _ in cells})
+        if len(cells) == len(metrics) * len(models) * len(benchmarks):
+            where = (
+                f"{', '.join(metrics)} of {', '.join(display_name(t) for t in models)} "
+                f"on {', '.join(benchmarks)}"
+            )
+        else:
+            where = "; ".join(
+                f"{display_name(t)}, {b}, {m}"
+                for t, b, m in sorted(cells, key=lambda c: (order.get(c[0], len(order)), c[0], c[1], c[2]))
+            )
+        notes.append(f"{base}{f' ({counts} in all)' if counts else ''}: {where}")
+    return notes
 
 
 def build_report(
@@ -459,7 +463,7 @@ def build_report(
     seed: int = SEED,
 ) -> Report:
     """Write ``report.md``, ``report.json`` and the PNG plots of the evaluation outputs under ``root``."""
-    from medinjection.evaluation import plots
+    from medinjection.evaluation import calibration_report, plots
 
     root, output = Path(root), Path(output)
     outputs = read_outputs(root)
@@ -488,17 +492,20 @@ def build_report(
         builder.position_bias(),
         builder.oeq(),
     ]
-    calibration_text, calibration, predictions = builder.calibration(rated)
+    calibration_text, calibration, predictions, joined = builder.calibration(rated)
     sections.append(calibration_text)
 
     output.mkdir(parents=True, exist_ok=True)
-    figures = plots.write_plots(builder, calibration, predictions, rated, output)
+    figures = plots.write_plots(builder, predictions, output)
+    if joined:
+        figures.update(calibration_report.write_plots(joined, calibration, output, with_length=False))
     if figures:
         sections.append(
             "## Plots\n\n" + "\n\n".join(f"![{name}]({path.name})" for name, path in figures.items()) + "\n"
         )
-    if builder.notes:
-        sections.append("## Notes\n\n" + "\n".join(f"- {n}" for n in sorted(set(builder.notes))) + "\n")
+    notes = missing_notes(builder.missing, builder.tags) + sorted(set(builder.notes))
+    if notes:
+        sections.append("## Notes\n\n" + "\n".join(f"- {n}" for n in notes) + "\n")
     builder.data["comparisons_computed"] = [
         {"model": k[0], "benchmark": k[1], "metric": k[2], **v}
         for k, v in sorted(builder.comparisons.computed.items())

@@ -6,11 +6,11 @@ Reading only: ``report.py`` builds the tables and verdicts, ``plots.py`` draws; 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from medinjection.core.files import read_jsonl
 from medinjection.core.outputs import read_json, scored_outputs
 from medinjection.dataset_builders.mixes import MIXES
 
@@ -99,22 +99,22 @@ def read_optional_json(path: Path) -> dict[str, Any] | None:
 
 
 def read_ratings(path: str | Path) -> list[dict[str, Any]]:
+    """The ratings table, each row carrying its place (``_where``: file and line or row) so that
+    ``calibration.human_scores`` names the row of a label off the scale."""
     path = Path(path)
     if not path.is_file():
         raise ReportError(f"{path}: no such ratings table (`medinjection quality ratings pull` writes it)")
     if path.suffix == ".parquet":
         import pyarrow.parquet as pq
 
-        return pq.read_table(path).to_pylist()
+        rows = pq.read_table(path).to_pylist()
+        return [{**row, "_where": f"{path}, row {number}"} for number, row in enumerate(rows, start=1)]
     if path.suffix == ".jsonl":
         rows = []
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as err:
-                raise ReportError(f"{path}, line {number}: not valid JSON ({err})") from None
+        for number, row in read_jsonl(path, ReportError):
+            if not isinstance(row, dict):
+                raise ReportError(f"{path}, line {number}: not a JSON object")
+            rows.append({**row, "_where": f"{path}, line {number}"})
         return rows
     raise ReportError(f"{path}: a ratings table is .parquet or .jsonl")
 

@@ -124,9 +124,13 @@ def test_position_bias_and_open_ended_tables(report, outputs):
         assert row["Judge 0/1"].startswith(fmt(metrics["judge_binary"]))
         assert row["Judge 1-5"].startswith(fmt(metrics["judge_graded"], 1.0))
         assert row["BERTScore-F1"] == "missing"  # no model: missing with its reason, never 0
+    # one note per reason, with every model and benchmark it applies to (not one line per cell)
+    notes = report.markdown.split("## Notes")[1]
     assert (
-        "- Base, mediqal-oeq, bertscore_f1: no BERTScore model given (--bertscore-model)" in report.markdown
+        "- no BERTScore model given (--bertscore-model): bertscore_f1 of Base, NAT, TRAD on mediqal-oeq"
+        in notes
     )
+    assert notes.count("no BERTScore model given") == 1
     assert (
         "Base, judge_graded: judge `judge-model`, prompt `judge-graded-v1`: 23 verdicts of 24 answers (0 unparseable, 1 failed)"
         in report.markdown
@@ -134,21 +138,34 @@ def test_position_bias_and_open_ended_tables(report, outputs):
 
 
 def test_calibration_sections(report):
+    """The report's ratings section is ``calibration.calibrate``'s result (the figures of
+    ``medinjection calibrate``), rendered by the same tables."""
     found = tables(report.markdown)
-    rows = {r["score"]: r for r in found["Correlation with the human rating"]}
-    assert set(rows) == {"judge_binary", "judge_graded", "bleu_sentence", "rouge2", "meteor"}
-    pearson = report.data["calibration"]["correlations"]["judge_graded"]["rating"]["pearson"]
+    result = report.data["calibration"]
+    rating = {r["score"]: r for r in found["Agreement with the human rating (1-5)"]}
+    assert set(rating) == {"judge_binary", "judge_graded", "bleu_sentence", "rouge2", "meteor"}
+    entry = next(e for e in result["judges"] if e["name"] == "judge_graded" and e["label"] == "human_rating")
+    pearson = entry["pearson"]
     assert (
-        rows["judge_graded"]["Pearson"]
+        rating["judge_graded"]["Pearson r"]
         == f"{pearson['value']:.2f} [{pearson['ci95'][0]:.2f}, {pearson['ci95'][1]:.2f}]"
     )
-    assert rows["judge_graded"]["n"] == "71"  # 72 rated answers, one graded verdict failed
+    assert rating["judge_graded"]["n"] == "71"  # 72 rated answers, one graded verdict failed
+    assert entry["verdicts"] == {"ok": 71, "unparseable": 0, "failed": 1}
+    # ranked: best Pearson r first
+    values = [float(r["Pearson r"].split()[0]) for r in found["Agreement with the human rating (1-5)"]]
+    assert values == sorted(values, reverse=True)
+    equivalent = {r["score"]: r for r in found["Agreement with the human 'equivalent' (share of annotators)"]}
+    binary = next(
+        e for e in result["judges"] if e["name"] == "judge_binary" and e["label"] == "human_equivalent"
+    )
+    assert equivalent["judge_binary"]["accuracy"].startswith(f"{binary['accuracy']['value']:.2f} [")
+    assert {"Verbosity bias", "Agreement per generator", "Judges' verdicts"} <= set(found)
     controlled = {(r["judge"], r["model"]): r for r in found["Length-controlled judge scores"]}
     # TRAD's long answers lose more than NAT's and Base's short ones once length is controlled
-    lc = report.data["calibration"]["length_controlled"]["judge_graded"]["models"]
+    lc = result["length_controlled"]["judge_graded"]["models"]
     assert lc["trad"]["value"] < lc["trad"]["raw"] and lc["base"]["value"] > lc["base"]["raw"]
     assert controlled[("judge_graded", "TRAD")]["raw"] == f"{lc['trad']['raw']:.2f}"
-    assert "Verbosity bias" in found
 
 
 def test_same_inputs_same_bytes(outputs, ratings, report, tmp_path):
@@ -158,10 +175,13 @@ def test_same_inputs_same_bytes(outputs, ratings, report, tmp_path):
     for name in ["report.md", "report.json", *(p.name for p in report.figures.values())]:
         assert (tmp_path / "again" / name).read_bytes() == (first / name).read_bytes(), name
     assert sorted(p.name for p in report.figures.values()) == [
+        "agreement_by_generator_human_equivalent.png",
+        "agreement_by_generator_human_rating.png",
         "em_by_mix.png",
-        "judge_vs_human.png",
         "judge_vs_length.png",
         "position_bias.png",
+        "score_vs_human_equivalent.png",
+        "score_vs_human_rating.png",
     ]
     png = (first / "em_by_mix.png").read_bytes()
     assert png.startswith(b"\x89PNG") and b"Matplotlib" not in png
@@ -176,7 +196,7 @@ def test_report_command(outputs, tmp_path):
     assert result.exit_code == 0, result.output
     assert "report.md" in result.output
     markdown = (tmp_path / "r" / "report.md").read_text()
-    assert "No ratings given" in markdown and not (tmp_path / "r" / "judge_vs_human.png").exists()
+    assert "No ratings given" in markdown and not (tmp_path / "r" / "score_vs_human_rating.png").exists()
     assert (tmp_path / "r" / "judge_vs_length.png").is_file()  # needs no ratings
     bad = CliRunner().invoke(app, ["report", str(tmp_path / "nowhere"), "--output", str(tmp_path / "r2")])
     assert bad.exit_code == 1 and "no such folder" in bad.output
@@ -236,3 +256,64 @@ def test_corrupt_report_inputs_are_named(outputs, tmp_path):
 
     with pytest.raises(ReportError, match=re.escape(f"{ratings}, line 2: not valid JSON")):
         read_ratings(ratings)
+
+
+def test_ratings_are_checked_and_their_spellings_read(outputs, ratings, tmp_path):
+    """Issue 17.7: yes/no spelled in words reads as the booleans do; ratings off the 1-5 scale stop the
+    report with the file, line and field."""
+    from medinjection.evaluation.calibration import CalibrationError
+
+    rows = fx.ratings_for(outputs)
+    spelled = tmp_path / "spelled.jsonl"
+    words = {True: ["yes", "oui", "true", 1], False: ["no", "non", "false", 0]}
+    spelled.write_text(
+        "".join(
+            json.dumps({**r, "equivalent": words[r["equivalent"]][i % 4]}) + "\n" for i, r in enumerate(rows)
+        )
+    )
+    from_words = build_report(outputs, tmp_path / "words", spelled, resamples=50)
+    from_bools = build_report(outputs, tmp_path / "bools", ratings, resamples=50)
+    assert from_words.data["calibration"]["judges"] == from_bools.data["calibration"]["judges"]
+    assert from_words.data["calibration"]["labels"]["human_equivalent"]["equivalent"] == 24  # nat's answers
+    for field, value, expected in (
+        ("rating", 9, "field 'rating': 9 is not a rating from 1 to 5"),
+        ("rating", -1, "field 'rating': -1 is not a rating from 1 to 5"),
+        ("equivalent", "peut-être", "field 'equivalent': 'peut-être' is not a yes/no label"),
+    ):
+        bad = tmp_path / f"bad-{field}.jsonl"
+        changed = [dict(r) for r in rows]
+        changed[2][field] = value
+        bad.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in changed))
+        with pytest.raises(CalibrationError, match=re.escape(f"{bad}, line 3: {expected}")):
+            build_report(outputs, tmp_path / "never", bad, resamples=50)
+    result = CliRunner().invoke(
+        app, ["report", str(outputs), "-o", str(tmp_path / "cli"), "--ratings", str(bad)]
+    )
+    assert result.exit_code == 1 and f"{bad}, line 3: field 'equivalent'" in result.output
+    parquet = tmp_path / "bad.parquet"
+    changed = [dict(r) for r in rows]
+    changed[4]["rating"] = 6
+    pq.write_table(pa.Table.from_pylist(changed), parquet)
+    with pytest.raises(CalibrationError, match=re.escape(f"{parquet}, row 5: field 'rating': 6 is not")):
+        build_report(outputs, tmp_path / "never", parquet, resamples=50)
+
+
+def test_each_missing_reason_is_said_once():
+    from medinjection.evaluation.report import missing_notes
+
+    missing = {
+        "no parseable verdict (3 unparseable, 0 failed)": {("base", "a-oeq", "judge_binary")},
+        "no parseable verdict (2 unparseable, 1 failed)": {
+            ("nat", "a-oeq", "judge_binary"),
+            ("nat", "b-oeq", "x"),
+        },
+        "no BERTScore model given": {
+            (tag, task, "bertscore_f1") for tag in ("base", "nat", "trad") for task in ("a-oeq", "b-oeq")
+        },
+        "no parseable verdict (1 unparseable, 0 failed)": {("trad", "b-oeq", "judge_graded")},
+    }
+    assert missing_notes(missing, ["base", "nat", "trad"]) == [
+        "no BERTScore model given: bertscore_f1 of Base, NAT, TRAD on a-oeq, b-oeq",
+        "no parseable verdict (8 unparseable, 2 failed in all): Base, a-oeq, judge_binary; NAT, a-oeq, "
+        "judge_binary; NAT, b-oeq, x; TRAD, b-oeq, judge_graded",
+    ]

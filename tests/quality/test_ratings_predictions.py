@@ -148,8 +148,8 @@ def test_ratings_round_trip_and_calibration(argilla_client, argilla_server, tmp_
         for tag in GRADES
     }
     result = calibrate(ratings, predictions, resamples=200)
-    assert result["n_rated_answers"] == 8 and result["n_annotators"] == 2
-    judge = result["correlations"]["judge_graded"]["rating"]
+    assert result["n"] == 8 and result["n_annotators"] == 2
+    judge = next(e for e in result["judges"] if e["name"] == "judge_graded" and e["label"] == "human_rating")
     # human mean = grade for base, grade - 0.5 for nat: a linear map within each model, not overall
     import numpy as np
 
@@ -176,6 +176,7 @@ def test_ratings_round_trip_and_calibration(argilla_client, argilla_server, tmp_
     assert report.exit_code == 0, report.output
     markdown = (tmp_path / "report" / "report.md").read_text()
     assert "8 rated answers (16 ratings by 2 annotators)" in markdown
-    line = next(x for x in markdown.splitlines() if x.startswith("| judge_graded |"))
-    assert line.endswith("| 8 |") and f"{judge['pearson']['value']:.2f} [" in line
-    assert (tmp_path / "report" / "judge_vs_human.png").is_file()
+    ranked = markdown.split("### Agreement with the human rating (1-5)")[1]
+    line = next(x for x in ranked.splitlines() if "| judge_graded |" in x)
+    assert "| judge | 8 |" in line and f"{judge['pearson']['value']:.2f} [" in line
+    assert (tmp_path / "report" / "score_vs_human_rating.png").is_file()
