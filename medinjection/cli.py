@@ -127,6 +127,7 @@ def report_build(console, root: Path, cfg, seconds: float, log: Path | None) -> 
     if stats.get("rejects"):
         reasons = ", ".join(f"{reason} {n:,}" for reason, n in sorted(stats["rejects"].items()))
         rows.append(("rejected", f"{reasons} (each with its reason in {layout.rejects})"))
+    rows += [("warning", warning) for warning in stats.get("warnings", [])]
     usage = [json.loads(p.read_text()) for p in sorted(layout.usage.glob("*.json"))]
     if usage:
         total = {
@@ -226,13 +227,16 @@ app.command("translate")(translate)
 app.command("synthesize")(synthesize)
 
 
-from medinjection.evaluation.cli import evaluate_command  # noqa: E402
+from medinjection.evaluation.cli import (  # noqa: E402
+    EVALUATE_COMMAND,
+    evaluate_command,
+    judge_command,
+    report_command,
+    tasks_command,
+)
 
-app.command("evaluate")(evaluate_command)
-
-
-from medinjection.evaluation.report_cli import judge_command, report_command  # noqa: E402
-
+app.command("evaluate", **EVALUATE_COMMAND)(evaluate_command)
+app.command("tasks")(tasks_command)
 app.command("judge")(judge_command)
 app.command("report")(report_command)
 

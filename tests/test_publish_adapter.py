@@ -84,7 +84,7 @@ def test_gate_refuses_an_adapter_significantly_worse_than_base(run, tmp_path):
         "--require-not-worse-than-base",
         "nosuch",
     )
-    assert unknown.exit_code != 0 and "nosuch: not scored on any benchmark" in unknown.output
+    assert unknown.exit_code != 0 and "nosuch: not scored on any task" in unknown.output
     # without the gate the same adapter is published (the gate is a policy, not a default)
     assert publish("adapter", str(run), "--repo", "org/x", "--dry-run", str(out)).exit_code == 0
 
@@ -238,3 +238,51 @@ def test_scores_made_on_another_base_model_are_refused(run, tmp_path):
     result = publish("adapter", str(run), "--repo", "org/x", "--dry-run", str(tmp_path / "out"))
     assert result.exit_code != 0 and "another base model" in result.output
     assert "native-test: scored on Qwen/Qwen3-4B-Instruct-2507" in result.output
+
+
+def test_dry_run_never_replaces_a_run_folder_or_another_adapter(run, tmp_path):
+    """A preview only replaces a folder a preview wrote: not the run itself, not another run's folder."""
+    other = tmp_path / "runs" / "trad"
+    shutil.copytree(run, other)
+
+    def snapshot(folder):
+        return {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+    before, own = snapshot(other), snapshot(run)
+    assert any(name.startswith("checkpoint-") for name in before)
+    for target in (other, run, run.parent, run / "preview"):
+        result = publish("adapter", str(run), "--repo", "org/x", "--dry-run", str(target))
+        assert result.exit_code != 0, target
+        assert str(target) in result.output.replace("\n", "")
+    assert snapshot(other) == before and snapshot(run) == own
+    # every run previewed into the runs folder itself: refused before anything is written
+    result = publish("adapters", str(run.parent), "--namespace", "org", "--dry-run", str(run.parent))
+    assert result.exit_code != 0
+    assert snapshot(other) == before and snapshot(run) == own
+    # a folder an earlier preview wrote is replaced, as before
+    out = tmp_path / "preview"
+    assert publish("adapter", str(run), "--repo", "org/x", "--dry-run", str(out)).exit_code == 0
+    assert publish("adapter", str(run), "--repo", "org/x", "--dry-run", str(out)).exit_code == 0
+
+
+def test_an_adapter_its_manifest_does_not_describe_is_refused(run, tmp_path, demo_run):
+    """Another mix's adapter copied over this run, and scored again: the manifest (mix, data, losses)
+    no longer describes the weights, so no card is made from it."""
+    import json as _json
+
+    from medinjection.core.runs import RunLayout
+
+    trad = demo_run.cwd / "runs" / "trad"
+    for name in ("adapter_config.json", "adapter_model.safetensors"):
+        shutil.copy(trad / name, run / name)
+    layout = RunLayout(run)
+    for path in layout.eval_dir.glob("*/summary.json"):  # as if evaluated again on the copied files
+        summary = _json.loads(path.read_text())
+        summary["adapter_sha256"] = layout.adapter_sha256()
+        path.write_text(_json.dumps(summary))
+    out = tmp_path / "out"
+    result = publish("adapter", str(run), "--repo", "org/x", "--dry-run", str(out))
+    assert result.exit_code != 0
+    assert "not the ones its manifest.json describes" in result.output.replace("\n", " ")
+    assert layout.manifest()["adapter"]["sha256"] in result.output.replace("\n", "")
+    assert not out.exists()

@@ -7,11 +7,11 @@
   made for other adapter files (its ``adapter_sha256`` differs from the files in the folder): the
   message names the ``medinjection evaluate`` command to run.
 * **Gate policies.** ``--require-not-worse-than-base METRIC`` (repeatable) refuses when, on any
-  benchmark, the paired test against the base model says the adapter is significantly worse on that
+  task, the paired test against the base model says the adapter is significantly worse on that
   metric (``vs_base`` in the summary, Benjamini-Hochberg corrected), or when no such comparison exists.
 * **What goes up, exactly:** the adapter files (``adapter_config.json`` naming the base model's Hub
   id, ``adapter_model.safetensors``), ``README.md`` (the model card), ``manifest.json``,
-  ``eval/<benchmark>/summary.json`` and the Hub's ``.eval_results/<benchmark>.yaml`` for benchmarks
+  ``eval/<task>/summary.json`` and the Hub's ``.eval_results/<task>.yaml`` for tasks
   with a Hub dataset id. Checkpoints, tokenizer copies and logs stay local.
 * **One atomic commit.** ``HfApi.create_commit`` with ``parent_commit`` = the head the plan was made
   against: a concurrent push makes the commit fail instead of silently mixing two states. Remote files
@@ -48,9 +48,10 @@ from medinjection.core.hub import (
     Plan,
     PublishError,
     hashes,
+    http_status,
+    hub_failure,
     plan_commit,
     push_plan,
-    redact,
     remote_listing,
 )
 from medinjection.core.runs import ADAPTER_FILES, RunError, RunLayout, find_runs
@@ -65,8 +66,8 @@ def evaluate_hint(run: RunLayout) -> str:
     except RunError:
         pass
     return (
-        f"medinjection evaluate --model {base} --adapter {run.root} --benchmark NAME --output eval/ "
-        "(it writes RUN_DIR/eval/<benchmark>/summary.json for these adapter files)"
+        f"medinjection evaluate --config RECIPE --model_name_or_path {base} --adapters {run.root} "
+        "--output_dir eval/ (a full evaluation writes RUN_DIR/eval/<task>/summary.json for these adapter files)"
     )
 
 
@@ -94,6 +95,7 @@ def scored_summaries(run: RunLayout) -> list[Scored]:
             + "\nscore these files again:\n  "
             + evaluate_hint(run)
         )
+    check_adapter_is_the_trained_one(run, current)
     base = ((run.manifest() if run.manifest_path.is_file() else {}).get("base_model")) or {}
     other = {
         name: f"{s.get('model_hub_id')}@{s.get('model_revision')}"
@@ -112,10 +114,25 @@ def scored_summaries(run: RunLayout) -> list[Scored]:
     partial = [name for name, s in summaries.items() if s.get("subsample")]
     if partial:
         raise PublishError(
-            f"refusing to publish {run.root}: {', '.join(partial)} scored on a subset of the benchmark "
-            "(--limit, a smoke run); score the whole benchmark:\n  " + evaluate_hint(run)
+            f"refusing to publish {run.root}: {', '.join(partial)} scored on a subset of the task "
+            "(limit, a smoke run); score the whole task:\n  " + evaluate_hint(run)
         )
     return [Scored(name, summary, run.summary_path(name)) for name, summary in summaries.items()]
+
+
+def check_adapter_is_the_trained_one(run: RunLayout, current: str) -> None:
+    """The adapter files must be the ones the manifest describes (``adapter.sha256``): a run trained over
+    again by another tool, or another adapter copied in, leaves a manifest (mix, data, losses) that the
+    card would then print beside weights it does not describe."""
+    manifest = run.manifest()
+    recorded = (manifest.get("adapter") or {}).get("sha256")
+    if recorded != current:
+        raise PublishError(
+            f"refusing to publish {run.root}: its adapter files are not the ones its manifest.json describes "
+            f"(the manifest records adapter sha256 {recorded or 'none'}, the files hash to {current}); the card "
+            "would describe other weights. Train the adapter again with `medinjection train` (which writes "
+            "the manifest), or put back the adapter files that were trained"
+        )
 
 
 def _sha(value: str | None) -> bool:
@@ -140,8 +157,8 @@ def same_base(base: dict, summary: dict) -> bool:
 def check_gates(run: RunLayout, scored: list[Scored], not_worse_than_base: list[str]) -> None:
     """Refuse when a paired test says the adapter is significantly worse than the base on a gated metric.
 
-    Every benchmark where the metric was scored must carry the comparison: one without it would pass the
-    gate unchecked. A benchmark where the metric does not apply (Hamming without multi-answer items) is not
+    Every task where the metric was scored must carry the comparison: one without it would pass the
+    gate unchecked. A task where the metric does not apply (Hamming without multi-answer items) is not
     gated on it; a metric scored nowhere is an error.
     """
     problems = []
@@ -150,20 +167,20 @@ def check_gates(run: RunLayout, scored: list[Scored], not_worse_than_base: list[
             s for s in scored if ((s.summary.get("metrics") or {}).get(metric) or {}).get("value") is not None
         ]
         if not applies:
-            problems.append(f"{metric}: not scored on any benchmark of this adapter")
+            problems.append(f"{metric}: not scored on any task of this adapter")
             continue
-        missing = [s.benchmark for s in applies if not (s.summary.get("vs_base") or {}).get(metric)]
+        missing = [s.task for s in applies if not (s.summary.get("vs_base") or {}).get(metric)]
         if missing:
             problems.append(
                 f"{metric}: no paired comparison with the base model on {', '.join(missing)}; score the base "
-                "model on the same benchmarks into the same --output folder (medinjection evaluate --model BASE ...)"
+                "model on the same tasks into the same output_dir (medinjection evaluate ... --base true)"
             )
         for item in scored:
             comparison = (item.summary.get("vs_base") or {}).get(metric)
             if comparison and comparison.get("verdict") == "worse" and comparison.get("significant"):
                 factor = scale(metric)
                 problems.append(
-                    f"{metric} on {item.benchmark}: significantly worse than the base model "
+                    f"{metric} on {item.task}: significantly worse than the base model "
                     f"(diff {factor * comparison['diff']:+.2f} points, 95% CI "
                     f"[{factor * comparison['ci95'][0]:+.2f}, {factor * comparison['ci95'][1]:+.2f}], "
                     f"{comparison.get('test')}, p_adjusted {comparison.get('p_adjusted'):.3g})"
@@ -212,10 +229,10 @@ def prepare_release(
     release.files["README.md"] = str(card).encode("utf-8")
     release.files["manifest.json"] = _json_bytes(portable(manifest))
     for item in scored:
-        release.files[f"eval/{item.benchmark}/summary.json"] = _json_bytes(portable(item.summary))
+        release.files[f"eval/{item.task}/summary.json"] = _json_bytes(portable(item.summary))
     eval_files = eval_result_files(scored)
     release.files |= {path: text.encode("utf-8") for path, text in eval_files.items()}
-    without_hub_id = sorted({s.benchmark for s in scored} - {Path(p).stem for p in eval_files})
+    without_hub_id = sorted({s.task for s in scored} - {Path(p).stem for p in eval_files})
     if without_hub_id:
         release.notes.append(
             "no .eval_results file for "
@@ -234,27 +251,48 @@ def _json_bytes(value) -> bytes:
     return (json.dumps(value, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
 
 
+PREVIEW_MARKER = ".medinjection-adapter-preview.json"
+"""Written into every ``--dry-run`` folder; only a folder that carries it is ever replaced."""
+
+
 def _local_files(folder: Path) -> dict[str, LocalFile]:
     out = {}
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != PREVIEW_MARKER):
         rel = path.relative_to(folder).as_posix()
         sha256, sha1 = hashes(path)
         out[rel] = LocalFile(rel, path, path.stat().st_size, sha256, sha1)
     return out
 
 
-def write_files(files: dict[str, bytes], folder: Path) -> None:
-    """Write exactly ``files`` into ``folder`` (a previous dry run's files are replaced, not mixed in)."""
-    if folder.exists():
-        if any(folder.iterdir()) and not (folder / "adapter_config.json").is_file():
-            raise PublishError(
-                f"{folder}: exists and is not a previous dry run of an adapter; choose another folder"
-            )
+def check_preview_folder(folder: Path, run_root: Path) -> None:
+    """Refuse a ``--dry-run`` folder whose files a preview would destroy: the run folder itself, a folder
+    holding it or inside it, or any non-empty folder that no earlier preview wrote (no marker)."""
+    target, run = Path(folder).resolve(), Path(run_root).resolve()
+    if target == run or run.is_relative_to(target) or target.is_relative_to(run):
+        raise PublishError(
+            f"{folder}: the run folder {run_root}, a folder holding it, or a folder inside it; a preview "
+            "replaces its folder, so give it a folder of its own (e.g. publish-preview/<mix>)"
+        )
+    if target.exists() and not target.is_dir():
+        raise PublishError(f"{folder}: exists and is not a folder; choose another --dry-run folder")
+    if target.is_dir() and any(target.iterdir()) and not (target / PREVIEW_MARKER).is_file():
+        raise PublishError(
+            f"{folder}: exists, is not empty and was not written by a publish preview (no {PREVIEW_MARKER}); "
+            "nothing was changed there: choose an empty or new folder"
+        )
+
+
+def write_files(files: dict[str, bytes], folder: Path, marker: dict | None = None) -> None:
+    """Write exactly ``files`` into ``folder``; with ``marker`` (a dry run), a previous preview there is
+    replaced (never anything else: ``check_preview_folder`` first) and the marker written beside them."""
+    if marker is not None and folder.exists():
         shutil.rmtree(folder)
     for rel, data in files.items():
         path = folder / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
+    if marker is not None:
+        (folder / PREVIEW_MARKER).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
 
 
 @dataclass
@@ -288,7 +326,11 @@ def publish_release(
         raise PublishError("no Hugging Face token found: set HF_TOKEN or run `hf auth login`")
     with tempfile.TemporaryDirectory() as tmp:
         staging = Path(dry_run_dir) if dry_run_dir is not None else Path(tmp) / "release"
-        write_files(release.files, staging)
+        marker = None
+        if dry_run_dir is not None:
+            check_preview_folder(staging, release.run.root)
+            marker = {"preview_of": str(release.run.root), "repo": release.repo}
+        write_files(release.files, staging, marker)
         local = _local_files(staging)
         api = HfApi(endpoint=endpoint, token=token)
         if not compare_remote and dry_run_dir is None:
@@ -340,11 +382,11 @@ def _remote_state(api, repo: str, token: str | None, dry_run: bool) -> tuple[str
             return None, None, f"{repo} does not exist yet"
         remote, listed = remote_listing(api, repo, parent, repo_type="model")
         return parent, remote, listed
-    except Exception as err:  # offline, DNS, refused
-        message = redact(f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}", token)
-        if not dry_run:
-            raise PublishError(f"cannot reach the Hub to list {repo}: {message}") from None
-        return None, None, f"{repo}: remote unreachable ({message}); listed against an empty repo"
+    except Exception as err:  # offline, DNS, a refused token (core.hub.hub_failure says which)
+        failure = hub_failure("list", repo, err, token)
+        if not dry_run or http_status(err) is not None:
+            raise failure from None
+        return None, None, f"{repo}: remote unreachable ({failure}); listed against an empty repo"
 
 
 def head_commit(api, repo: str) -> str | None:
@@ -451,6 +493,9 @@ def publish_adapters_command(
             )
             for run in runs
         ]
+        if dry_run is not None:  # every preview folder checked before any is written
+            for release in releases:
+                check_preview_folder(dry_run / release.run.name, release.run.root)
         for release in releases:
             publish_release(
                 release,
