@@ -131,7 +131,7 @@ def make_trainer(
 ):
     from trl import ModelConfig, SFTConfig, SFTTrainer, get_peft_config
 
-    from medinjection.training.arguments import PAPER
+    from medinjection.training.authors import authors_value
     from medinjection.training.speed import flash_attention_available, plan_speed
 
     gpu = device == "cuda"
@@ -150,8 +150,10 @@ def make_trainer(
     )
     args = SFTConfig(
         output_dir=str(out / setup),
-        **{key: PAPER[key] for key in trainer_keys},
-        gradient_accumulation_steps=PAPER["effective_batch"] // PAPER["per_device_train_batch_size"],
+        **{key: authors_value(key) for key in trainer_keys},
+        # the authors' effective batch on one process
+        gradient_accumulation_steps=authors_value("effective_batch")
+        // authors_value("per_device_train_batch_size"),
         max_steps=steps,
         bf16=gpu,
         use_cpu=not gpu,
@@ -161,7 +163,7 @@ def make_trainer(
         disable_tqdm=True,
     )
     adapter_keys = ("use_peft", "use_dora", "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules")
-    model_args = ModelConfig(attn_implementation=attn, **{key: PAPER[key] for key in adapter_keys})
+    model_args = ModelConfig(attn_implementation=attn, **{key: authors_value(key) for key in adapter_keys})
     plan = plan_speed("faithful" if setup == "authors" else "auto", args, model_args, device=device)
     if (
         setup == "padding_free" and not args.padding_free

@@ -5,8 +5,8 @@ that ``medinjection train`` wrote (base model, dataset and mix, recipe, settings
 the evaluation summaries that ``medinjection evaluate`` wrote into ``RUN_DIR/eval/`` for exactly
 these adapter files. The metadata is a ``ModelCardData``: ``base_model`` (the Hub id, never a local
 path), ``library_name: peft``, ``pipeline_tag: text-generation``, ``language: fr``, the licence, the
-training dataset, and ``model-index`` results for every benchmark and metric scored. The Hub's newer
-``.eval_results/<benchmark>.yaml`` files are made from the same figures by ``eval_result_files``.
+training dataset, and ``model-index`` results for every evaluation task and metric scored. The Hub's
+newer ``.eval_results/<task>.yaml`` files are made from the same figures by ``eval_result_files``.
 
 A template variable without a value is an error (``ModelCardError``), never an empty string.
 """
@@ -24,6 +24,7 @@ import jinja2.meta
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from medinjection.core.runs import RunLayout, read_json
+from medinjection.training import authors
 
 TEMPLATE = "model_card.md"
 SINGLE_PROVENANCE = {
@@ -61,9 +62,9 @@ class ModelCardError(ValueError):
 
 @dataclass(frozen=True)
 class Scored:
-    """One benchmark summary of the run, checked against the adapter files in the folder."""
+    """One task's evaluation summary of the run, checked against the adapter files in the folder."""
 
-    benchmark: str
+    task: str
     summary: dict
     path: Path
 
@@ -165,21 +166,21 @@ def _vs_base(summary: dict, metric: str) -> str:
     return f"{comparison['verdict']} ({scale(metric) * comparison['diff']:+.2f}, p_adj {p:.3g})"
 
 
-def _benchmark_ref(summary: dict) -> dict[str, Any]:
-    """Where a benchmark's items came from: Hub id and revision when it has them, its split."""
-    spec = summary.get("benchmark_spec") or {}
+def _task_ref(summary: dict) -> dict[str, Any]:
+    """Where a task's items came from: Hub id and revision when it has them, its split."""
+    spec = summary.get("task_spec") or {}
     part = spec.get("source") or spec.get("dataset") or {}
     return {
         "hub_id": part.get("hub_id"),
         "revision": part.get("revision"),
         "config": part.get("config"),
         "split": spec.get("split"),
-        "description": spec.get("description") or summary["benchmark"],
+        "description": spec.get("description") or summary["task"],
     }
 
 
 def results(scored: list[Scored]) -> list[tuple[Scored, str, dict]]:
-    """(benchmark, metric, entry) of every headline metric present with a value, in a stable order."""
+    """(task, metric, entry) of every headline metric present with a value, in a stable order."""
     out = []
     for item in scored:
         metrics = item.summary.get("metrics") or {}
@@ -191,15 +192,15 @@ def results(scored: list[Scored]) -> list[tuple[Scored, str, dict]]:
 
 
 def eval_results(scored: list[Scored]) -> list[EvalResult]:
-    """``model-index`` results: one per benchmark and metric (values in percent, as the paper prints)."""
+    """``model-index`` results: one per task and metric (values in percent, as the paper prints)."""
     found = []
     for item, name, entry in results(scored):
-        ref = _benchmark_ref(item.summary)
+        ref = _task_ref(item.summary)
         found.append(
             EvalResult(
                 task_type="text-generation" if name in OEQ_METRICS else "multiple-choice",
-                dataset_type=ref["hub_id"] or item.benchmark,
-                dataset_name=item.benchmark,
+                dataset_type=ref["hub_id"] or item.task,
+                dataset_name=item.task,
                 dataset_config=ref["config"],
                 dataset_split=ref["split"],
                 dataset_revision=ref["revision"],
@@ -213,32 +214,32 @@ def eval_results(scored: list[Scored]) -> list[EvalResult]:
 
 
 def eval_result_files(scored: list[Scored]) -> dict[str, str]:
-    """``.eval_results/<benchmark>.yaml`` (the Hub's newer format) for benchmarks with a Hub dataset id.
+    """``.eval_results/<task>.yaml`` (the Hub's newer format) for tasks with a Hub dataset id.
 
-    The Hub links these files to the benchmark dataset's page, so a benchmark read from local files
+    The Hub links these files to the task dataset's page, so a task read from local files
     (no Hub id) has none: its figures stay in the card's ``model-index`` and table.
     """
     import yaml
     from huggingface_hub import EvalResultEntry, eval_result_entries_to_yaml
 
     files = {}
-    by_benchmark: dict[str, list] = {}
+    by_task: dict[str, list] = {}
     for item, name, entry in results(scored):
-        ref = _benchmark_ref(item.summary)
+        ref = _task_ref(item.summary)
         if not ref["hub_id"]:
             continue
-        by_benchmark.setdefault(item.benchmark, []).append(
+        by_task.setdefault(item.task, []).append(
             EvalResultEntry(
                 dataset_id=ref["hub_id"],
-                task_id=f"{item.benchmark}/{name}",
+                task_id=f"{item.task}/{name}",
                 value=_shown(name, entry["value"]),
                 dataset_revision=ref["revision"],
                 date=item.summary.get("created"),
                 notes=f"medinjection evaluate; 95% CI {_interval(name, entry)}; n={entry.get('n')}",
             )
         )
-    for benchmark, entries in sorted(by_benchmark.items()):
-        files[f".eval_results/{benchmark}.yaml"] = yaml.safe_dump(
+    for task, entries in sorted(by_task.items()):
+        files[f".eval_results/{task}.yaml"] = yaml.safe_dump(
             eval_result_entries_to_yaml(entries), sort_keys=False, allow_unicode=True
         )
     return files
@@ -357,7 +358,6 @@ def card_facts(
         }
         for kind, count in sorted((mix.get("type_counts") or {}).items())
     ]
-    deviations = manifest.get("paper_deviations") or {}
     model_name = repo_id.split("/")[-1]
     card_data = ModelCardData(
         base_model=base,
@@ -399,19 +399,13 @@ def card_facts(
             else "TRL `SFTTrainer`, settings from the command line."
         ),
         "hyperparameters": _hyperparameters(manifest),
-        "deviations_line": (
-            "Differences from the paper's setup (setting: paper → this run): "
-            + "; ".join(f"`{k}` {_plain(v)}" for k, v in deviations.items())
-            + "."
-            if deviations
-            else "Same settings as the paper's released scripts."
-        ),
+        "deviations_line": deviations_text(manifest),
         "train_loss": _loss(train.get("last_logged_loss", train.get("train_loss"))),
         "validation_loss": _loss(validation.get("eval_loss")) if validation else "",
         "adapter_sha256": run.adapter_sha256(),
         "results": [
             {
-                "benchmark": item.benchmark,
+                "task": item.task,
                 "n": entry.get("n"),
                 "metric": name,
                 "value": _percent(name, entry["value"]),
@@ -425,9 +419,41 @@ def card_facts(
     return card_data, values
 
 
+DEVIATION_KINDS = (authors.DATA, authors.NUMERICS, authors.SAME_MATHS)
+"""The kinds of a difference from the authors' run, as the manifest writes them, in the card's order."""
+
+
+def deviations_text(manifest: dict) -> str:
+    """The card's paragraph on the authors' run: whether this run is faithful to it (no difference of data
+    or objective), then every difference the manifest lists, by kind (computed from the settings the run
+    used, after its speed plan)."""
+    deviations = manifest.get("paper_deviations") or {}
+    if not deviations:
+        return "\nSame settings as the paper's released scripts (the authors' run), setting by setting."
+    groups: dict[str, list[str]] = {}
+    for name, entry in deviations.items():
+        kind = entry.get("kind") if isinstance(entry, dict) else None
+        groups.setdefault(kind or "kind not recorded (an older manifest)", []).append(
+            f"`{name}` {_plain(entry)}"
+        )
+    faithful = manifest.get("faithful_to_paper")
+    verdict = (
+        "Faithful to the authors' run: its data and objective are theirs; it differs only in how it is computed."
+        if faithful
+        else "Not the authors' run: it differs from it in data or objective."
+        if faithful is False or DEVIATION_KINDS[0] in groups
+        else ""
+    )
+    order = [*DEVIATION_KINDS, *sorted(k for k in groups if k not in DEVIATION_KINDS)]
+    lines = [f"- {kind}: " + "; ".join(groups[kind]) for kind in order if kind in groups]
+    heading = f"{verdict} Differences from the authors' run (theirs → this run), by kind:".strip()
+    return "\n" + heading + "\n\n" + "\n".join(lines)
+
+
 def _plain(deviation: Any) -> str:
-    if isinstance(deviation, dict) and {"paper", "run"} <= set(deviation):
-        return f"{deviation['paper']} → {deviation['run']}"
+    if isinstance(deviation, dict) and "run" in deviation and ({"authors", "paper"} & set(deviation)):
+        theirs = deviation["authors"] if "authors" in deviation else deviation["paper"]
+        return f"{theirs} → {deviation['run']}"
     return str(deviation)
 
 

@@ -296,13 +296,16 @@ app.command("synthesize")(synthesize)
 app.command("translation-check")(translation_check)
 
 
-from medinjection.evaluation.cli import evaluate_command  # noqa: E402
+from medinjection.evaluation.cli import (  # noqa: E402
+    EVALUATE_COMMAND,
+    evaluate_command,
+    judge_command,
+    report_command,
+    tasks_command,
+)
 
-app.command("evaluate")(evaluate_command)
-
-
-from medinjection.evaluation.report_cli import judge_command, report_command  # noqa: E402
-
+app.command("evaluate", **EVALUATE_COMMAND)(evaluate_command)
+app.command("tasks")(tasks_command)
 app.command("judge")(judge_command)
 app.command("report")(report_command)
 

@@ -7,9 +7,11 @@ made on the fly (``medinjection.models.tiny``) instead of Qwen3-4B-Instruct-2507
                               the seven mixes (multiple choice, --allow-smaller) and the cards
     DIR/tiny-qwen3/           the tiny base model
     DIR/runs/<mix>/           a DoRA adapter per mix (trl_configs/tiny/<mix>.yaml) + manifest.json
-    DIR/eval/                 the base model and every adapter on the demo's three test splits
-                              (multiple choice with one option permutation; open-ended answers
-                              with BLEU, ROUGE-2, METEOR and the tiny model as an in-process judge)
+    DIR/eval/                 the base model and every adapter on the demo's three test splits,
+                              through the tiny evaluation recipe (recipes/evaluation/tiny.yaml):
+                              multiple choice with one option permutation; open-ended answers (at
+                              most 48 new tokens) with BLEU, ROUGE-2, METEOR and the tiny model as an
+                              in-process judge
     DIR/report/               report.md and its PNG plots
     DIR/publish-preview/<mix>/  what `publish adapter` would push (model card, adapter, summaries)
 
@@ -26,8 +28,8 @@ from pathlib import Path
 from medinjection.core.console import Console, capture_logs
 from medinjection.dataset_builders.mixes import MIXES
 
-BENCHMARKS = ("native-test", "translated-test", "synthetic-test")
-"""The demo's own test splits (trl_configs/benchmarks/*-test.yaml), read from DIR/medinjection-fr."""
+EVAL_RECIPE = "tiny"
+"""The evaluation recipe the demo runs (``recipes/evaluation/tiny.yaml``), with its folders set to DIR's."""
 
 
 @dataclass
@@ -89,9 +91,8 @@ def run_demo(
     """Run the whole loop into ``root`` (see the module docstring); returns where everything is."""
     from medinjection.core.runs import RunLayout
     from medinjection.dataset_builders.mixes import build_mixes
-    from medinjection.evaluation.open_ended import task_options
     from medinjection.evaluation.report import build_report
-    from medinjection.evaluation.runner import EvalSettings, evaluate
+    from medinjection.evaluation.runner import evaluate
     from medinjection.models.tiny import make_tiny_model
     from medinjection.publish.adapter import prepare_release, publish_release, repo_name
 
@@ -144,28 +145,12 @@ def run_demo(
     index = 3 + len(mixes)
     with console.stage("evaluate", index, steps) as line:
         lines: list[str] = []
-        options = task_options(
-            result.eval_dir,
-            bertscore_model=None,
-            judge=str(result.model),
-            judge_backend="transformers",
-        )
-        settings = EvalSettings(
-            model=str(result.model),
-            adapters=[root / "runs"],
-            benchmarks=list(BENCHMARKS),
-            data_dir=root,
-            output=result.eval_dir,
-            permutations=1,
-            seed=seed,
-            task_options={"oeq": options},
-            log=lines.append,
-        )
+        settings = evaluation_settings(root, result.eval_dir, seed)
         with capture_logs(logs / "evaluate.log"):
-            evaluate(settings)
+            evaluate(settings, log=lines.append)
         with (logs / "evaluate.log").open("a", encoding="utf-8") as handle:
             handle.write("\n".join(lines) + "\n")
-        line.detail = f"base + {len(mixes)} adapters on {', '.join(BENCHMARKS)}"
+        line.detail = f"base + {len(mixes)} adapters on {', '.join(settings.tasks)}"
     done()
     done = timed("report")
     with console.stage("report", index + 1, steps) as line:
@@ -190,9 +175,29 @@ def run_demo(
     return result
 
 
+def evaluation_settings(root: Path, output: Path, seed: int = 0):
+    """The tiny evaluation recipe, parsed as ``medinjection evaluate --config`` parses it, with its
+    relative folders (model, runs, dataset, judge) made DIR's and the demo's seed."""
+    from medinjection.evaluation.settings import recipe_path, settings_from
+
+    recipe = recipe_path(EVAL_RECIPE)
+    parsed = settings_from(recipe=recipe)
+    return settings_from(
+        {
+            "model_name_or_path": str(root / parsed.model_name_or_path),
+            "adapters": [str(root / path) for path in parsed.adapters],
+            "data_dir": str(root),
+            "judge": str(root / parsed.judge) if parsed.judge else None,
+            "output_dir": str(output),
+            "seed": seed,
+        },
+        recipe=recipe,
+    )
+
+
 def summary_rows(result: DemoResult) -> list[tuple[str, str]]:
     """Where each thing is, and the headline figures of the run."""
-    import json
+    from medinjection.core.outputs import AGGREGATE, read_json
 
     root = result.root
 
@@ -211,14 +216,14 @@ def summary_rows(result: DemoResult) -> list[tuple[str, str]]:
         rows.append(
             (
                 "evaluation",
-                f"{rel(result.eval_dir)}/<model>/<benchmark>/predictions.parquet + summary.json, comparisons.json",
+                f"{rel(result.eval_dir)}/<model>/<task>/predictions.parquet + summary.json, comparisons.json",
             )
         )
         aggregates = []
         for tag in ["base", *(p.name for p in result.runs)]:
-            path = result.eval_dir / tag / "aggregate.json"
+            path = result.eval_dir / tag / AGGREGATE
             if path.is_file():
-                entry = json.loads(path.read_text())["metrics"].get("em_constrained_macro") or {}
+                entry = read_json(path)["metrics"].get("em_constrained_macro") or {}
                 if entry.get("value") is not None:
                     aggregates.append(f"{tag} {100 * entry['value']:.1f}")
         if aggregates:

@@ -150,7 +150,7 @@ def read_prediction_answers(path: str | Path, model: str | None = None) -> list[
         ]
         if missing:
             if "type" in table.column_names and "OEQ" not in set(table.column("type").to_pylist()):
-                continue  # a multiple-choice benchmark: nothing to rate
+                continue  # a multiple-choice task: nothing to rate
             raise RatingsInputError(f"{file}: no column(s) {missing} (open-ended predictions need them)")
         name = _model_of(file, model)
         for number, row in enumerate(table.to_pylist()):

@@ -5,9 +5,10 @@ The recipe YAMLs hold only TRL keys, so `trl sft --config FILE` runs them too; t
 provenance manifest, resume from the last complete checkpoint, the loss modes and the same-maths
 speed-ups (see medinjection/training/).
 
-# One mix, the paper's setup (2 GPUs; effective batch 12 x 2 x 8 = 192; a paper recipe keeps 192 on any
-# number of GPUs: the accumulation is set from it unless --effective_batch or --gradient_accumulation_steps
-# says otherwise, and a run at another effective batch is warned about and recorded in the manifest)
+# One mix, the authors' setup (2 GPUs; effective batch 12 x 2 x 8 = 192; a recipe that trains what they
+# trained keeps 192 on any number of GPUs: the accumulation is set from it unless --effective_batch or
+# --gradient_accumulation_steps says otherwise, and a run at another effective batch is warned about and
+# recorded in the manifest)
 ```bash
 accelerate launch --config_file trl_configs/accelerate/ddp.yaml \
     -m medinjection.recipes.train --config trl_configs/qwen3-4b-instruct-2507/nat.yaml
@@ -33,6 +34,7 @@ python -m medinjection.recipes.train --config trl_configs/tiny/nat.yaml
 ... --base_model_id ORG/NAME   # the Hub id of a local copy of the base model
 ... --base_model_revision SHA  # the Hub commit that local copy was taken at
 ... --resume_from_checkpoint runs/qwen3-4b-instruct-2507/nat/checkpoint-200  # not the last one
+... --dump_tokens tokens.jsonl  # every example as it enters the trainer (id, input_ids, labels); no training
 ```
 """
 
@@ -43,13 +45,27 @@ def main(script_args, training_args, model_args, argv: list[str] | None = None):
     from medinjection.training.run import train
 
     layout = train(script_args, training_args, model_args, argv=argv)
-    print(f"adapter and manifest in {layout.root}")
+    if layout is None:
+        print(f"training examples written to {script_args.dump_tokens} (nothing trained)")
+    else:
+        print(f"adapter and manifest in {layout.root}")
     return layout
 
 
 if __name__ == "__main__":
     import sys
 
+    from medinjection.core.console import error
+    from medinjection.core.runs import RunError
+    from medinjection.models.identity import BaseModelError
     from medinjection.training.arguments import parse_args
+    from medinjection.training.data import DataError
+    from medinjection.training.recipe_files import RecipeError
+    from medinjection.training.resume import ResumeError
+    from medinjection.training.run import TrainError
 
-    main(*parse_args(sys.argv[1:]), argv=["medinjection.recipes.train", *sys.argv[1:]])
+    try:
+        main(*parse_args(sys.argv[1:]), argv=["medinjection.recipes.train", *sys.argv[1:]])
+    except (DataError, BaseModelError, RecipeError, ResumeError, RunError, TrainError) as err:
+        error(str(err))  # one line, as `medinjection train` says it
+        sys.exit(1)

@@ -15,7 +15,9 @@ import pytest
 
 from medinjection.core.runs import RunLayout
 from medinjection.dataset_builders.mixes import MIXES
-from medinjection.demo import BENCHMARKS
+from medinjection.evaluation.settings import parse_args
+
+TASKS = parse_args(["--config", "tiny"]).tasks  # the demo evaluates through the tiny recipe
 
 pytestmark = pytest.mark.slow
 
@@ -36,13 +38,13 @@ def test_every_output_of_the_loop_is_there(root):
         manifest = run.manifest()
         assert manifest["mix"]["name"] == mix and manifest["adapter"]["use_dora"]
         assert manifest["adapter"]["sha256"] == run.adapter_sha256()
-        for benchmark in BENCHMARKS:
-            summary = json.loads(run.summary_path(benchmark).read_text())
+        for task in TASKS:
+            summary = json.loads(run.summary_path(task).read_text())
             assert summary["adapter_sha256"] == run.adapter_sha256()
             assert "em_constrained" in summary["vs_base"]
     for tag in ("base", *MIXES):
-        for benchmark in BENCHMARKS:
-            folder = root / "eval" / tag / benchmark
+        for task in TASKS:
+            folder = root / "eval" / tag / task
             summary = json.loads((folder / "summary.json").read_text())
             table = pq.read_table(folder / "predictions.parquet")
             assert summary["n_items"] == len(set(table.column("id").to_pylist()))
@@ -69,6 +71,8 @@ def test_evaluation_has_permutations_and_open_ended_metrics(root):
     ):
         assert metrics[name]["value"] is not None, name
     assert metrics["bertscore_f1"]["value"] is None and metrics["bertscore_f1"]["missing"]  # no model offline
+    rows = pq.read_table(root / "eval" / "nat" / "native-test" / "predictions.parquet").to_pylist()
+    assert all(r["answer_tokens"] <= 48 for r in rows if r["scorer"] == "oeq")  # the tiny recipe's cap
     judge = metrics["judge_binary"]  # the tiny model as the judge: its verdicts are counted, never 0
     assert judge["n_judged"] == judge["n_unparseable"] + judge["n_failed"] + judge["n"]
 
@@ -99,7 +103,7 @@ def test_publish_preview_is_a_loadable_model_repo(root):
     files = sorted(p.relative_to(preview).as_posix() for p in preview.rglob("*") if p.is_file())
     assert files == sorted(
         ["README.md", "adapter_config.json", "adapter_model.safetensors", "manifest.json"]
-        + [f"eval/{b}/summary.json" for b in BENCHMARKS]
+        + [f"eval/{t}/summary.json" for t in TASKS]
     )
     assert RunLayout(preview).adapter_sha256() == summary["adapter_sha256"]  # what was scored is what goes up
     model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(root / "tiny-qwen3"), preview)

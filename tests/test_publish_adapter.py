@@ -84,7 +84,7 @@ def test_gate_refuses_an_adapter_significantly_worse_than_base(run, tmp_path):
         "--require-not-worse-than-base",
         "nosuch",
     )
-    assert unknown.exit_code != 0 and "nosuch: not scored on any benchmark" in unknown.output
+    assert unknown.exit_code != 0 and "nosuch: not scored on any task" in unknown.output
     # without the gate the same adapter is published (the gate is a policy, not a default)
     assert publish("adapter", str(run), "--repo", "org/x", "--dry-run", str(out)).exit_code == 0
 

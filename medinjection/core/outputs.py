@@ -3,14 +3,19 @@
 ::
 
     OUTPUT/
-      <model_tag>/<benchmark>/predictions.parquet   one row per item and permutation
-      <model_tag>/<benchmark>/summary.json          metrics with intervals, what was scored, how
-      <model_tag>/<benchmark>/rejected.jsonl        rows that could not be scored (--skip-bad-rows)
-      <model_tag>/aggregate.json                    micro and macro means over its benchmarks
-      comparisons.json                              paired tests, Benjamini-Hochberg adjusted
+      <model_tag>/<task>/predictions.parquet   one row per item and permutation
+      <model_tag>/<task>/summary.json          metrics with intervals, what was scored, how
+      <model_tag>/<task>/rejected.jsonl        rows that could not be scored (skip_bad_rows)
+      <model_tag>/aggregate.json               micro and macro means over its tasks
+      comparisons.json                         paired tests, Benjamini-Hochberg adjusted
 
 ``model_tag`` is ``base`` for the base model and the run folder's name (the mix) for an adapter;
-an adapter's summaries are also written to ``RUN_DIR/eval/<benchmark>/summary.json``.
+a full evaluation's summaries of an adapter are also written to ``RUN_DIR/eval/<task>/summary.json``
+(a subset's, ``limit``, never: it must not replace the run's real scores).
+
+Schema 2 (``schema_version``): an evaluation set is a *task*. A summary names it (``task``,
+``task_spec``); a prediction row names its ``task`` and the ``scorer`` that scored it (``mcq``,
+``oeq``). A summary of another schema is an error naming the file (its keys mean something else).
 """
 
 from __future__ import annotations
@@ -22,21 +27,21 @@ from typing import Any
 
 from medinjection.core import files
 from medinjection.core.files import write_json
-from medinjection.core.runs import PREDICTIONS, SUMMARY, RunLayout
+from medinjection.core.runs import PREDICTIONS, SUMMARY, SUMMARY_SCHEMA, RunLayout, check_summary_schema
 
 BASE_TAG = "base"
 AGGREGATE = "aggregate.json"
 COMPARISONS = "comparisons.json"
 REJECTED = "rejected.jsonl"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = SUMMARY_SCHEMA
 
 
 class OutputError(ValueError):
     """A file of an output folder that cannot be read (corrupt, truncated); the message names it."""
 
 
-def bench_dir(output: Path, tag: str, benchmark: str) -> Path:
-    return Path(output) / tag / benchmark
+def task_dir(output: str | Path, tag: str, task: str) -> Path:
+    return Path(output) / tag / task
 
 
 def read_json(path: Path, error: type[Exception] = OutputError) -> dict:
@@ -45,11 +50,18 @@ def read_json(path: Path, error: type[Exception] = OutputError) -> dict:
     return files.read_json(path, error, expect=dict)
 
 
+def read_summary(path: Path, error: type[Exception] = OutputError) -> dict:
+    """An evaluation ``summary.json`` of this schema; anything else is an ``error`` naming the file."""
+    summary = read_json(path, error)
+    check_summary_schema(summary, path, error)
+    return summary
+
+
 def write_predictions(path: Path, rows: list[dict[str, Any]], float_columns: tuple[str, ...] = ()) -> str:
     """Write rows (the union of their columns, null where a row lacks one); returns the file's sha256.
 
     ``float_columns`` (the metric columns) are stored as float64 even when every row is null (e.g.
-    Hamming on a benchmark without multi-answer items), so files of different benchmarks concatenate.
+    Hamming on a task without multi-answer items), so files of different tasks concatenate.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -94,7 +106,7 @@ def write_rejected(path: Path, rejected: list[dict]) -> None:
 
 
 def scored_outputs(output: Path) -> dict[str, dict[str, Path]]:
-    """``{model_tag: {benchmark: folder}}`` of every folder holding both a summary and predictions."""
+    """``{model_tag: {task: folder}}`` of every folder holding both a summary and predictions."""
     found: dict[str, dict[str, Path]] = {}
     for summary in sorted(Path(output).glob(f"*/*/{SUMMARY}")):
         folder = summary.parent
@@ -112,19 +124,20 @@ def reusable(folder: Path, fingerprint: dict[str, Any]) -> bool:
         summary = read_json(summary_path)
     except OutputError as err:
         raise OutputError(f"{err}; score it again with --overwrite") from None
-    if summary.get("fingerprint") != fingerprint:
+    if summary.get("schema_version") != SCHEMA_VERSION or summary.get("fingerprint") != fingerprint:
         return False
     return hashlib.sha256(predictions.read_bytes()).hexdigest() == summary.get("predictions_sha256")
 
 
 def write_run_copy(summary: dict[str, Any]) -> Path | None:
-    """Copy an adapter's summary into its run folder when the files there are still the scored ones."""
+    """Copy an adapter's summary into its run folder when it scored every item of its task and the files
+    there are still the scored ones; returns the copy's path, or None when none was written."""
     adapter = summary.get("adapter")
-    if not adapter:
-        return None
+    if not adapter or summary.get("subsample"):
+        return None  # a smoke run (limit) must never replace the run's evaluation of the whole task
     layout = RunLayout(Path(adapter))
     if not layout.is_run() or layout.adapter_sha256() != summary.get("adapter_sha256"):
         return None  # the folder now holds other adapter files: its eval/ must not claim these scores
-    path = layout.summary_path(summary["benchmark"])
+    path = layout.summary_path(summary["task"])
     write_json(path, summary)
     return path

@@ -1,1 +1,1 @@
-"""Evaluation: benchmarks, the paper's multiple-choice protocol, open-ended metrics, the judge, the report."""
+"""Evaluation: tasks (evaluation sets), the paper's multiple-choice protocol, open-ended metrics, the judge, the report."""

@@ -2,21 +2,21 @@
 
 Two families, each corrected with Benjamini-Hochberg over all of its rows:
 
-- ``vs_base``: every model against the base model, on every benchmark both scored on the same items
-  (same ``items_sha256``) and on the micro and macro aggregates over those benchmarks;
+- ``vs_base``: every model against the base model, on every task both scored on the same items
+  (same ``items_sha256``) and on the micro and macro aggregates over those tasks;
 - ``pairwise``: every pair of non-base models, the same way (e.g. NAT-TRAD vs ALL).
 
-Only the primary metrics of each task are tested (for multiple choice: ``em_constrained``,
+Only the primary metrics of each scorer are tested (for multiple choice: ``em_constrained``,
 ``em_greedy``, ``hamming_constrained``, ``hamming_greedy``); breakdowns are not. Items are paired on
-``id`` in the original order (permutation 0). On one benchmark, 0/1 metrics are tested with
+``id`` in the original order (permutation 0). On one task, 0/1 metrics are tested with
 McNemar's exact test, others with a paired sign-flip permutation test, and the interval of the
 difference is a paired bootstrap. On the micro and macro aggregates, every metric is tested with a
-sign-flip permutation test stratified by benchmark (``stats.sign_flip_test``: each pair's sign
+sign-flip permutation test stratified by task (``stats.sign_flip_test``: each pair's sign
 flipped, the micro or macro statistic recomputed) and the interval is a bootstrap resampling items
-within each benchmark.
+within each task.
 
 The result goes to ``OUTPUT/comparisons.json``, and each model's ``vs_base`` rows into its
-summaries (``OUTPUT/<tag>/<benchmark>/summary.json`` and the run folder's copy).
+summaries (``OUTPUT/<tag>/<task>/summary.json`` and the run folder's copy of a full evaluation).
 """
 
 from __future__ import annotations
@@ -28,8 +28,9 @@ from typing import Any
 from medinjection.core.outputs import (
     BASE_TAG,
     COMPARISONS,
-    read_json,
+    SCHEMA_VERSION,
     read_predictions,
+    read_summary,
     scored_outputs,
     write_json,
     write_run_copy,
@@ -46,66 +47,58 @@ def _by_id(rows: list[dict]) -> dict[str, dict]:
 
 
 class _Scored:
-    """One model's summaries and original-order predictions, by benchmark (read once)."""
+    """One model's summaries and original-order predictions, by task (read once)."""
 
     def __init__(self, folders: dict[str, Path]):
-        self.summaries = {bench: read_json(folder / SUMMARY) for bench, folder in folders.items()}
-        self.rows = {
-            bench: _by_id(read_predictions(folder / PREDICTIONS)) for bench, folder in folders.items()
-        }
+        self.summaries = {task: read_summary(folder / SUMMARY) for task, folder in folders.items()}
+        self.rows = {task: _by_id(read_predictions(folder / PREDICTIONS)) for task, folder in folders.items()}
 
 
-def _pairs(a: _Scored, b: _Scored, benchmark: str, metric: str) -> tuple[list, list]:
-    ids = sorted(set(a.rows[benchmark]) & set(b.rows[benchmark]))
-    return [a.rows[benchmark][i].get(metric) for i in ids], [b.rows[benchmark][i].get(metric) for i in ids]
+def _pairs(a: _Scored, b: _Scored, task: str, metric: str) -> tuple[list, list]:
+    ids = sorted(set(a.rows[task]) & set(b.rows[task]))
+    return [a.rows[task][i].get(metric) for i in ids], [b.rows[task][i].get(metric) for i in ids]
 
 
 def compare_models(
     model: str, baseline: str, a: _Scored, b: _Scored, *, resamples: int, seed: int
 ) -> tuple[list[dict], list[dict]]:
-    """Rows of the comparison of ``model`` (a) with ``baseline`` (b), and the benchmarks not comparable."""
+    """Rows of the comparison of ``model`` (a) with ``baseline`` (b), and the tasks not comparable."""
     rows, not_comparable = [], []
     common = []
-    for bench in sorted(set(a.summaries) & set(b.summaries)):
-        sa, sb = a.summaries[bench], b.summaries[bench]
+    for task in sorted(set(a.summaries) & set(b.summaries)):
+        sa, sb = a.summaries[task], b.summaries[task]
         if sa.get("items_sha256") != sb.get("items_sha256"):
             not_comparable.append(
                 {
                     "model": model,
                     "baseline": baseline,
-                    "benchmark": bench,
+                    "task": task,
                     "reason": "different items (items_sha256)",
                 }
             )
             continue
-        common.append(bench)
+        common.append(task)
     primary: dict[str, bool] = {}
-    for bench in common:
+    for task in common:
         columns = [
             c
-            for c in a.summaries[bench].get("primary_metrics", [])
-            if c in b.summaries[bench].get("primary_metrics", [])
+            for c in a.summaries[task].get("primary_metrics", [])
+            if c in b.summaries[task].get("primary_metrics", [])
         ]
         for column in columns:
-            binary = primary.setdefault(column, column in a.summaries[bench].get("binary_metrics", []))
-            x, y = _pairs(a, b, bench, column)
+            binary = primary.setdefault(column, column in a.summaries[task].get("binary_metrics", []))
+            x, y = _pairs(a, b, task, column)
             result = stats.compare_paired(x, y, binary=binary, resamples=resamples, seed=seed)
             if result.n:
                 rows.append(
-                    {
-                        "model": model,
-                        "baseline": baseline,
-                        "benchmark": bench,
-                        "metric": column,
-                        **result.as_dict(),
-                    }
+                    {"model": model, "baseline": baseline, "task": task, "metric": column, **result.as_dict()}
                 )
     for column in primary:
-        scored = [(bench, _pairs(a, b, bench, column)) for bench in common]
-        scored = [(bench, g) for bench, g in scored if any(v is not None for v in g[0])]
+        scored = [(task, _pairs(a, b, task, column)) for task in common]
+        scored = [(task, g) for task, g in scored if any(v is not None for v in g[0])]
         if not scored:
             continue
-        benches, groups = [bench for bench, _ in scored], [g for _, g in scored]
+        tasks, groups = [task for task, _ in scored], [g for _, g in scored]
         micro, macro = (
             stats.compare_stratified(
                 [g[0] for g in groups], [g[1] for g in groups], statistic, resamples=resamples, seed=seed
@@ -117,9 +110,9 @@ def compare_models(
                 {
                     "model": model,
                     "baseline": baseline,
-                    "benchmark": name,
+                    "task": name,
                     "metric": column,
-                    "benchmarks": benches,
+                    "tasks": tasks,
                     **result.as_dict(),
                 }
             )
@@ -142,7 +135,7 @@ def update_comparisons(
     """Recompute ``OUTPUT/comparisons.json`` from every scored model, and the summaries' ``vs_base``."""
     output = Path(output)
     folders = scored_outputs(output)
-    scored = {tag: _Scored(benches) for tag, benches in folders.items()}
+    scored = {tag: _Scored(tasks) for tag, tasks in folders.items()}
     families: dict[str, list[dict]] = {"vs_base": [], "pairwise": []}
     not_comparable: list[dict] = []
     others = sorted(tag for tag in scored if tag != BASE_TAG)
@@ -162,6 +155,7 @@ def update_comparisons(
     for rows in families.values():
         correct(rows, alpha)
     result = {
+        "schema_version": SCHEMA_VERSION,
         "alpha": alpha,
         "correction": "benjamini-hochberg (per family)",
         "bootstrap": {
@@ -191,17 +185,17 @@ def _write_vs_base(output: Path, folders: dict[str, dict[str, Path]], rows: list
         "significant",
         "verdict",
     )
-    for tag, benches in folders.items():
+    for tag, tasks in folders.items():
         if tag == BASE_TAG:
             continue
-        for bench, folder in benches.items():
+        for task, folder in tasks.items():
             mine = {
                 row["metric"]: {k: row[k] for k in keys}
                 for row in rows
-                if row["model"] == tag and row["benchmark"] == bench
+                if row["model"] == tag and row["task"] == task
             }
             path = folder / SUMMARY
-            summary = read_json(path)
+            summary = read_summary(path)
             if mine:
                 summary["vs_base"] = mine
             else:

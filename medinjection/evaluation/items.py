@@ -5,9 +5,9 @@ Two ways in, one item shape out:
 - a built MedInjection-FR folder or Hub repo: its rows carry ``messages`` already (written by the
   build with the chat format of its ``mixes.json``); the prompt is those messages without the
   assistant turn;
-- a benchmark read through a source adapter: each row goes through the build's own mapping,
-  normalisation and validation, then ``medinjection.core.chat.to_messages`` with the benchmark's chat
-  version, so a benchmark item is prompted exactly like a test item of a built folder.
+- a task read through a source adapter: each row goes through the build's own mapping,
+  normalisation and validation, then ``medinjection.core.chat.to_messages`` with the task's chat
+  version, so a task item is prompted exactly like a test item of a built folder.
 
 A row an adapter cannot map fails the run, naming the row, unless the caller lets bad rows through
 (then they are kept in ``ItemSet.rejected`` and written beside the predictions, never dropped).
@@ -131,9 +131,9 @@ def items_sha256(items: Iterable[EvalItem]) -> str:
     return digest.hexdigest()
 
 
-# ---- loading a benchmark's items ------------------------------------------------------------------
+# ---- loading a task's items ----------------------------------------------------------------------
 def load_items(spec, skip_bad_rows: bool = False) -> ItemSet:
-    """The items of a ``BenchmarkSpec`` (its split and types), in the source's order.
+    """The items of a ``TaskSpec`` (its split and types), in the source's order.
 
     Raises ``ItemError`` naming the first rows that cannot become items unless ``skip_bad_rows``
     (then they are returned in ``ItemSet.rejected``).
@@ -145,13 +145,13 @@ def load_items(spec, skip_bad_rows: bool = False) -> ItemSet:
     if item_set.rejected and not skip_bad_rows:
         first = "; ".join(f"{r['location']}: {r['reason']}: {r['detail']}" for r in item_set.rejected[:3])
         raise ItemError(
-            f"benchmark {spec.name!r}: {len(item_set.rejected)} row(s) cannot be scored ({first}); "
-            "fix the source, or pass --skip-bad-rows to score the others (the bad rows are then written "
+            f"task {spec.name!r}: {len(item_set.rejected)} row(s) cannot be scored ({first}); "
+            "fix the source, or set skip_bad_rows to score the others (the bad rows are then written "
             "to rejected.jsonl beside the predictions)"
         )
     if not item_set.items:
-        raise ItemError(f"benchmark {spec.name!r}: no {'/'.join(spec.types)} items in split {spec.split!r}")
-    check_unique(item_set.items, f"benchmark {spec.name!r}")
+        raise ItemError(f"task {spec.name!r}: no {'/'.join(spec.types)} items in split {spec.split!r}")
+    check_unique(item_set.items, f"task {spec.name!r}")
     if spec.limit is not None:
         item_set.items = item_set.items[: spec.limit]
     return item_set
@@ -188,7 +188,7 @@ def _items_from_source(spec) -> ItemSet:
             rejected.append({"location": raw.location, "reason": "not_scorable", "detail": str(err)})
     if not items and not rejected:
         raise ItemError(
-            f"benchmark {spec.name!r}: no row of split {spec.split!r} in {spec.source.path or spec.source.hub_id} "
+            f"task {spec.name!r}: no row of split {spec.split!r} in {spec.source.path or spec.source.hub_id} "
             f"(rows by split: {dict(splits_seen)})"
         )
     return ItemSet(items, rejected)
@@ -222,7 +222,9 @@ def _dataset_rows(root: Path, config: str, split: str) -> list[dict[str, Any]]:
     from medinjection.core.layout import Layout, LayoutError
 
     if not root.is_dir():
-        raise ItemError(f"{root}: no dataset folder (for a Hub repo give its id with a pinned --revision)")
+        raise ItemError(
+            f"{root}: no dataset folder (for a Hub repo give its id with a pinned dataset_revision)"
+        )
     try:
         files = Layout(root).split_paths(config, split)
     except LayoutError as err:

@@ -1,6 +1,6 @@
 """``medinjection judge``: judge the open-ended answers of evaluation outputs already written.
 
-For each ``OUTPUT/<model_tag>/<benchmark>/`` folder with open-ended rows: the judge's verdicts
+For each ``OUTPUT/<model_tag>/<task>/`` folder with open-ended rows: the judge's verdicts
 become columns of ``predictions.parquet`` (``judge_binary``, ``judge_binary_status``, ...), the
 summary's judge entries are recomputed from them (with the bootstrap settings the summary
 records), the summary is rewritten (and its run-folder copy, when the adapter files are still the
@@ -37,7 +37,7 @@ def output_root(path: Path) -> Path:
 
 
 def judged_folders(path: Path) -> list[Path]:
-    """The ``<tag>/<bench>`` folders to judge: the file's own, or every scored one under a folder."""
+    """The ``<tag>/<task>`` folders to judge: the file's own, or every scored one under a folder."""
     from medinjection.core.outputs import scored_outputs
 
     path = Path(path)
@@ -47,25 +47,25 @@ def judged_folders(path: Path) -> list[Path]:
         return [path.parent]
     if not path.is_dir():
         raise JudgeError(f"{path}: no such file or folder")
-    folders = [folder for benches in scored_outputs(path).values() for folder in benches.values()]
+    folders = [folder for tasks in scored_outputs(path).values() for folder in tasks.values()]
     if not folders:
-        raise JudgeError(f"{path}: no <model_tag>/<benchmark>/{PREDICTIONS} with a {SUMMARY} under it")
+        raise JudgeError(f"{path}: no <model_tag>/<task>/{PREDICTIONS} with a {SUMMARY} under it")
     return sorted(folders)
 
 
 def judge_folder(folder: Path, settings: JudgeSettings) -> Judged | None:
     """Judge one output folder in place; ``None`` when it holds no open-ended rows."""
-    from medinjection.core.outputs import read_json, read_predictions, write_json, write_predictions
+    from medinjection.core.outputs import read_predictions, read_summary, write_json, write_predictions
     from medinjection.evaluation.open_ended import JUDGE_METRICS, add_judgments
-    from medinjection.evaluation.runner import resummarize
+    from medinjection.evaluation.scoring import resummarize
 
+    doc = read_summary(folder / SUMMARY)  # first: a summary of another schema names its rows otherwise
     rows = read_predictions(folder / PREDICTIONS)
-    oeq = [row for row in rows if row.get("task") == "oeq"]
+    oeq = [row for row in rows if row.get("scorer") == "oeq"]
     if not oeq:
         return None
     usage = add_judgments(oeq, settings)
     write_predictions(folder / PREDICTIONS, rows)
-    doc = read_json(folder / SUMMARY)
     doc["judge"] = {**settings.describe(), "usage": usage}
     write_json(folder / SUMMARY, doc)
     resummarize(folder)  # metrics (the judge's with their counts), predictions_sha256, the run copy
@@ -78,9 +78,9 @@ def judge_folder(folder: Path, settings: JudgeSettings) -> Judged | None:
 
 def judge_outputs(path: Path, settings: JudgeSettings, log: Callable[[str], None] = print) -> list[Judged]:
     """Judge every output folder of ``path``, then refresh the aggregates and the comparisons."""
-    from medinjection.core.outputs import read_json
+    from medinjection.core.outputs import read_summary
+    from medinjection.evaluation.aggregation import write_aggregate
     from medinjection.evaluation.compare import update_comparisons
-    from medinjection.evaluation.runner import write_aggregate
     from medinjection.evaluation.stats import RESAMPLES, SEED
 
     done = []
@@ -97,7 +97,7 @@ def judge_outputs(path: Path, settings: JudgeSettings, log: Callable[[str], None
     if not done:
         raise JudgeError(f"{path}: no open-ended answers to judge")
     root = output_root(path)
-    boot = read_json(done[0].folder / SUMMARY).get("bootstrap") or {}
+    boot = read_summary(done[0].folder / SUMMARY).get("bootstrap") or {}
     resamples, seed = int(boot.get("resamples", RESAMPLES)), int(boot.get("seed", SEED))
     for tag_dir in sorted({j.folder.parent for j in done}):
         write_aggregate(root, tag_dir.name, resamples=resamples, seed=seed)

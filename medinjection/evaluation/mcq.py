@@ -28,7 +28,7 @@ from medinjection.evaluation.protocol import (
     max_new_tokens,
     parse_prediction,
 )
-from medinjection.evaluation.tasks import ScoringContext, TaskKind
+from medinjection.evaluation.scorers import Scorer, ScoringContext
 
 PREDICTIONS = ("constrained", "greedy", "constrained_letters")
 """The predictions of an item; ``constrained`` and ``greedy`` are the authors'."""
@@ -96,7 +96,7 @@ def score_items(engine: Engine, items: Sequence[EvalItem], letters_only: bool = 
 def score_items_reference(
     engine: Engine, items: Sequence[EvalItem], letters_only: bool = True
 ) -> list[dict[str, Any]]:
-    """The same rows from the authors' per-item loop (``--engine reference``: slow, for checking)."""
+    """The same rows from the authors' per-item loop (``engine: reference``: slow, for checking)."""
     from medinjection.evaluation.authors_loop import reference_predictions
 
     texts = reference_predictions(engine.model, engine.tokenizer, items, letters_only)
@@ -111,7 +111,7 @@ def _score(context: ScoringContext, items: list[EvalItem]) -> list[dict[str, Any
     return score(context.engine, items, letters_only=context.settings.letters_only)
 
 
-TASK = TaskKind(
+SCORER = Scorer(
     name="mcq",
     types=frozenset({"MCQ", "MCQU"}),
     score=_score,

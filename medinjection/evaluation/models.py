@@ -185,7 +185,7 @@ def merge_checked(
     if not mc_items and not oeq_items:
         raise ModelLoadError(
             f"adapter {adapter}: the merge check has no item to compare the merged and unmerged models on "
-            "(--merge-check-items must be at least 1 and the benchmarks must hold items)"
+            "(merge_check_items must be at least 1 and the tasks must hold items)"
         )
 
     def decode(model) -> tuple[list, list, torch.Tensor]:

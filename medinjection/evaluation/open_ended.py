@@ -1,9 +1,9 @@
 """Open-ended questions (OEQ) in ``medinjection evaluate``: greedy answers, text metrics, the judge.
 
 The paper's protocol: the item's prompt through the chat template, greedy decoding up to 512 new
-tokens (the authors: batch 1; here batched by length with right padding through ``Engine``), then
-BLEU, ROUGE-2, METEOR and BERTScore-F1 against the reference answer, and optionally an LLM judge
-(``--judge``). Every per-item figure is a column of ``predictions.parquet``; ``summarize`` turns
+tokens (``oeq_max_new_tokens``; the authors: batch 1; here batched by length with right padding
+through ``Engine``), then BLEU, ROUGE-2, METEOR and, when a model is given, BERTScore-F1 against the
+reference answer, and optionally an LLM judge (``judge``). Every per-item figure is a column of ``predictions.parquet``; ``summarize`` turns
 them into the summary's ``metrics`` (corpus BLEU is not a mean of a column: it is computed here,
 with a bootstrap over items of sacrebleu's segment statistics).
 
@@ -22,7 +22,7 @@ import numpy as np
 
 from medinjection.evaluation import text_metrics
 from medinjection.evaluation.judge import JudgeSettings, judge_items, judge_metric, judgment_columns
-from medinjection.evaluation.tasks import TaskKind
+from medinjection.evaluation.scorers import Scorer
 
 MAX_NEW_TOKENS = 512
 TEXT_METRICS = ("bleu_sentence", "rouge2", "meteor", "bertscore_f1")
@@ -32,14 +32,14 @@ METRIC_COLUMNS = TEXT_METRICS + JUDGE_METRICS
 
 @dataclass
 class OEQOptions:
-    """``task_options["oeq"]``: what the OEQ task does beyond generating the answers.
+    """The options of the OEQ scorer: what it does beyond generating the answers.
 
-    The runner records the task options in every summary (and in the fingerprint that decides
+    The runner records the scorer options in every summary (and in the fingerprint that decides
     whether outputs can be reused), so they travel as plain JSON: ``as_dict`` / ``of``.
     """
 
     max_new_tokens: int = MAX_NEW_TOKENS
-    bertscore_model: str | None = text_metrics.BERTSCORE_DEFAULT_MODEL
+    bertscore_model: str | None = None
     bertscore_layers: int | None = None
     bertscore_batch_size: int = 32
     judge: JudgeSettings | None = None
@@ -66,11 +66,11 @@ class OEQOptions:
         return out
 
 
-def task_options(
+def scorer_options(
     output: str | Path,
     *,
     max_new_tokens: int = MAX_NEW_TOKENS,
-    bertscore_model: str | None = text_metrics.BERTSCORE_DEFAULT_MODEL,
+    bertscore_model: str | None = None,
     bertscore_layers: int | None = None,
     judge: str | None = None,
     judge_backend: str = "openai",
@@ -80,7 +80,7 @@ def task_options(
     judge_max_tokens: int | None = None,
     judge_concurrency: int = 16,
 ) -> dict[str, Any]:
-    """``task_options["oeq"]`` from the ``evaluate`` options (plain JSON; the judge's cache defaults
+    """The OEQ scorer's options from the ``evaluate`` settings (plain JSON; the judge's cache defaults
     to ``<output>/judge-cache.sqlite``)."""
     from medinjection.evaluation.judge import JUDGE_CACHE, make_judge_settings
 
@@ -150,7 +150,7 @@ def add_judgments(rows: list[dict[str, Any]], judge: JudgeSettings) -> dict[str,
 
 def score(ctx, items) -> list[dict[str, Any]]:
     """One prediction row per OEQ item: the greedy answer, its length, the metric columns."""
-    options = OEQOptions.of(ctx.task_options)
+    options = OEQOptions.of(ctx.options)
     engine = ctx.engine
     prompts = [engine.encode(item.messages) for item in items]
     budget = options.max_new_tokens
@@ -281,7 +281,7 @@ def approximate_randomization_p(
 
 def _bootstrap_options(ctx) -> dict[str, Any]:
     """The bootstrap settings of the run: the context's ``bootstrap`` (``resummarize``), else its
-    ``EvalSettings`` (``evaluate``), else the stats defaults."""
+    ``EvalArguments`` (``evaluate``), else the stats defaults."""
     given = getattr(ctx, "bootstrap", None)
     if given:
         return {k: v for k, v in given.items() if k in ("resamples", "seed", "confidence")}
@@ -360,7 +360,12 @@ def judge_summary(rows: list[dict[str, Any]], **bootstrap: Any) -> dict[str, dic
     return out
 
 
-TASK = TaskKind(
+def check(options: dict[str, Any]) -> None:
+    """Before any model is loaded: a named BERTScore Hub model must be available (see ``text_metrics``)."""
+    text_metrics.require_bertscore_model(OEQOptions.of(options).bertscore_model)
+
+
+SCORER = Scorer(
     name="oeq",
     types=frozenset({"OEQ"}),
     score=score,
@@ -368,4 +373,5 @@ TASK = TaskKind(
     binary_metrics=frozenset({"judge_binary"}),
     primary_metrics=METRIC_COLUMNS,
     summarize=summarize,
+    check=check,
 )

@@ -1,4 +1,4 @@
-"""The report's PNG plots (matplotlib, Agg): EM by mix and benchmark, original vs permuted options,
+"""The report's PNG plots (matplotlib, Agg): EM by mix and task, original vs permuted options,
 judge score vs answer length (the plots against human labels: ``calibration_report``).
 
 Byte-identical for the same inputs: a fixed size, resolution and style, seeded jitter, and no
@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from medinjection.evaluation.calibration import answer_length
-from medinjection.evaluation.report_data import display_name, mc_benchmarks, perm_benchmarks
+from medinjection.evaluation.report_data import display_name, mc_tasks, perm_tasks
 
 DPI = 100
 JITTER_SEED = 0
@@ -48,7 +48,7 @@ def _value(entry: dict | None, scale: float = 100.0) -> tuple[float, float, floa
 
 
 def grouped_bars(ax, groups: list[str], series: dict[str, list[tuple[float, float, float]]]) -> None:
-    """Bars of each series (model) within each group (benchmark), with interval error bars."""
+    """Bars of each series (model) within each group (task), with interval error bars."""
     width = 0.8 / max(len(series), 1)
     x = np.arange(len(groups))
     for i, (name, values) in enumerate(series.items()):
@@ -60,14 +60,14 @@ def grouped_bars(ax, groups: list[str], series: dict[str, list[tuple[float, floa
 
 def em_by_mix(builder, path: Path) -> Path | None:
 
-    benchmarks = mc_benchmarks(builder.outputs)
-    if not benchmarks:
+    tasks = mc_tasks(builder.outputs)
+    if not tasks:
         return None
     has_aggregate = any(builder.aggregate(t, "em_constrained_macro") for t in builder.tags)
-    groups = [*benchmarks, *(["aggregated (macro)"] if has_aggregate else [])]
+    groups = [*tasks, *(["aggregated (macro)"] if has_aggregate else [])]
     series = {}
     for tag in builder.tags:
-        values = [_value(builder.entry(tag, b, "em_constrained")) for b in benchmarks]
+        values = [_value(builder.entry(tag, b, "em_constrained")) for b in tasks]
         if has_aggregate:
             values.append(_value(builder.aggregate(tag, "em_constrained_macro")))
         series[display_name(tag)] = values
@@ -75,7 +75,7 @@ def em_by_mix(builder, path: Path) -> Path | None:
     fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(groups) + 2), 4.0))
     grouped_bars(ax, groups, series)
     ax.set_ylabel("constrained exact match (%)")
-    ax.set_title("Constrained EM by mix and benchmark (95 % intervals)")
+    ax.set_title("Constrained EM by mix and task (95 % intervals)")
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     return save(fig, path)
@@ -83,19 +83,19 @@ def em_by_mix(builder, path: Path) -> Path | None:
 
 def position_bias(builder, path: Path) -> Path | None:
 
-    benchmarks = perm_benchmarks(builder.outputs)
-    if not benchmarks:
+    tasks = perm_tasks(builder.outputs)
+    if not tasks:
         return None
     plt = _pyplot()
-    fig, axes = plt.subplots(1, len(benchmarks), figsize=(4.5 * len(benchmarks), 4.0), squeeze=False)
-    for ax, benchmark in zip(axes[0], benchmarks, strict=True):
-        tags = [t for t in builder.tags if builder.entry(t, benchmark, "em_constrained_perm")]
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.5 * len(tasks), 4.0), squeeze=False)
+    for ax, task in zip(axes[0], tasks, strict=True):
+        tags = [t for t in builder.tags if builder.entry(t, task, "em_constrained_perm")]
         series = {
-            "original order": [_value(builder.entry(t, benchmark, "em_constrained")) for t in tags],
-            "permuted": [_value(builder.entry(t, benchmark, "em_constrained_perm")) for t in tags],
+            "original order": [_value(builder.entry(t, task, "em_constrained")) for t in tags],
+            "permuted": [_value(builder.entry(t, task, "em_constrained_perm")) for t in tags],
         }
         grouped_bars(ax, [display_name(t) for t in tags], series)
-        ax.set_title(benchmark)
+        ax.set_title(task)
         ax.set_ylabel("constrained exact match (%)")
         ax.legend(fontsize=7)
     fig.suptitle("Position bias: original vs permuted options")
@@ -150,7 +150,7 @@ def write_plots(builder, predictions: dict[str, list[dict]], output: Path) -> di
     human ratings: ``calibration_report.write_plots``)."""
 
     made: dict[str, Any] = {
-        "Constrained EM by mix and benchmark": em_by_mix(builder, output / "em_by_mix.png"),
+        "Constrained EM by mix and task": em_by_mix(builder, output / "em_by_mix.png"),
         "Original vs permuted options": position_bias(builder, output / "position_bias.png"),
     }
     if predictions:

@@ -1,7 +1,7 @@
 """``medinjection report``: the paper's comparison tables and plots, from evaluation outputs only.
 
 Reads what ``medinjection evaluate`` (and ``medinjection judge``) wrote under one output folder:
-``<model_tag>/<benchmark>/summary.json`` and ``predictions.parquet``, ``<model_tag>/aggregate.json``,
+``<model_tag>/<task>/summary.json`` and ``predictions.parquet``, ``<model_tag>/aggregate.json``,
 ``comparisons.json``; and, with ``--ratings``, the table of ``medinjection quality ratings pull``.
 Writes ``report.md`` (and ``report.json``, the same figures for scripts) and PNG plots.
 
@@ -15,7 +15,7 @@ paired test against the base model on the same items:
   the corpus statistic for corpus BLEU), adjusted together as a second family. The report says
   which family each verdict came from.
 
-Same inputs give the same bytes: fixed seeds, sorted models and benchmarks, no dates, and PNGs
+Same inputs give the same bytes: fixed seeds, sorted models and tasks, no dates, and PNGs
 saved without matplotlib's version stamp (``plots.py``).
 """
 
@@ -38,10 +38,10 @@ from medinjection.evaluation.report_data import (  # noqa: F401  (re-exported fo
     Output,
     ReportError,
     display_name,
-    mc_benchmarks,
+    mc_tasks,
     model_order,
-    oeq_benchmarks,
-    perm_benchmarks,
+    oeq_tasks,
+    perm_tasks,
     read_optional_json,
     read_outputs,
     read_ratings,
@@ -108,22 +108,22 @@ class Comparisons:
     """Verdicts against the base model: the evaluation's own, else computed here (second family)."""
 
     def __init__(self, outputs: list[Output], comparisons: dict | None, resamples: int, seed: int):
-        self.by_key = {(o.tag, o.benchmark): o for o in outputs}
+        self.by_key = {(o.tag, o.task): o for o in outputs}
         self.resamples, self.seed = resamples, seed
         self.alpha = (comparisons or {}).get("alpha", 0.05)
         self.evaluation: dict[tuple[str, str, str], dict] = {}
         for row in ((comparisons or {}).get("families") or {}).get("vs_base", []):
-            self.evaluation[(row["model"], row["benchmark"], row["metric"])] = row
+            self.evaluation[(row["model"], row["task"], row["metric"])] = row
         for output in outputs:  # summaries' vs_base mappings (same rows) when there is no comparisons.json
             for metric, row in (output.summary.get("vs_base") or {}).items():
-                self.evaluation.setdefault((output.tag, output.benchmark, metric), row)
+                self.evaluation.setdefault((output.tag, output.task, metric), row)
         self.computed: dict[tuple[str, str, str], dict] = {}
         self.wanted: list[tuple[str, str, str]] = []
 
-    def want(self, tag: str, benchmark: str, metric: str) -> None:
-        key = (tag, benchmark, metric)
+    def want(self, tag: str, task: str, metric: str) -> None:
+        key = (tag, task, metric)
         if tag != BASE and key not in self.evaluation and key not in self.wanted:
-            if (BASE, benchmark) in self.by_key and (tag, benchmark) in self.by_key:
+            if (BASE, task) in self.by_key and (tag, task) in self.by_key:
                 self.wanted.append(key)
 
     def compute(self) -> None:
@@ -131,8 +131,8 @@ class Comparisons:
         from medinjection.evaluation.open_ended import paired_corpus_bleu
 
         rows = []
-        for tag, benchmark, metric in sorted(self.wanted):
-            mine, base = self.by_key[(tag, benchmark)], self.by_key[(BASE, benchmark)]
+        for tag, task, metric in sorted(self.wanted):
+            mine, base = self.by_key[(tag, task)], self.by_key[(BASE, task)]
             if (mine.summary.get("items_sha256") or "") != (base.summary.get("items_sha256") or ""):
                 continue  # not the same items: not comparable
             if metric == "bleu":
@@ -155,7 +155,7 @@ class Comparisons:
                     resamples=self.resamples,
                     seed=self.seed,
                 ).as_dict()
-            rows.append(((tag, benchmark, metric), result))
+            rows.append(((tag, task, metric), result))
         adjusted = benjamini_hochberg([r["p_value"] for _, r in rows])
         for (key, result), p_adjusted in zip(rows, adjusted, strict=True):
             significant = p_adjusted is not None and p_adjusted < self.alpha
@@ -167,14 +167,14 @@ class Comparisons:
                 "family": "report",
             }
 
-    def get(self, tag: str, benchmark: str, metric: str) -> dict | None:
-        key = (tag, benchmark, metric)
+    def get(self, tag: str, task: str, metric: str) -> dict | None:
+        key = (tag, task, metric)
         if key in self.evaluation:
             return {**self.evaluation[key], "family": "evaluation"}
         return self.computed.get(key)
 
-    def mark(self, tag: str, benchmark: str, metric: str) -> str:
-        found = self.get(tag, benchmark, metric)
+    def mark(self, tag: str, task: str, metric: str) -> str:
+        found = self.get(tag, task, metric)
         if found is None or not found.get("verdict"):
             return ""
         return MARKS[found["verdict"]] + ("" if found.get("family") == "evaluation" else "ᵣ")
@@ -193,9 +193,9 @@ class Report:
 class _Builder:
     def __init__(self, root: Path, outputs: list[Output], resamples: int, seed: int):
         self.root, self.outputs = root, outputs
-        self.by_key = {(o.tag, o.benchmark): o for o in outputs}
+        self.by_key = {(o.tag, o.task): o for o in outputs}
         if len(self.by_key) != len(outputs):
-            raise ReportError(f"{root}: two summaries for the same model tag and benchmark")
+            raise ReportError(f"{root}: two summaries for the same model tag and task")
         self.tags = model_order({o.tag for o in outputs})
         self.aggregates = {t: read_optional_json(root / t / "aggregate.json") for t in self.tags}
         self.comparisons = Comparisons(
@@ -206,26 +206,26 @@ class _Builder:
         self.notes: list[str] = []
         self.missing: dict[str, set[tuple[str, str, str]]] = {}  # reason -> (tag, benchmark, metric)
 
-    def entry(self, tag: str, benchmark: str, metric: str) -> dict | None:
-        output = self.by_key.get((tag, benchmark))
+    def entry(self, tag: str, task: str, metric: str) -> dict | None:
+        output = self.by_key.get((tag, task))
         return output.metric(metric) if output else None
 
     def aggregate(self, tag: str, metric: str) -> dict | None:
         return ((self.aggregates.get(tag) or {}).get("metrics") or {}).get(metric)
 
-    def cell(self, tag: str, benchmark: str, metric: str, shown: str | None = None) -> str:
-        entry = self.entry(tag, benchmark, metric)
-        self.data["tables"].setdefault(shown or metric, {}).setdefault(tag, {})[benchmark] = entry
+    def cell(self, tag: str, task: str, metric: str, shown: str | None = None) -> str:
+        entry = self.entry(tag, task, metric)
+        self.data["tables"].setdefault(shown or metric, {}).setdefault(tag, {})[task] = entry
         if entry is not None and entry.get("value") is None and entry.get("missing"):
-            self.missing.setdefault(entry["missing"], set()).add((tag, benchmark, metric))
-        return cell(entry, metric, self.comparisons.mark(tag, benchmark, metric))
+            self.missing.setdefault(entry["missing"], set()).add((tag, task, metric))
+        return cell(entry, metric, self.comparisons.mark(tag, task, metric))
 
-    def want_all(self, benchmarks: list[str], metrics: list[str]) -> None:
+    def want_all(self, tasks: list[str], metrics: list[str]) -> None:
         for tag in self.tags:
-            for benchmark in benchmarks:
+            for task in tasks:
                 for metric in metrics:
-                    if self.entry(tag, benchmark, metric) is not None:
-                        self.comparisons.want(tag, benchmark, metric)
+                    if self.entry(tag, task, metric) is not None:
+                        self.comparisons.want(tag, task, metric)
 
     # sections
 
@@ -240,33 +240,31 @@ class _Builder:
                     display_name(tag),
                     f"`{first.get('model', '')}`",
                     f"`{sha[:12]}`" if sha else "–",
-                    ", ".join(sorted(s["benchmark"] for s in summaries)),
+                    ", ".join(sorted(s["task"] for s in summaries)),
                 ]
             )
         items = []
-        for benchmark in sorted({o.benchmark for o in self.outputs}):
-            counts = {o.summary.get("n_items") for o in self.outputs if o.benchmark == benchmark}
-            items.append(f"{benchmark}: {', '.join(str(c) for c in sorted(counts, key=str))} items")
+        for task in sorted({o.task for o in self.outputs}):
+            counts = {o.summary.get("n_items") for o in self.outputs if o.task == task}
+            items.append(f"{task}: {', '.join(str(c) for c in sorted(counts, key=str))} items")
         return (
-            "## Models and benchmarks\n\n"
-            + table(["model", "base model", "adapter sha256", "benchmarks"], rows)
+            "## Models and tasks\n\n"
+            + table(["model", "base model", "adapter sha256", "tasks"], rows)
             + "\n\n"
             + "; ".join(items)
             + ".\n"
         )
 
     def mc_table(self, metric: str, title: str, with_aggregate: bool) -> str:
-        benchmarks = [
-            b for b in mc_benchmarks(self.outputs) if any(self.entry(t, b, metric) for t in self.tags)
-        ]
-        if not benchmarks:
+        tasks = [b for b in mc_tasks(self.outputs) if any(self.entry(t, b, metric) for t in self.tags)]
+        if not tasks:
             return ""
-        header = ["model", *benchmarks]
+        header = ["model", *tasks]
         if with_aggregate:
             header += ["aggregated (macro)", "all items (micro)"]
         rows = []
         for tag in self.tags:
-            row = [display_name(tag), *(self.cell(tag, b, metric) for b in benchmarks)]
+            row = [display_name(tag), *(self.cell(tag, b, metric) for b in tasks)]
             if with_aggregate:
                 for kind in ("macro", "micro"):
                     entry = self.aggregate(tag, f"{metric}_{kind}")
@@ -278,26 +276,24 @@ class _Builder:
         return f"### {title}\n\n" + table(header, rows) + "\n"
 
     def position_bias(self) -> str:
-        benchmarks = perm_benchmarks(self.outputs)
-        if not benchmarks:
+        tasks = perm_tasks(self.outputs)
+        if not tasks:
             return "## Position bias\n\nNo permuted runs (`medinjection evaluate --permutations K`).\n"
         rows = []
-        for benchmark in benchmarks:
+        for task in tasks:
             for tag in self.tags:
-                if (tag, benchmark) not in self.by_key:
+                if (tag, task) not in self.by_key:
                     continue
-                k = (self.by_key[(tag, benchmark)].summary.get("protocol") or {}).get("permutations", "")
+                k = (self.by_key[(tag, task)].summary.get("protocol") or {}).get("permutations", "")
                 rows.append(
                     [
                         display_name(tag),
-                        benchmark,
+                        task,
                         str(k),
-                        self.cell(tag, benchmark, "em_constrained", "position_original"),
-                        self.cell(tag, benchmark, "em_constrained_perm"),
-                        cell(
-                            self.entry(tag, benchmark, "em_constrained_perm_drop"), "em_constrained_perm_drop"
-                        ),
-                        self.cell(tag, benchmark, "em_constrained_robust"),
+                        self.cell(tag, task, "em_constrained", "position_original"),
+                        self.cell(tag, task, "em_constrained_perm"),
+                        cell(self.entry(tag, task, "em_constrained_perm_drop"), "em_constrained_perm_drop"),
+                        self.cell(tag, task, "em_constrained_robust"),
                     ]
                 )
         return (
@@ -305,32 +301,32 @@ class _Builder:
             "permutations (mean over the permuted copies); the drop is original minus permuted (paired "
             "interval); robust: right under the original order and every permutation. (The paper: the base "
             "model's constrained EM falls from 37.31 to 23.20 with permuted options.)\n\n"
-            + table(["model", "benchmark", "K", "original", "permuted", "drop", "robust"], rows)
+            + table(["model", "task", "K", "original", "permuted", "drop", "robust"], rows)
             + "\n"
         )
 
     def oeq(self) -> str:
-        benchmarks = oeq_benchmarks(self.outputs)
-        if not benchmarks:
-            return "## Open-ended answers\n\nNo open-ended benchmark in these outputs.\n"
+        tasks = oeq_tasks(self.outputs)
+        if not tasks:
+            return "## Open-ended answers\n\nNo open-ended task in these outputs.\n"
         parts = [
             "## Open-ended answers\n\nBLEU on sacrebleu's 0-100 scale (corpus, and the mean of sentence BLEU); "
             "ROUGE-2, METEOR, BERTScore-F1 and the binary judge (share judged equivalent) in %; the graded "
             "judge on 1-5. Judge means leave out unparseable and failed verdicts (counted below).\n"
         ]
-        for benchmark in benchmarks:
+        for task in tasks:
             rows = []
             for tag in self.tags:
-                if (tag, benchmark) in self.by_key:
-                    rows.append([display_name(tag), *(self.cell(tag, benchmark, m) for m, _ in OEQ_COLUMNS)])
-            parts.append(f"### {benchmark}\n\n" + table(["model", *(n for _, n in OEQ_COLUMNS)], rows) + "\n")
-            parts.append(self.oeq_details(benchmark))
+                if (tag, task) in self.by_key:
+                    rows.append([display_name(tag), *(self.cell(tag, task, m) for m, _ in OEQ_COLUMNS)])
+            parts.append(f"### {task}\n\n" + table(["model", *(n for _, n in OEQ_COLUMNS)], rows) + "\n")
+            parts.append(self.oeq_details(task))
         return "\n".join(parts)
 
-    def oeq_details(self, benchmark: str) -> str:
+    def oeq_details(self, task: str) -> str:
         lines = []
         for tag in self.tags:
-            output = self.by_key.get((tag, benchmark))
+            output = self.by_key.get((tag, task))
             if output is None:
                 continue
             for metric in ("judge_binary", "judge_graded"):
@@ -345,7 +341,7 @@ class _Builder:
             {
                 f"{m}: {e[k]}"
                 for o in self.outputs
-                if o.benchmark == benchmark
+                if o.task == task
                 for m in ("bleu", "meteor", "bertscore_f1")
                 for e in [o.metric(m) or {}]
                 for k in ("signature", "resources", "settings")
@@ -439,11 +435,10 @@ def missing_notes(missing: dict[str, set[tuple[str, str, str]]], tags: list[str]
         counts = ", ".join(f"{n} {word}" for word, n in totals.get(base, {}).items())
         metrics = sorted({m for _, _, m in cells})
         models = sorted({t for t, _, _ in cells}, key=lambda t: (order.get(t, len(order)), t))
-        benchmarks = sorted({b for _, b, _ in cells})
-        if len(cells) == len(metrics) * len(models) * len(benchmarks):
+        tasks = sorted({b for _, b, _ in cells})
+        if len(cells) == len(metrics) * len(models) * len(tasks):
             where = (
-                f"{', '.join(metrics)} of {', '.join(display_name(t) for t in models)} "
-                f"on {', '.join(benchmarks)}"
+                f"{', '.join(metrics)} of {', '.join(display_name(t) for t in models)} on {', '.join(tasks)}"
             )
         else:
             where = "; ".join(
@@ -468,23 +463,23 @@ def build_report(
     root, output = Path(root), Path(output)
     outputs = read_outputs(root)
     builder = _Builder(root, outputs, resamples, seed)
-    mc = mc_benchmarks(outputs)
+    mc = mc_tasks(outputs)
     builder.want_all(mc, ["em_constrained", "em_greedy", "hamming_constrained", "hamming_greedy"])
-    builder.want_all(perm_benchmarks(outputs), ["em_constrained_perm", "em_constrained_robust"])
-    builder.want_all(oeq_benchmarks(outputs), [m for m, _ in OEQ_COLUMNS])
+    builder.want_all(perm_tasks(outputs), ["em_constrained_perm", "em_constrained_robust"])
+    builder.want_all(oeq_tasks(outputs), [m for m, _ in OEQ_COLUMNS])
     builder.comparisons.compute()
 
     rated = read_ratings(ratings) if ratings else None
     sections = [
         "# MedInjection-FR evaluation report\n",
-        f"From `{root.resolve().name}/`: {len(builder.tags)} models, {len({o.benchmark for o in outputs})} benchmarks. "
+        f"From `{root.resolve().name}/`: {len(builder.tags)} models, {len({o.task for o in outputs})} tasks. "
         "Each figure: value [95 % bootstrap interval]; beside it the paired test against the base model on the "
         "same items (▲ better, ▼ worse, = no significant difference, Benjamini-Hochberg adjusted p < "
         f"{builder.comparisons.alpha}): from the evaluation's comparisons, or, marked ᵣ, computed by the report "
         "from the predictions (a second family). Multiple-choice figures in %.\n",
         builder.runs(),
         "## Multiple choice\n\nThe paper's headline figure is the aggregated constrained EM (the macro mean over "
-        "benchmarks; the micro mean over all items beside it).\n",
+        "tasks; the micro mean over all items beside it).\n",
         builder.mc_table("em_constrained", "Constrained exact match (%)", True),
         builder.mc_table("em_greedy", "Greedy exact match (%)", True),
         builder.mc_table("hamming_constrained", "Hamming score, constrained (%), MCQ items", False),
@@ -507,7 +502,7 @@ def build_report(
     if notes:
         sections.append("## Notes\n\n" + "\n".join(f"- {n}" for n in notes) + "\n")
     builder.data["comparisons_computed"] = [
-        {"model": k[0], "benchmark": k[1], "metric": k[2], **v}
+        {"model": k[0], "task": k[1], "metric": k[2], **v}
         for k, v in sorted(builder.comparisons.computed.items())
     ]
     markdown = "\n".join(s for s in sections if s).rstrip() + "\n"

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from medinjection.core.files import read_jsonl
-from medinjection.core.outputs import read_json, scored_outputs
+from medinjection.core.outputs import read_json, read_summary, scored_outputs
 from medinjection.dataset_builders.mixes import MIXES
 
 PAPER_MIXES = tuple(MIXES)
@@ -38,7 +38,7 @@ class ReportError(ValueError):
 @dataclass
 class Output:
     tag: str
-    benchmark: str
+    task: str
     summary: dict[str, Any]
     predictions: Path
     _rows: list[dict[str, Any]] | None = field(default=None, repr=False)
@@ -65,29 +65,29 @@ def display_name(tag: str) -> str:
 
 
 def read_outputs(root: str | Path) -> list[Output]:
-    """Every scored ``<model_tag>/<benchmark>/`` under ``root`` (``outputs.scored_outputs``), sorted."""
+    """Every scored ``<model_tag>/<task>/`` under ``root`` (``outputs.scored_outputs``), sorted."""
     root = Path(root)
     if not root.is_dir():
-        raise ReportError(f"{root}: no such folder (give the --output folder of `medinjection evaluate`)")
+        raise ReportError(f"{root}: no such folder (give the output_dir of `medinjection evaluate`)")
     outputs = []
-    for tag, benches in sorted(scored_outputs(root).items()):
-        for _, folder in sorted(benches.items()):
+    for tag, tasks in sorted(scored_outputs(root).items()):
+        for _, folder in sorted(tasks.items()):
             path = folder / "summary.json"
-            summary = read_json(path, ReportError)
-            for key in ("benchmark", "metrics"):
+            summary = read_summary(path, ReportError)
+            for key in ("task", "metrics"):
                 if key not in summary:
                     raise ReportError(f"{path}: no {key!r} (not an evaluation summary)")
             outputs.append(
                 Output(
                     summary.get("model_tag") or tag,
-                    summary["benchmark"],
+                    summary["task"],
                     summary,
                     folder / "predictions.parquet",
                 )
             )
     if not outputs:
         raise ReportError(
-            f"{root}: no <model_tag>/<benchmark>/summary.json with its predictions.parquet "
+            f"{root}: no <model_tag>/<task>/summary.json with its predictions.parquet "
             "(run `medinjection evaluate` first)"
         )
     return outputs
@@ -119,13 +119,13 @@ def read_ratings(path: str | Path) -> list[dict[str, Any]]:
     raise ReportError(f"{path}: a ratings table is .parquet or .jsonl")
 
 
-def mc_benchmarks(outputs: list[Output]) -> list[str]:
-    return sorted({o.benchmark for o in outputs if o.metric("em_constrained")})
+def mc_tasks(outputs: list[Output]) -> list[str]:
+    return sorted({o.task for o in outputs if o.metric("em_constrained")})
 
 
-def oeq_benchmarks(outputs: list[Output]) -> list[str]:
-    return sorted({o.benchmark for o in outputs if o.metric("rouge2") or o.metric("bleu")})
+def oeq_tasks(outputs: list[Output]) -> list[str]:
+    return sorted({o.task for o in outputs if o.metric("rouge2") or o.metric("bleu")})
 
 
-def perm_benchmarks(outputs: list[Output]) -> list[str]:
-    return sorted({o.benchmark for o in outputs if o.metric("em_constrained_perm")})
+def perm_tasks(outputs: list[Output]) -> list[str]:
+    return sorted({o.task for o in outputs if o.metric("em_constrained_perm")})

@@ -2,13 +2,13 @@
 
 - ``bootstrap_ci``: percentile bootstrap interval of a mean over items (``scipy.stats.bootstrap``).
   Percentile rather than BCa: BCa's jackknife is quadratic in the number of items (27,931 test items).
-- ``stratified_bootstrap_ci``: items resampled within each benchmark, for the micro and macro
-  means over several benchmarks.
+- ``stratified_bootstrap_ci``: items resampled within each task, for the micro and macro
+  means over several tasks.
 - Paired comparisons of two models on the same items: the interval of the mean difference by
   paired bootstrap; the p-value by McNemar's exact test for 0/1 metrics (exact match) and by a
   paired sign-flip permutation test otherwise (Hamming, BLEU, judge scores).
-- Comparisons of the micro and macro means over several benchmarks: the interval by a bootstrap
-  stratified by benchmark, the p-value by a stratified paired sign-flip permutation test
+- Comparisons of the micro and macro means over several tasks: the interval by a bootstrap
+  stratified by task, the p-value by a stratified paired sign-flip permutation test
   (``sign_flip_test``). A bootstrap distribution gives intervals, never p-values here: it has no
   "+1" and says p = 0 for a difference seen on three items.
 - An interval needs at least two values: with fewer, ``ci95`` is ``[None, None]`` (a one-item
@@ -133,7 +133,7 @@ def stratified_bootstrap_ci(
 ) -> tuple[float, float, np.ndarray]:
     """Interval of the macro (mean of group means) or micro (pooled) mean, resampling within groups.
 
-    Returns ``(low, high, bootstrap distribution)``; ``(nan, nan, [])`` when no benchmark has two
+    Returns ``(low, high, bootstrap distribution)``; ``(nan, nan, [])`` when no task has two
     values (nothing to resample).
     """
     arrays = [g for g in (_clean(group) for group in groups) if g.size]
@@ -255,12 +255,12 @@ def sign_flip_test(
     resamples: int = 9999,
     seed: int = SEED,
 ) -> float:
-    """Two-sided paired sign-flip permutation test of a mean difference, stratified by benchmark.
+    """Two-sided paired sign-flip permutation test of a mean difference, stratified by task.
 
-    ``differences``: one sequence of paired differences ``a - b`` per benchmark (NaN dropped). Under
+    ``differences``: one sequence of paired differences ``a - b`` per task (NaN dropped). Under
     "no difference" the two models' values of an item are exchangeable, so each pair's sign is
     flipped independently and the statistic is recomputed: ``"micro"``, the mean over all pairs, or
-    ``"macro"``, the mean of the benchmark means (the benchmarks keep their items, so the macro
+    ``"macro"``, the mean of the task means (the tasks keep their items, so the macro
     weights stay those of the observed statistic). The p-value is the share of sign patterns whose
     statistic is at least as far from 0 as the observed one: exact over all 2**n patterns when at
     most ``EXACT_SIGN_FLIPS`` pairs differ, else ``(#{|stat_r| >= |obs|} + 1) / (R + 1)`` over
@@ -344,8 +344,8 @@ def compare_stratified(
     seed: int = SEED,
     confidence: float = CONFIDENCE,
 ) -> PairedResult:
-    """Paired comparison of a micro or macro mean over benchmarks: the difference, its interval by a
-    bootstrap resampling items within each benchmark, and the stratified sign-flip test's p-value."""
+    """Paired comparison of a micro or macro mean over tasks: the difference, its interval by a
+    bootstrap resampling items within each task, and the stratified sign-flip test's p-value."""
     diffs, xs, ys = [], [], []
     for ga, gb in zip(groups_a, groups_b, strict=True):
         x, y = paired(ga, gb)

@@ -20,7 +20,7 @@ import numpy as np
 from medinjection.evaluation import stats
 
 AGGREGATED = "macro"
-"""Which mean over benchmarks the report calls "aggregated" (the paper does not say how it forms its)."""
+"""Which mean over tasks the report calls "aggregated" (the paper does not say how it forms its)."""
 
 
 def _values(rows: list[dict], column: str) -> list[float | None]:
@@ -69,13 +69,12 @@ def permutation_metrics(rows: list[dict], columns: tuple[str, ...], **bootstrap)
     return metrics
 
 
-def aggregate(per_benchmark: dict[str, list[dict]], columns: tuple[str, ...], **bootstrap) -> dict[str, dict]:
-    """Micro (all items pooled) and macro (mean of benchmark means) of ``columns`` over benchmarks."""
+def aggregate(per_task: dict[str, list[dict]], columns: tuple[str, ...], **bootstrap) -> dict[str, dict]:
+    """Micro (all items pooled) and macro (mean of task means) of ``columns`` over tasks."""
     metrics: dict[str, dict] = {}
     for column in columns:
         groups = [
-            [row.get(column) for row in rows if row.get("permutation", 0) == 0]
-            for rows in per_benchmark.values()
+            [row.get(column) for row in rows if row.get("permutation", 0) == 0] for rows in per_task.values()
         ]
         groups = [g for g in groups if any(v is not None for v in g)]
         if not groups:
@@ -87,7 +86,7 @@ def aggregate(per_benchmark: dict[str, list[dict]], columns: tuple[str, ...], **
                 "value": _number(mean(groups)),
                 "ci95": [_number(low), _number(high)],
                 "n": n,
-                "benchmarks": len(groups),
+                "tasks": len(groups),
             }
     return metrics
 

@@ -11,11 +11,13 @@ Each metric is computed by the library the field uses, set up for French and for
   stemmer, built into nltk) on the same tokens. nltk's synonym stage looks words up in WordNet, a
   data download, and English WordNet knows no French words anyway: it is replaced by an empty
   synonym source, and every METEOR figure says so (``METEOR_RESOURCES``).
-- **BERTScore-F1** (bert-score): a model id or a local folder. A model that cannot be loaded makes
-  the metric *missing*, with the reason; it is never reported as 0. (An *empty answer* scores 0,
-  bert-score's own rule for an empty sentence.)
+- **BERTScore-F1** (bert-score): opt-in, a model id or a local folder (no model: the metric is
+  *missing*, with that reason). A Hub id that cannot be had (offline, or the Hub unreachable, and
+  not in the cache) fails before scoring starts (``require_bertscore_model``) instead of costing
+  retries per task; a model that still cannot be loaded makes the metric missing, with the reason;
+  it is never reported as 0. (An *empty answer* scores 0, bert-score's own rule for an empty sentence.)
 
-Nothing is fetched at run time (``evaluate.load`` would download metric scripts from the Hub).
+Nothing else is fetched at run time (``evaluate.load`` would download metric scripts from the Hub).
 """
 
 from __future__ import annotations
@@ -35,8 +37,17 @@ METEOR_RESOURCES = (
     "(nltk SnowballStemmer('french'), no data download); no synonym matches (WordNet not used); "
     "tokens: FrenchTokenizer (NFC, lower case, Unicode letters and digits)"
 )
-BERTSCORE_DEFAULT_MODEL = "bert-base-multilingual-cased"
-"""bert-score's own choice for French (``lang="fr"``), layer 9."""
+BERTSCORE_FRENCH_MODEL = "bert-base-multilingual-cased"
+"""bert-score's own choice for French (``lang="fr"``), layer 9: the paper recipe names it. Not a
+default: BERTScore runs only when a model is given."""
+NO_BERTSCORE = (
+    "no BERTScore model given (bertscore_model; the paper recipe names bert-base-multilingual-cased)"
+)
+
+
+class MetricUnavailable(RuntimeError):
+    """A metric's model cannot be had as asked (offline, not cached); the message gives the one-line fix."""
+
 
 _WORD = re.compile(r"[^\W_]+")
 
@@ -198,10 +209,49 @@ def bertscore_layers(model: str, num_layers: int | None) -> int:
     return int(config.num_hidden_layers)
 
 
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hub endpoint answers at all (any HTTP status) within ``timeout`` seconds."""
+    import httpx
+    from huggingface_hub import constants
+
+    try:
+        httpx.head(constants.ENDPOINT, timeout=timeout)
+    except httpx.HTTPError:
+        return False
+    return True
+
+
+def require_bertscore_model(model: str | None) -> None:
+    """Fail fast when ``model`` is a Hub id that cannot be had: not in the local Hub cache, and
+    ``HF_HUB_OFFLINE`` set or the Hub unreachable. A local folder, a cached id, or no model pass."""
+    from pathlib import Path
+
+    if not model or Path(model).expanduser().is_dir():
+        return
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(model, "config.json"), str):
+        return
+    fix = (
+        f"download it once online (`hf download {model}`), give a local folder, or set bertscore_model none "
+        "(BERTScore then reported missing)"
+    )
+    if constants.is_offline_mode():
+        raise MetricUnavailable(
+            f"BERTScore model {model!r} is not in the Hub cache ({constants.HF_HUB_CACHE}) and HF_HUB_OFFLINE "
+            f"is set: {fix}"
+        )
+    if not hub_reachable():
+        raise MetricUnavailable(
+            f"BERTScore model {model!r} is not in the Hub cache ({constants.HF_HUB_CACHE}) and the Hub "
+            f"({constants.ENDPOINT}) cannot be reached: {fix}"
+        )
+
+
 def bertscore_f1(
     answers: Sequence[str],
     references: Sequence[str],
-    model: str | None = BERTSCORE_DEFAULT_MODEL,
+    model: str | None = None,
     num_layers: int | None = None,
     batch_size: int = 32,
     device: str | None = None,
@@ -213,7 +263,7 @@ def bertscore_f1(
     """
     _check_pairs(answers, references)
     if not model:
-        return MetricScores("bertscore_f1", None, missing="no BERTScore model given (--bertscore-model)")
+        return MetricScores("bertscore_f1", None, missing=NO_BERTSCORE)
     try:
         import bert_score
         from bert_score import BERTScorer

@@ -1,6 +1,6 @@
 """vLLM as an optional backend for multiple-choice scoring (``--backend vllm``), on merged weights.
 
-The base model is handed to vLLM as it is: a Hub id at its pinned ``--revision`` (vLLM downloads
+The base model is handed to vLLM as it is: a Hub id at its pinned ``model_revision`` (vLLM downloads
 it), or a local folder; transformers does not load it. vLLM cannot load DoRA adapters, so an
 adapter is first merged into the base with transformers (after the same check as ``--merge``: the
 same decoded predictions on the first items), the merged model saved to a temporary folder that
@@ -12,7 +12,7 @@ the letters-only variant as one constrained token followed by the continuation.
 
 vLLM is not a dependency (``pip install vllm`` on a CUDA machine); without it this backend fails
 with that instruction. It was not run in this project's CI (no GPU): the transformers backend is
-the reference, and a vLLM run should be compared with it on a benchmark before its figures are used.
+the reference, and a vLLM run should be compared with it on a task before its figures are used.
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ def require_vllm():
         import vllm
     except ImportError as err:
         raise BackendUnavailable(
-            "--backend vllm needs vLLM, which is not installed: `pip install vllm` (CUDA machines), "
-            "or use the default --backend transformers"
+            "backend vllm needs vLLM, which is not installed: `pip install vllm` (CUDA machines), "
+            "or use the default backend transformers"
         ) from err
     return vllm
 
@@ -144,3 +144,43 @@ class VLLMEngine(ChatEngine):
             for (_, (i, b)), ids in zip(more, rest, strict=True):
                 results[i][b] += ids
         return results
+
+
+def vllm_engine(model, todo, cache, resources, log):
+    """``(vLLM engine, backend info, None)`` for one model; ``resources`` closes the engine after scoring.
+
+    The base model is given to vLLM as it is (a Hub id at its pinned ``model_revision``, or a folder):
+    transformers does not load it. vLLM cannot load DoRA adapters, so an adapter is merged with
+    transformers after the merge check, saved to a temporary folder that is removed after scoring,
+    and every transformers copy is freed before vLLM takes the GPU.
+    """
+    import tempfile
+    from pathlib import Path
+
+    from medinjection.evaluation.loading import adapter_on_base
+    from medinjection.evaluation.models import backend_info
+
+    require_vllm()  # before any weights are loaded
+    args = cache.args
+    model_settings = cache.model_settings()
+    device = model_settings.device if model_settings.device != "auto" else "cuda"
+    tokenizer = cache.tokenizer_only()
+    info = {"name": "vllm", **backend_info(model_settings, device), "merged": False, "dora_caching": False}
+    if model.adapter is None:
+        local = Path(args.model_name_or_path).expanduser().is_dir()
+        weights, revision = args.model_name_or_path, None if local else args.model_revision
+        info["vllm_weights"] = "base"
+    else:
+        loaded, recorded = adapter_on_base(model, todo, cache, True, log)
+        info.update(recorded)
+        info["dtype"] = cache.base_info.get("dtype", info["dtype"])
+        weights = resources.enter_context(tempfile.TemporaryDirectory(prefix="medinjection-vllm-"))
+        loaded.model.save_pretrained(weights)
+        tokenizer.save_pretrained(weights)
+        del loaded  # the merged copy and the base: vLLM needs the memory
+        cache.close()
+        revision = None
+        info["vllm_weights"] = "merged (temporary folder, removed after scoring)"
+    engine = VLLMEngine(weights, tokenizer, dtype=info["dtype"], revision=revision)
+    resources.callback(engine.close)
+    return engine, info, None

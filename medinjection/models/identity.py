@@ -5,14 +5,21 @@ id of a folder comes from, in order: ``--base_model_id``; the marker of a model 
 (``medinjection.models.tiny``); a Hub cache snapshot path (``.../models--ORG--NAME/snapshots/SHA``).
 A local folder that says none of this has no Hub id. Training (the manifest, ``adapter_config.json``)
 and evaluation (the summaries) both identify the base through this module.
+
+A local folder's *contents* are identified apart, by ``local_model_sha256``: the hash of its weight,
+config and tokenizer files. A name or a marker says which model a folder claims to be; only the hash
+says that two folders hold the same weights (the evaluation's reuse of a score depends on it).
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
 from pathlib import Path
 from typing import Any
 
+from medinjection.core.files import read_json, sha256_file, write_json
 from medinjection.models.tiny import model_marker
 
 UNKNOWN_BASE = "unknown (a local folder that does not say which Hub model it is)"
@@ -90,7 +97,9 @@ def base_model(
 
 
 def base_identity(model: str, revision: str | None) -> dict[str, str | None]:
-    """``{"hub_id", "revision", "source"}``: the Hub model and commit that ``model`` is.
+    """``{"hub_id", "revision", "source", "files_sha256"}``: the Hub model and commit that ``model`` is,
+    and for a local folder the hash of what it holds (``local_model_sha256``; ``None`` for a Hub id,
+    which its commit identifies).
 
     The Hub id as the training manifest records a base (``base_model``): a Hub id itself;
     the marker of a model made on the fly (``medinjection.models.tiny``: no revision, it is not on the Hub);
@@ -98,14 +107,26 @@ def base_identity(model: str, revision: str | None) -> dict[str, str | None]:
     transformers resolves (the snapshot folder it reads ``config.json`` from) when it can tell, else
     ``revision`` as given. A local folder that says none of this gives ``None`` for both.
     """
+    folder = Path(model).expanduser()
+    files_sha256 = None
+    if folder.is_dir():
+        try:
+            files_sha256 = local_model_sha256(folder)
+        except BaseModelError:  # an empty folder: nothing to load either
+            files_sha256 = None
     try:
         found = base_model(model, revision, None)
     except BaseModelError:
-        return {"hub_id": None, "revision": None, "source": UNKNOWN_BASE}
+        return {"hub_id": None, "revision": None, "source": UNKNOWN_BASE, "files_sha256": files_sha256}
     resolved = found["revision"]
-    if not Path(model).expanduser().is_dir():
+    if not folder.is_dir():
         resolved = resolved_commit(model, revision) or resolved
-    return {"hub_id": found["hub_id"], "revision": resolved, "source": found["source"]}
+    return {
+        "hub_id": found["hub_id"],
+        "revision": resolved,
+        "source": found["source"],
+        "files_sha256": files_sha256,
+    }
 
 
 def resolved_commit(model: str, revision: str | None) -> str | None:
@@ -118,3 +139,87 @@ def resolved_commit(model: str, revision: str | None) -> str | None:
     except (OSError, ValueError):  # offline without a cached copy, a gated repo: not known
         return None
     return extract_commit_hash(path, None)
+
+
+MODEL_FILE_SUFFIXES = (
+    ".safetensors",
+    ".bin",
+    ".pt",
+    ".pth",
+    ".gguf",
+    ".json",
+    ".jinja",
+    ".model",
+    ".txt",
+    ".tiktoken",
+)
+"""Files of a model folder that decide what it computes: weights, configs (model, generation,
+tokenizer), the chat template, vocabularies. Read-me files, licences and hidden files are not hashed."""
+HASH_CACHE_ENV = "MEDINJECTION_HASH_CACHE"
+
+
+def hash_cache_path() -> Path:
+    """``$MEDINJECTION_HASH_CACHE``, else ``${XDG_CACHE_HOME:-~/.cache}/medinjection/file-hashes.json``."""
+    if os.environ.get(HASH_CACHE_ENV):
+        return Path(os.environ[HASH_CACHE_ENV]).expanduser()
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "medinjection" / "file-hashes.json"
+
+
+def _cached_sha256(path: Path, cache: dict[str, Any]) -> str:
+    """sha256 of ``path``, from ``cache`` when the file's size and modification time are unchanged."""
+    stat = path.stat()
+    key = str(path.resolve())
+    entry = cache.get(key)
+    if (
+        isinstance(entry, dict)
+        and entry.get("size") == stat.st_size
+        and entry.get("mtime_ns") == stat.st_mtime_ns
+    ):
+        return entry["sha256"]
+    digest = sha256_file(path)
+    cache[key] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": digest}
+    return digest
+
+
+def local_model_files(folder: str | Path) -> list[Path]:
+    """The files of a model folder that ``local_model_sha256`` hashes, sorted by name."""
+    folder = Path(folder)
+    return sorted(
+        (
+            p
+            for p in folder.iterdir()
+            if p.is_file() and not p.name.startswith(".") and p.suffix in MODEL_FILE_SUFFIXES
+        ),
+        key=lambda p: p.name,
+    )
+
+
+def local_model_sha256(folder: str | Path, cache_file: str | Path | None = None) -> str:
+    """The identity of a local model folder's contents: sha256 over the names and hashes of its
+    weight, config and tokenizer files (``local_model_files``).
+
+    Each file is hashed once: its hash is kept in a small JSON cache (``hash_cache_path``) keyed by
+    the file's path, size and modification time, so that a 8 GB base costs a full read once, and
+    then a ``stat`` per file. A cache that cannot be read or written is only a slower run.
+    """
+    folder = Path(folder)
+    files = local_model_files(folder)
+    if not files:
+        raise BaseModelError(f"{folder}: no model file (weights, config) to identify it by")
+    cache_path = Path(cache_file) if cache_file is not None else hash_cache_path()
+    try:
+        cache = read_json(cache_path, missing_ok=True, expect=dict) or {}
+    except (OSError, ValueError):
+        cache = {}
+    before = dict(cache)
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.name.encode() + b"\0" + _cached_sha256(path, cache).encode() + b"\n")
+    if cache != before:
+        cache = {key: entry for key, entry in cache.items() if Path(key).exists()}  # forget deleted files
+        try:
+            write_json(cache_path, cache)
+        except OSError:  # a read-only home: hashing again next time is the only cost
+            pass
+    return digest.hexdigest()

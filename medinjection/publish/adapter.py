@@ -7,11 +7,11 @@
   made for other adapter files (its ``adapter_sha256`` differs from the files in the folder): the
   message names the ``medinjection evaluate`` command to run.
 * **Gate policies.** ``--require-not-worse-than-base METRIC`` (repeatable) refuses when, on any
-  benchmark, the paired test against the base model says the adapter is significantly worse on that
+  task, the paired test against the base model says the adapter is significantly worse on that
   metric (``vs_base`` in the summary, Benjamini-Hochberg corrected), or when no such comparison exists.
 * **What goes up, exactly:** the adapter files (``adapter_config.json`` naming the base model's Hub
   id, ``adapter_model.safetensors``), ``README.md`` (the model card), ``manifest.json``,
-  ``eval/<benchmark>/summary.json`` and the Hub's ``.eval_results/<benchmark>.yaml`` for benchmarks
+  ``eval/<task>/summary.json`` and the Hub's ``.eval_results/<task>.yaml`` for tasks
   with a Hub dataset id. Checkpoints, tokenizer copies and logs stay local.
 * **One atomic commit.** ``HfApi.create_commit`` with ``parent_commit`` = the head the plan was made
   against: a concurrent push makes the commit fail instead of silently mixing two states. Remote files
@@ -48,9 +48,10 @@ from medinjection.core.hub import (
     Plan,
     PublishError,
     hashes,
+    http_status,
+    hub_failure,
     plan_commit,
     push_plan,
-    redact,
     remote_listing,
 )
 from medinjection.core.runs import ADAPTER_FILES, RunError, RunLayout, find_runs
@@ -65,8 +66,8 @@ def evaluate_hint(run: RunLayout) -> str:
     except RunError:
         pass
     return (
-        f"medinjection evaluate --model {base} --adapter {run.root} --benchmark NAME --output eval/ "
-        "(it writes RUN_DIR/eval/<benchmark>/summary.json for these adapter files)"
+        f"medinjection evaluate --config RECIPE --model_name_or_path {base} --adapters {run.root} "
+        "--output_dir eval/ (a full evaluation writes RUN_DIR/eval/<task>/summary.json for these adapter files)"
     )
 
 
@@ -113,8 +114,8 @@ def scored_summaries(run: RunLayout) -> list[Scored]:
     partial = [name for name, s in summaries.items() if s.get("subsample")]
     if partial:
         raise PublishError(
-            f"refusing to publish {run.root}: {', '.join(partial)} scored on a subset of the benchmark "
-            "(--limit, a smoke run); score the whole benchmark:\n  " + evaluate_hint(run)
+            f"refusing to publish {run.root}: {', '.join(partial)} scored on a subset of the task "
+            "(limit, a smoke run); score the whole task:\n  " + evaluate_hint(run)
         )
     return [Scored(name, summary, run.summary_path(name)) for name, summary in summaries.items()]
 
@@ -156,8 +157,8 @@ def same_base(base: dict, summary: dict) -> bool:
 def check_gates(run: RunLayout, scored: list[Scored], not_worse_than_base: list[str]) -> None:
     """Refuse when a paired test says the adapter is significantly worse than the base on a gated metric.
 
-    Every benchmark where the metric was scored must carry the comparison: one without it would pass the
-    gate unchecked. A benchmark where the metric does not apply (Hamming without multi-answer items) is not
+    Every task where the metric was scored must carry the comparison: one without it would pass the
+    gate unchecked. A task where the metric does not apply (Hamming without multi-answer items) is not
     gated on it; a metric scored nowhere is an error.
     """
     problems = []
@@ -166,20 +167,20 @@ def check_gates(run: RunLayout, scored: list[Scored], not_worse_than_base: list[
             s for s in scored if ((s.summary.get("metrics") or {}).get(metric) or {}).get("value") is not None
         ]
         if not applies:
-            problems.append(f"{metric}: not scored on any benchmark of this adapter")
+            problems.append(f"{metric}: not scored on any task of this adapter")
             continue
-        missing = [s.benchmark for s in applies if not (s.summary.get("vs_base") or {}).get(metric)]
+        missing = [s.task for s in applies if not (s.summary.get("vs_base") or {}).get(metric)]
         if missing:
             problems.append(
                 f"{metric}: no paired comparison with the base model on {', '.join(missing)}; score the base "
-                "model on the same benchmarks into the same --output folder (medinjection evaluate --model BASE ...)"
+                "model on the same tasks into the same output_dir (medinjection evaluate ... --base true)"
             )
         for item in scored:
             comparison = (item.summary.get("vs_base") or {}).get(metric)
             if comparison and comparison.get("verdict") == "worse" and comparison.get("significant"):
                 factor = scale(metric)
                 problems.append(
-                    f"{metric} on {item.benchmark}: significantly worse than the base model "
+                    f"{metric} on {item.task}: significantly worse than the base model "
                     f"(diff {factor * comparison['diff']:+.2f} points, 95% CI "
                     f"[{factor * comparison['ci95'][0]:+.2f}, {factor * comparison['ci95'][1]:+.2f}], "
                     f"{comparison.get('test')}, p_adjusted {comparison.get('p_adjusted'):.3g})"
@@ -228,10 +229,10 @@ def prepare_release(
     release.files["README.md"] = str(card).encode("utf-8")
     release.files["manifest.json"] = _json_bytes(portable(manifest))
     for item in scored:
-        release.files[f"eval/{item.benchmark}/summary.json"] = _json_bytes(portable(item.summary))
+        release.files[f"eval/{item.task}/summary.json"] = _json_bytes(portable(item.summary))
     eval_files = eval_result_files(scored)
     release.files |= {path: text.encode("utf-8") for path, text in eval_files.items()}
-    without_hub_id = sorted({s.benchmark for s in scored} - {Path(p).stem for p in eval_files})
+    without_hub_id = sorted({s.task for s in scored} - {Path(p).stem for p in eval_files})
     if without_hub_id:
         release.notes.append(
             "no .eval_results file for "
@@ -385,11 +386,11 @@ def _remote_state(api, repo: str, token: str | None, dry_run: bool) -> tuple[str
             return None, None, f"{repo} does not exist yet"
         remote, listed = remote_listing(api, repo, parent, repo_type="model")
         return parent, remote, listed
-    except Exception as err:  # offline, DNS, refused
-        message = redact(f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}", token)
-        if not dry_run:
-            raise PublishError(f"cannot reach the Hub to list {repo}: {message}") from None
-        return None, None, f"{repo}: remote unreachable ({message}); listed against an empty repo"
+    except Exception as err:  # offline, DNS, a refused token (core.hub.hub_failure says which)
+        failure = hub_failure("list", repo, err, token)
+        if not dry_run or http_status(err) is not None:
+            raise failure from None
+        return None, None, f"{repo}: remote unreachable ({failure}); listed against an empty repo"
 
 
 def head_commit(api, repo: str) -> str | None:

@@ -1,6 +1,7 @@
 """Training: the TRL SFT recipe logic behind ``recipes/train.py`` and ``medinjection train``.
 
-``train(script_args, training_args, model_args) -> RunLayout`` runs one mix in-process;
+``train(script_args, training_args, model_args) -> RunLayout`` runs one mix in-process (None with
+``--dump_tokens``: the examples are written, nothing is trained);
 ``parse_args(argv)`` reads a recipe YAML plus overrides into those three; ``recipe_path(family, mix)``
 names the bundled recipe files (``trl_configs/<family>/<mix>.yaml``). Importing this package is
 cheap: TRL and torch load on first use.

@@ -5,9 +5,9 @@ same file runs with ``trl sft --config FILE`` and with ``medinjection train --co
 below exist only on the ``medinjection train`` command line (``trl sft`` does not know them); their
 defaults are what a run gets when they are not given.
 
-``PAPER`` is the authors' setup (paper + released scripts, see ../shared/docs/paper-notes.md) in the
-names of the installed TRL/transformers; ``paper_deviations`` lists where a run's settings differ
-from it, and the manifest records that list.
+The authors' settings are ``medinjection.training.authors.AUTHORS`` (one definition: the recipes are
+generated from it and every run is compared with it); ``effective_settings`` gives a run's value of each
+of them, from the parsed arguments.
 """
 
 from __future__ import annotations
@@ -19,40 +19,10 @@ from typing import Any
 
 from trl import ModelConfig, ScriptArguments, SFTConfig, TrlParser
 
+from medinjection.training.authors import RECIPE_KEYS, value_of
+
 LOSS_MODES = ("full", "assistant")
 SPEED_MODES = ("auto", "faithful")
-PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-
-PAPER: dict[str, Any] = {
-    "model_name_or_path": "Qwen/Qwen3-4B-Instruct-2507",
-    "dtype": "bfloat16",
-    "bf16": True,
-    "attn_implementation": "flash_attention_2",
-    "use_peft": True,
-    "use_dora": True,
-    "lora_r": 16,
-    "lora_alpha": 16,
-    "lora_dropout": 0.05,
-    "lora_target_modules": sorted(PROJECTIONS),
-    "num_train_epochs": 10,
-    "per_device_train_batch_size": 12,
-    "effective_batch": 192,
-    "learning_rate": 1e-4,
-    "lr_scheduler_type": "cosine",
-    "warmup_steps": 0.05,
-    "max_length": 2048,
-    "activation_checkpointing": True,
-    "train_sampling_strategy": "group_by_length",
-    "pad_to_multiple_of": 8,
-    "optim": "adamw_torch",
-    "seed": 42,
-    "loss": "full",
-    "packing": False,
-    "eval_strategy": "epoch",
-}
-"""The authors' settings. ``warmup_steps`` 0.05 is their warm-up *ratio* (transformers 5 takes a float
-below 1 as a ratio); ``train_sampling_strategy: group_by_length`` is their ``group_by_length``;
-``activation_checkpointing`` is the new name of ``gradient_checkpointing``."""
 
 
 @dataclass
@@ -68,8 +38,9 @@ class TrainArguments(ScriptArguments):
     loss: str = field(
         default="full",
         metadata={
-            "help": "full: loss on every token of the chat (system, user, assistant), the authors' setup. "
-            "assistant: loss on the answer and its end-of-turn token only.",
+            "help": "full: loss on every token of the chat (system, user, assistant), exactly the authors' "
+            "tokens (the chat template's text, tokenized, no end token appended). assistant: loss on the answer "
+            "and its end-of-turn token only.",
             "choices": list(LOSS_MODES),
         },
     )
@@ -86,10 +57,11 @@ class TrainArguments(ScriptArguments):
         default=None,
         metadata={
             "help": "Examples per optimiser step; sets gradient_accumulation_steps from the per-device batch and "
-            "the number of processes. Default: for a paper recipe (trl_configs/qwen3-4b-instruct-2507/), the "
-            "paper's 192 on any number of processes, unless gradient_accumulation_steps is set to another value "
-            "than the file's; for any other recipe, its gradient_accumulation_steps. A paper recipe run at "
-            "another effective batch is warned about and the manifest says so."
+            "the number of processes. Default: for a recipe that trains what the authors trained (its settings "
+            "of data and objective are theirs, as in trl_configs/qwen3-4b-instruct-2507/), their 192 on any "
+            "number of processes, unless gradient_accumulation_steps is set to another value than the file's; "
+            "for any other recipe, its gradient_accumulation_steps. An authors' recipe run at another effective "
+            "batch is warned about and the manifest says so."
         },
     )
     base_model_id: str | None = field(
@@ -118,6 +90,15 @@ class TrainArguments(ScriptArguments):
         default=False,
         metadata={
             "help": "Train again into an output_dir that already holds a finished run (its files are replaced)."
+        },
+    )
+    dump_tokens: str | None = field(
+        default=None,
+        metadata={
+            "help": "Write every training example as it enters the trainer to this file, one JSON line each "
+            "(id, input_ids, labels before the shift), in the order the trainer's data loader yields them in "
+            "the first epoch, after every preprocessing and speed choice; then stop without training (nothing "
+            "is written into output_dir). One process only."
         },
     )
     recipe_file: str | None = field(
@@ -155,55 +136,55 @@ LAYOUT_SETTINGS = ("gradient_accumulation_steps", "world_size", "padding_free")
 """How the effective batch is laid out on the hardware: recorded, but a resume may change them (the effective
 batch, the per-device batch and every other setting must stay)."""
 
-
-def _value(setting: Any) -> str:
-    """The name of an enum setting (transformers' enums print as ``Class.MEMBER``), or the string itself."""
-    return str(getattr(setting, "value", setting))
+RESUME_KEYS = (
+    "model_name_or_path",
+    "dtype",
+    "bf16",
+    "attn_implementation",
+    "use_peft",
+    "use_dora",
+    "lora_r",
+    "lora_alpha",
+    "lora_dropout",
+    "lora_target_modules",
+    "num_train_epochs",
+    "per_device_train_batch_size",
+    "effective_batch",
+    "learning_rate",
+    "lr_scheduler_type",
+    "warmup_steps",
+    "max_length",
+    "activation_checkpointing",
+    "train_sampling_strategy",
+    "pad_to_multiple_of",
+    "optim",
+    "seed",
+    "loss",
+    "packing",
+    "eval_strategy",
+)
+"""The settings a checkpoint carries and a resume must keep (as the recipe and command line give them, before
+the speed plan, so that a run may resume on other hardware)."""
 
 
 def effective_settings(
     script_args: TrainArguments, training_args: SFTConfig, model_args: ModelConfig, world_size: int
 ) -> dict[str, Any]:
-    """The run's values of the settings in ``PAPER`` (what the manifest compares) and of ``LAYOUT_SETTINGS``."""
-    targets = model_args.lora_target_modules
-    return {
-        "model_name_or_path": model_args.model_name_or_path,
-        "dtype": model_args.dtype,
-        "bf16": bool(training_args.bf16),
-        "attn_implementation": model_args.attn_implementation,
-        "use_peft": model_args.use_peft,
-        "use_dora": model_args.use_dora,
-        "lora_r": model_args.lora_r,
-        "lora_alpha": model_args.lora_alpha,
-        "lora_dropout": model_args.lora_dropout,
-        "lora_target_modules": sorted(targets) if isinstance(targets, list) else targets,
-        "num_train_epochs": training_args.num_train_epochs,
-        "per_device_train_batch_size": training_args.per_device_train_batch_size,
-        "gradient_accumulation_steps": training_args.gradient_accumulation_steps,
-        "world_size": world_size,
-        "effective_batch": training_args.per_device_train_batch_size
-        * training_args.gradient_accumulation_steps
-        * world_size,
-        "learning_rate": training_args.learning_rate,
-        "lr_scheduler_type": _value(training_args.lr_scheduler_type),
-        "warmup_steps": training_args.warmup_steps,
-        "max_length": training_args.max_length,
-        "activation_checkpointing": bool(training_args.activation_checkpointing),
-        "train_sampling_strategy": training_args.train_sampling_strategy,
-        "pad_to_multiple_of": training_args.pad_to_multiple_of,
-        "optim": _value(training_args.optim),
-        "seed": training_args.seed,
-        "loss": script_args.loss,
-        "packing": bool(training_args.packing),
-        "padding_free": bool(training_args.padding_free),
-        "eval_strategy": _value(training_args.eval_strategy),
-    }
-
-
-def paper_deviations(settings: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """``{setting: {"paper": ..., "run": ...}}`` for every setting that differs from the authors'."""
-    return {
-        key: {"paper": paper, "run": settings.get(key)}
-        for key, paper in PAPER.items()
-        if settings.get(key) != paper
-    }
+    """The run's value of every recipe key of the authors' settings (``authors.RECIPE_KEYS``, read from the
+    parsed arguments as they are now), with the batch layout: ``world_size``, ``effective_batch``,
+    ``length_group_size`` (what transformers' length-grouped sampler sorts together: per-device batch x
+    accumulation; None for another sampling strategy) and the loss mode."""
+    sources = (training_args, model_args, script_args)
+    settings: dict[str, Any] = {}
+    for key in RECIPE_KEYS:
+        owner = next(source for source in sources if hasattr(source, key))
+        value = value_of(getattr(owner, key))
+        settings[key] = bool(value) if key in ("bf16", "activation_checkpointing") else value
+    per_step = training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps
+    settings.update(
+        world_size=world_size,
+        effective_batch=per_step * world_size,
+        length_group_size=per_step if settings["train_sampling_strategy"] == "group_by_length" else None,
+        loss=script_args.loss,
+    )
+    return settings

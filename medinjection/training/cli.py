@@ -33,6 +33,7 @@ def train_command(ctx: typer.Context) -> None:
         script_args, training_args, model_args = parse_args(args, prog="medinjection train")
     except ValueError as err:
         fail(str(err), 2)
+    from medinjection.core.runs import RunError
     from medinjection.models.identity import BaseModelError
     from medinjection.training.data import DataError
     from medinjection.training.recipe_files import RecipeError
@@ -41,8 +42,13 @@ def train_command(ctx: typer.Context) -> None:
 
     try:
         layout = train(script_args, training_args, model_args, argv=["medinjection", "train", *args])
-    except (DataError, BaseModelError, RecipeError, ResumeError, TrainError) as err:
+    except (DataError, BaseModelError, RecipeError, ResumeError, RunError, TrainError) as err:
         fail(str(err))
+    if layout is None:  # --dump_tokens
+        with open(script_args.dump_tokens, encoding="utf-8") as dumped:
+            count = sum(1 for _ in dumped)
+        typer.echo(f"wrote {count} training examples to {script_args.dump_tokens} (nothing trained)")
+        return
     manifest = layout.manifest()
     val = (manifest["metrics"].get("validation") or {}).get("eval_loss")
     typer.echo(

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,73 @@ def _digest(files: dict[str, str]) -> str:
     for rel, sha in sorted(files.items()):
         digest.update(f"{rel}\0{sha}\n".encode())
     return digest.hexdigest()
+
+
+def unreadable_files(
+    name: str, config: str, data_files: dict[str, list[str]], local: bool, err: Exception
+) -> str:
+    """One line naming the data file ``datasets`` could not read (a truncated or corrupt Parquet file), or
+    the split whose row count is not the one the dataset's README records (a file changed after the build)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from datasets.exceptions import NonMatchingSplitsSizesError
+
+    if isinstance(err, NonMatchingSplitsSizesError):
+        # datasets gives the splits as the text of a list of {"expected": SplitInfo, "recorded": SplitInfo}
+        found = re.findall(r"SplitInfo\(name='([^']+)'[^)]*?num_examples=(\d+)", str(err))
+        pairs = list(zip(found[::2], found[1::2], strict=False))
+        counts = "; ".join(
+            f"its {expected[0]} split holds {recorded[1]} rows where its README records {expected[1]}"
+            for expected, recorded in pairs
+        ) or str(err)
+        named = []
+        for split in dict.fromkeys(expected[0] for expected, _ in pairs):
+            changed = _changed_mix_files(name, config) if local and split == "train" else []
+            if changed:  # a mix's train shards have their sha256 in mixes.json
+                named.append(f"changed since `medinjection mix` wrote it: {', '.join(changed)}")
+            else:
+                files = [_relative(Path(name), f) if local else str(f) for f in data_files.get(split, [])]
+                named.append(
+                    f"a file of the {split} split changed since the build: one of {', '.join(files)}"
+                )
+        return (
+            f"{name} config {config!r}: {counts}; {'; '.join(named)}; rebuild the dataset "
+            "(medinjection build, medinjection mix) or restore the files"
+        )
+    if local:
+        for split, files in data_files.items():
+            for file in files:
+                try:
+                    pq.read_table(file)
+                except (pa.ArrowException, OSError) as bad:
+                    return f"{file}: not a readable Parquet file ({bad}); config {config!r}, {split} split of {name}"
+    cause = err.__cause__ or err.__context__ or err
+    return f"{name} config {config!r}: a data file cannot be read ({type(cause).__name__}: {cause})"
+
+
+@contextmanager
+def _quiet_datasets():
+    from datasets.utils import logging as datasets_logging
+
+    level = datasets_logging.get_verbosity()
+    datasets_logging.set_verbosity(datasets_logging.CRITICAL)
+    try:
+        yield
+    finally:
+        datasets_logging.set_verbosity(level)
+
+
+def _changed_mix_files(name: str, config: str) -> list[str]:
+    """The train shards of the mix ``config`` whose sha256 is no longer the one ``mixes.json`` records."""
+    try:
+        entry = Layout(name).mix_entry(config) or {}
+    except LayoutError:
+        return []
+    return sorted(
+        rel
+        for rel, sha in (entry.get("files") or {}).items()
+        if not (Path(name) / rel).is_file() or sha256_file(Path(name) / rel) != sha
+    )
 
 
 def read_mixes_manifest(name: str, revision: str | None, local: bool) -> dict[str, Any] | None:
@@ -126,6 +194,7 @@ def load_training_data(
     Raises ``DataError`` naming the dataset and what is missing (config, split, ``messages`` column).
     """
     import datasets
+    from datasets.exceptions import DatasetGenerationError, NonMatchingSplitsSizesError
 
     if not name:
         raise DataError("no dataset: give dataset_name (a built dataset folder or a Hub dataset repo)")
@@ -154,7 +223,13 @@ def load_training_data(
         # Keyed by the files' sha256, the cache is reused exactly when the bytes are the same.
         shas = _file_shas(Path(name), data_files, list(data_files))
         cache_dir = str(Path(datasets.config.HF_DATASETS_CACHE) / "medinjection-local" / _digest(shas)[:20])
-    loaded = datasets.load_dataset(name, config, revision=None if local else revision, cache_dir=cache_dir)
+    try:
+        with _quiet_datasets():  # its "Failed to read file" log line would come before ours, in other words
+            loaded = datasets.load_dataset(
+                name, config, revision=None if local else revision, cache_dir=cache_dir
+            )
+    except (DatasetGenerationError, NonMatchingSplitsSizesError) as err:
+        raise DataError(unreadable_files(name, config, data_files, local, err)) from None
     train = loaded[train_split]
     if "messages" not in train.column_names:
         raise DataError(

@@ -4,7 +4,7 @@ It ties the adapter files (their sha256, as ``RunLayout.adapter_sha256`` compute
 produced them: the base model's Hub id and revision; the dataset (Hub repo and resolved commit, or the
 local folder with a sha256 of every file read); the mix's name, size and types and the chat format
 version; the recipe file and its sha256, the command line and the settings (as written and as run,
-with every difference from the paper's setup and every speed-up); the loss mode and its token counts;
+with every difference from the authors' run, by kind, and every speed-up); the loss mode and its token counts;
 the seed, the code's git commit, the package versions and the hardware; the final training and
 validation metrics.
 """
@@ -21,10 +21,12 @@ from medinjection.core import environment
 from medinjection.core.files import sha256_file, write_text_atomic
 from medinjection.core.runs import RunLayout
 
-FORMAT = 1
+FORMAT = 2
+"""2: ``paper_deviations`` entries carry their ``kind`` (``authors.KINDS``) and the authors' value under
+``authors``; ``paper_deviations_by_kind``; ``faithful_to_paper`` from the settings the run used."""
 LOSS_LABELS = {
-    "full": "every token of the rendered chat (system, user, assistant) plus the EOS TRL appends to the "
-    "text, as the authors trained",
+    "full": "every token of the chat rendered with its template (system, user, assistant), no end token "
+    "appended: exactly the authors' tokens",
     "assistant": "the answer tokens and their end-of-turn token only",
 }
 
@@ -64,7 +66,7 @@ def build_manifest(
     script_args: dict[str, Any],
     recipe_settings: dict[str, Any],
     run_settings: dict[str, Any],
-    deviations: dict[str, Any],
+    labels: dict[str, Any],
     speed: dict[str, Any],
     tokens: dict[str, Any],
     metrics: dict[str, Any],
@@ -103,8 +105,9 @@ def build_manifest(
         "seed": run_settings["seed"],
         "loss": {"mode": script_args["loss"], "labels": LOSS_LABELS[script_args["loss"]], "tokens": tokens},
         "settings": {"recipe": recipe_settings, "run": run_settings},
-        "paper_deviations": deviations,
-        "faithful_to_paper": not deviations,
+        "paper_deviations": labels["paper_deviations"],
+        "paper_deviations_by_kind": labels["paper_deviations_by_kind"],
+        "faithful_to_paper": labels["faithful_to_paper"],
         "speed": speed,
         "resumed_from": resumed_from,
         "warnings": list(warnings or []),

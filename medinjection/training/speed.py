@@ -1,9 +1,11 @@
 """``--speed auto``: what computes the same loss in less time on this hardware.
 
-Every change keeps the maths of the recipe: the same examples in each optimiser step (the length-grouped
-sampler's order depends on the effective batch, not on how it is split), the same tokens and labels, the
-same per-token loss normalised by the number of label tokens of the whole step, the same dropout
-probability. What changes is only what is computed around them:
+Every change keeps the maths of the recipe: the same examples in each optimiser step (the plan never
+touches the per-device batch or the accumulation, whose product is what the length-grouped sampler sorts
+together), the same tokens and labels, the same per-token loss normalised by the number of label tokens
+of the whole step, the same dropout probability. What changes is only how it is computed, so a change is
+either of the same maths (no recomputation) or of different numerics (other kernels, other tensor shapes);
+the manifest lists each against the authors' run with its kind (``authors.py``, ``run.label_run``):
 
 * **padding-free batches** (CUDA, flash-attention 2/3 installed and requested): the micro-batch is one
   flattened sequence with restarting ``position_ids``; flash-attention's varlen kernel keeps the

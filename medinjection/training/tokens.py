@@ -1,13 +1,15 @@
 """Tokens and labels of the two loss modes, computed once before training.
 
 **full** (the authors' setup). The authors rendered each chat to text with the tokenizer's chat template
-and trained on that text column. TRL's language-modelling path then appends the EOS token unless the
-text already ends with it and tokenizes the text. The Qwen3-Instruct-2507 template ends every turn with
-``<|im_end|>\\n``, so the text ends with a newline and TRL appends one more ``<|im_end|>``: the
-authors' sequence is the conversational rendering followed by an extra ``<|im_end|>``, and every
-token (system, user, assistant and that last one) is a label. ``full_sequence_ids`` reproduces exactly
-that; the tests compare it with TRL's own text path. (``trl sft`` on a ``messages`` column, the
-conversational path, renders the same tokens without the extra one.)
+into a column named ``formatted_chat`` and trained with ``dataset_text_field="formatted_chat"``. The TRL
+releases they used (0.17 to 1.14) append an end-of-sequence token only to a column named exactly
+``text``, so their text was tokenized as it was: the Qwen3-Instruct-2507 template ends every turn with
+``<|im_end|>\n``, and their sequences end there, nothing after. Every token (system, user, assistant) is a
+label. ``full_sequence_ids`` gives exactly those ids; the tests compare them with an independent rendering
+(chat template, then tokenizer). TRL 1.15 and later append the EOS to the ``dataset_text_field`` column
+whatever its name (one more ``<|im_end|>`` on this template), which is why the tokens are computed here and
+not left to the installed TRL. ``trl sft`` on a ``messages`` column (the conversational path) gives the
+same tokens.
 
 **assistant**. The conversational rendering; the label mask covers the answer and its end-of-turn
 token only. The mask comes from TRL's training variant of the chat template (``{% generation %}``
@@ -44,10 +46,8 @@ class PreparedStats:
 
 
 def full_sequence_ids(tokenizer, messages: list[dict[str, str]]) -> list[int]:
-    """The authors' token ids: chat template to text, EOS appended as TRL does, then tokenized."""
+    """The authors' token ids: the chat template's text, tokenized as it is (no end token appended)."""
     text = tokenizer.apply_chat_template(messages, tokenize=False)
-    if not text.endswith(tokenizer.eos_token):
-        text += tokenizer.eos_token
     return list(tokenizer(text=text)["input_ids"])
 
 
@@ -159,7 +159,8 @@ def prepare(dataset, tokenizer, loss: str, max_length: int | None, num_proc: int
             stats.dropped_ids = [encoded[i]["id"] for i in dropped[:20]]
         encoded = encoded.select([i for i, n in enumerate(label_tokens) if n])
     stats.tokens = int(sum(encoded["_tokens"]))
+    # ``id`` stays: the trainer drops columns the model does not take, and --dump_tokens reads it
     encoded = encoded.remove_columns(
-        [c for c in ("_truncated", "_tokens", "_label_tokens", "id") if c in encoded.column_names]
+        [c for c in ("_truncated", "_tokens", "_label_tokens") if c in encoded.column_names]
     )
     return encoded, stats

@@ -17,6 +17,15 @@ from medinjection.core.runs import ADAPTER_FILES
 DORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def hash_cache(tmp_path_factory):
+    """The model-file hash cache of the session (``models.identity.hash_cache_path``): a fresh file, so
+    that tests never read or fill the user's ``~/.cache/medinjection/file-hashes.json``."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MEDINJECTION_HASH_CACHE", str(tmp_path_factory.mktemp("hashes") / "file-hashes.json"))
+        yield
+
+
 @pytest.fixture(scope="session")
 def tiny_path(tmp_path_factory) -> Path:
     from medinjection.models.tiny import make_tiny_model

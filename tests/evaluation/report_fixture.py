@@ -1,7 +1,7 @@
 """Evaluation outputs with known properties, in the layout and schema ``medinjection evaluate`` writes.
 
-Three models (base, nat, trad) on a multiple-choice benchmark scored with 2 permutations and an
-open-ended benchmark judged with both prompts. By design:
+Three models (base, nat, trad) on a multiple-choice task scored with 2 permutations and an
+open-ended task judged with both prompts. By design:
 
 - nat answers right on far more items than base (a significant gain), trad on the same items as
   base but one (no significant difference);
@@ -51,10 +51,10 @@ def mc_rows(tag: str) -> list[dict]:
             pred = gold if right else (["A"] if kind == "MCQ" else [])
             row = {
                 "id": f"mc-{i}",
-                "benchmark": MC,
+                "task": MC,
                 "type": kind,
                 "source": "frenchmedmcqa",
-                "task": "mcq",
+                "scorer": "mcq",
                 "permutation": permutation,
                 "options": ["A", "B", "C", "D", "E"],
                 "gold": gold,
@@ -86,10 +86,10 @@ def oeq_rows(tag: str) -> list[dict]:
     for i, answer in enumerate(answers):
         row = {
             "id": f"oeq-{i}",
-            "benchmark": OEQ,
+            "task": OEQ,
             "type": "OEQ",
             "source": "mediqal",
-            "task": "oeq",
+            "scorer": "oeq",
             "permutation": 0,
             "question": f"Question : quel est le traitement du cas {i} ?",
             "reference": REFERENCES[i],
@@ -141,25 +141,25 @@ def mc_metrics(rows: list[dict]) -> dict:
 
 
 def write_outputs(root: Path) -> Path:
-    """Write the fixture outputs under ``root`` (an evaluation --output folder) and return it."""
+    """Write the fixture outputs under ``root`` (an evaluation output_dir) and return it."""
     rows_of: dict[tuple[str, str], list[dict]] = {}
     for tag in TAGS:
-        for benchmark, rows in ((MC, mc_rows(tag)), (OEQ, oeq_rows(tag))):
-            rows_of[(tag, benchmark)] = rows
-            folder = root / tag / benchmark
+        for task, rows in ((MC, mc_rows(tag)), (OEQ, oeq_rows(tag))):
+            rows_of[(tag, task)] = rows
+            folder = root / tag / task
             folder.mkdir(parents=True, exist_ok=True)
             pq.write_table(pa.Table.from_pylist(rows), folder / "predictions.parquet")
-            metrics = mc_metrics(rows) if benchmark == MC else summarize(rows)
+            metrics = mc_metrics(rows) if task == MC else summarize(rows)
             summary = {
-                "schema_version": 1,
+                "schema_version": 2,
                 "model": "medinjection/tiny-random-qwen3",
                 "model_tag": tag,
                 "adapter": None if tag == "base" else f"/runs/{tag}",
                 "adapter_sha256": None if tag == "base" else (tag * 64)[:64],
-                "benchmark": benchmark,
-                "items_sha256": f"items-{benchmark}",
-                "n_items": N_MC if benchmark == MC else N_OEQ,
-                "protocol": {"permutations": K if benchmark == MC else 0, "seed": 0},
+                "task": task,
+                "items_sha256": f"items-{task}",
+                "n_items": N_MC if task == MC else N_OEQ,
+                "protocol": {"permutations": K if task == MC else 0, "seed": 0},
                 "metrics": metrics,
             }
             (folder / "summary.json").write_text(json.dumps(summary, indent=1))
@@ -174,7 +174,7 @@ def write_outputs(root: Path) -> Path:
                 [a[i] for i in ids], [b[i] for i in ids], binary=metric.startswith("em_")
             )
             family.append(
-                {"model": tag, "baseline": "base", "benchmark": MC, "metric": metric, **result.as_dict()}
+                {"model": tag, "baseline": "base", "task": MC, "metric": metric, **result.as_dict()}
             )
     for row, p in zip(family, stats.benjamini_hochberg([r["p_value"] for r in family]), strict=True):
         row["p_adjusted"] = p
@@ -183,6 +183,7 @@ def write_outputs(root: Path) -> Path:
     (root / "comparisons.json").write_text(
         json.dumps(
             {
+                "schema_version": 2,
                 "alpha": 0.05,
                 "correction": "benjamini-hochberg",
                 "families": {"vs_base": family, "pairwise": []},
@@ -193,8 +194,9 @@ def write_outputs(root: Path) -> Path:
         em = [r["em_constrained"] for r in rows_of[(tag, MC)] if r["permutation"] == 0]
         low, high, _ = stats.stratified_bootstrap_ci([em], "macro")
         aggregate = {
+            "schema_version": 2,
             "model_tag": tag,
-            "benchmarks": [MC],
+            "tasks": [MC],
             "aggregated": "macro",
             "metrics": {
                 "em_constrained_macro": {"value": stats.macro_mean([em]), "ci95": [low, high], "n": len(em)},

@@ -56,8 +56,8 @@ def tables(markdown: str) -> dict[str, list[dict[str, str]]]:
     return found
 
 
-def summary(outputs: Path, tag: str, benchmark: str) -> dict:
-    return json.loads((outputs / tag / benchmark / "summary.json").read_text())
+def summary(outputs: Path, tag: str, task: str) -> dict:
+    return json.loads((outputs / tag / task / "summary.json").read_text())
 
 
 def fmt(entry: dict, scale: float = 100.0) -> str:
@@ -127,8 +127,8 @@ def test_position_bias_and_open_ended_tables(report, outputs):
     # one note per reason, with every model and benchmark it applies to (not one line per cell)
     notes = report.markdown.split("## Notes")[1]
     assert (
-        "- no BERTScore model given (--bertscore-model): bertscore_f1 of Base, NAT, TRAD on mediqal-oeq"
-        in notes
+        "- no BERTScore model given (bertscore_model; the paper recipe names bert-base-multilingual-cased): "
+        "bertscore_f1 of Base, NAT, TRAD on mediqal-oeq" in notes
     )
     assert notes.count("no BERTScore model given") == 1
     assert (
@@ -204,9 +204,7 @@ def test_report_command(outputs, tmp_path):
 
 def test_bad_outputs_are_named(tmp_path):
     (tmp_path / "base" / "x").mkdir(parents=True)
-    with pytest.raises(
-        ReportError, match="no <model_tag>/<benchmark>/summary.json with its predictions.parquet"
-    ):
+    with pytest.raises(ReportError, match="no <model_tag>/<task>/summary.json with its predictions.parquet"):
         read_outputs(tmp_path)
     (tmp_path / "base" / "x" / "predictions.parquet").write_bytes(b"")
     (tmp_path / "base" / "x" / "summary.json").write_text("{not json")
@@ -214,8 +212,11 @@ def test_bad_outputs_are_named(tmp_path):
         ReportError, match=re.escape(f"{tmp_path / 'base' / 'x' / 'summary.json'}: not valid JSON")
     ):
         read_outputs(tmp_path)
-    (tmp_path / "base" / "x" / "summary.json").write_text('{"model": "m"}')
-    with pytest.raises(ReportError, match="no 'benchmark' \\(not an evaluation summary\\)"):
+    (tmp_path / "base" / "x" / "summary.json").write_text('{"model": "m", "benchmark": "x"}')
+    with pytest.raises(ReportError, match="summary.json: an evaluation summary of schema_version None"):
+        read_outputs(tmp_path)  # a summary of another schema (its keys mean something else)
+    (tmp_path / "base" / "x" / "summary.json").write_text('{"schema_version": 2, "model": "m"}')
+    with pytest.raises(ReportError, match="no 'task' \\(not an evaluation summary\\)"):
         read_outputs(tmp_path)
 
 

@@ -12,16 +12,17 @@ import sys
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from test_eval_benchmarks import built_records, fmm_rows, write_built_folder
+from test_eval_tasks import built_records, fmm_rows, write_built_folder
 from typer.testing import CliRunner
 
 from medinjection.cli import app
 from medinjection.core.runs import RunLayout
-from medinjection.evaluation import tasks
-from medinjection.evaluation.runner import EvalSettings, evaluate
+from medinjection.evaluation import scorers
+from medinjection.evaluation.runner import evaluate
+from medinjection.evaluation.settings import EvalArguments
 
 COLUMNS = {
-    "id", "benchmark", "type", "source", "task", "permutation", "options", "order", "gold",
+    "id", "task", "type", "source", "scorer", "permutation", "options", "order", "gold",
     "constrained_text", "constrained", "greedy_text", "greedy", "constrained_letters_text", "constrained_letters",
     "em_constrained", "em_greedy", "em_constrained_letters",
     "hamming_constrained", "hamming_greedy", "hamming_constrained_letters", "n_prompt_tokens",
@@ -30,7 +31,7 @@ SUMMARY_KEYS = {
     "model",
     "adapter",
     "adapter_sha256",
-    "benchmark",
+    "task",
     "n_items",
     "metrics",
     "items_sha256",
@@ -39,7 +40,7 @@ SUMMARY_KEYS = {
 
 
 @pytest.fixture()
-def fmm_benchmark(tmp_path):
+def fmm_task(tmp_path):
     folder = tmp_path / "bench"
     folder.mkdir()
     (folder / "dev.json").write_text(json.dumps(fmm_rows(9), ensure_ascii=False))
@@ -58,10 +59,19 @@ def invoke(*args):
     return result.output
 
 
-def test_evaluate_base_and_adapters(tiny_path, dora_runs, fmm_benchmark, tmp_path):
+def test_evaluate_base_and_adapters(tiny_path, dora_runs, fmm_task, tmp_path):
     out = tmp_path / "out"
-    common = ["--model", tiny_path, "--benchmark", fmm_benchmark, "-o", out, "--bootstrap-resamples", "200"]
-    invoke(*common, "--adapter", dora_runs, "--permutations", "2")
+    common = [
+        "--model_name_or_path",
+        tiny_path,
+        "--tasks",
+        fmm_task,
+        "--output_dir",
+        out,
+        "--bootstrap_resamples",
+        "200",
+    ]
+    invoke(*common, "--adapters", dora_runs, "--permutations", "2")
 
     for tag in ("base", "nat", "nat_trad"):
         table = pq.read_table(out / tag / "fmm-mini" / "predictions.parquet")
@@ -114,7 +124,7 @@ def test_evaluate_base_and_adapters(tiny_path, dora_runs, fmm_benchmark, tmp_pat
 
     comparisons = json.loads((out / "comparisons.json").read_text())
     vs_base = comparisons["families"]["vs_base"]
-    assert {(r["model"], r["benchmark"]) for r in vs_base} >= {
+    assert {(r["model"], r["task"]) for r in vs_base} >= {
         ("nat", "fmm-mini"),
         ("nat_trad", "_aggregate_macro"),
     }
@@ -123,19 +133,19 @@ def test_evaluate_base_and_adapters(tiny_path, dora_runs, fmm_benchmark, tmp_pat
 
     # the same command again: everything reused, nothing rewritten
     stamp = (out / "nat" / "fmm-mini" / "predictions.parquet").stat().st_mtime_ns
-    output = invoke(*common, "--adapter", dora_runs, "--permutations", "2")
+    output = invoke(*common, "--adapters", dora_runs, "--permutations", "2")
     assert output.count("reused") == 3
     assert (out / "nat" / "fmm-mini" / "predictions.parquet").stat().st_mtime_ns == stamp
     # another protocol setting is another scoring
-    output = invoke(*common, "--no-base", "--adapter", dora_runs / "nat", "--permutations", "1")
+    output = invoke(*common, "--no_base", "--adapters", dora_runs / "nat", "--permutations", "1")
     assert "reused" not in output
     assert len(pq.read_table(out / "nat" / "fmm-mini" / "predictions.parquet")) == 9 * 2
 
 
-def test_reference_engine_gives_the_same_predictions(tiny_path, fmm_benchmark, tmp_path):
-    common = ["--model", tiny_path, "--benchmark", fmm_benchmark, "--bootstrap-resamples", "100"]
-    invoke(*common, "-o", tmp_path / "batched", "--batch-size", "4")
-    invoke(*common, "-o", tmp_path / "reference", "--engine", "reference")
+def test_reference_engine_gives_the_same_predictions(tiny_path, fmm_task, tmp_path):
+    common = ["--model_name_or_path", tiny_path, "--tasks", fmm_task, "--bootstrap_resamples", "100"]
+    invoke(*common, "--output_dir", tmp_path / "batched", "--batch_size", "4")
+    invoke(*common, "--output_dir", tmp_path / "reference", "--engine", "reference")
     keep = [
         "id",
         "constrained_text",
@@ -151,38 +161,48 @@ def test_reference_engine_gives_the_same_predictions(tiny_path, fmm_benchmark, t
     assert batched == reference
 
 
-def test_unknown_benchmark_and_the_list(tiny_path, tmp_path):
+def test_unknown_task_and_the_list(tiny_path, tmp_path):
     result = CliRunner().invoke(
-        app, ["evaluate", "--model", str(tiny_path), "--benchmark", "medqa-fr", "-o", str(tmp_path)]
+        app,
+        [
+            "evaluate",
+            "--model_name_or_path",
+            str(tiny_path),
+            "--tasks",
+            "medqa-fr",
+            "--output_dir",
+            str(tmp_path),
+        ],
     )
     assert result.exit_code == 1
-    assert "unknown benchmark 'medqa-fr'" in result.output and "'frenchmedmcqa'" in result.output
-    listed = invoke("--list-benchmarks")
-    assert "frenchmedmcqa" in listed and "pubmedqa" in listed and "native-test" in listed
+    assert "unknown task 'medqa-fr'" in result.output and "'frenchmedmcqa'" in result.output
+    listed = CliRunner().invoke(app, ["tasks"])
+    assert listed.exit_code == 0, listed.output
+    assert "frenchmedmcqa" in listed.output and "pubmedqa" in listed.output and "native-test" in listed.output
 
 
-def test_types_without_a_task_are_counted_not_scored(tiny_path, tmp_path, monkeypatch):
-    monkeypatch.setitem(tasks.TASKS, "oeq", "medinjection.evaluation.no_such_task:TASK")
+def test_types_without_a_scorer_are_counted_not_scored(tiny_path, tmp_path, monkeypatch):
+    monkeypatch.setitem(scorers.SCORERS, "oeq", "medinjection.evaluation.no_such_scorer:SCORER")
     write_built_folder(tmp_path / "ds", {"test": built_records(4, 2)})
     logs = []
     evaluate(
-        EvalSettings(
-            model=str(tiny_path),
-            dataset=str(tmp_path / "ds"),
-            config="native",
-            output=tmp_path / "out",
+        EvalArguments(
+            model_name_or_path=str(tiny_path),
+            dataset_name=str(tmp_path / "ds"),
+            dataset_config="native",
+            output_dir=str(tmp_path / "out"),
             bootstrap_resamples=100,
-            log=logs.append,
-        )
+        ),
+        log=logs.append,
     )
     summary = json.loads((tmp_path / "out/base/native-test/summary.json").read_text())
     assert summary["n_items"] == 4 and summary["skipped_types"]["OEQ"]["n"] == 2
-    assert "no_such_task" in summary["skipped_types"]["OEQ"]["reason"]
+    assert "no_such_scorer" in summary["skipped_types"]["OEQ"]["reason"]
     assert any("2 OEQ item(s) not scored" in line for line in logs)
     assert len(pq.read_table(tmp_path / "out/base/native-test/predictions.parquet")) == 4
 
 
-def test_vllm_backend_says_how_to_get_it(tiny_path, fmm_benchmark, tmp_path):
+def test_vllm_backend_says_how_to_get_it(tiny_path, fmm_task, tmp_path):
     import importlib.util
 
     if importlib.util.find_spec("vllm") is not None:  # pragma: no cover - a machine with vLLM
@@ -191,11 +211,11 @@ def test_vllm_backend_says_how_to_get_it(tiny_path, fmm_benchmark, tmp_path):
         app,
         [
             "evaluate",
-            "--model",
+            "--model_name_or_path",
             str(tiny_path),
-            "--benchmark",
-            str(fmm_benchmark),
-            "-o",
+            "--tasks",
+            str(fmm_task),
+            "--output_dir",
             str(tmp_path),
             "--backend",
             "vllm",
@@ -205,26 +225,26 @@ def test_vllm_backend_says_how_to_get_it(tiny_path, fmm_benchmark, tmp_path):
 
 
 @pytest.mark.slow
-def test_data_parallel_with_accelerate_launch(tiny_path, fmm_benchmark, tmp_path):
+def test_data_parallel_with_accelerate_launch(tiny_path, fmm_task, tmp_path):
     """Two CPU processes, each a shard of the items: the same predictions as one process."""
     common = [
-        "--model",
+        "--model_name_or_path",
         str(tiny_path),
-        "--benchmark",
-        str(fmm_benchmark),
-        "--bootstrap-resamples",
+        "--tasks",
+        str(fmm_task),
+        "--bootstrap_resamples",
         "100",
         "--permutations",
         "1",
     ]
-    invoke(*common, "-o", tmp_path / "one")
+    invoke(*common, "--output_dir", tmp_path / "one")
     launcher = os.path.join(os.path.dirname(sys.executable), "accelerate")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     subprocess.run(
         # --multi_gpu picks accelerate's torchrun launcher (its --cpu launcher needs mpirun); without
         # CUDA the runner joins the two processes over gloo on the CPU.
         [launcher, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
-         "--dynamo_backend", "no", "-m", "medinjection.recipes.evaluate", *common, "-o", str(tmp_path / "two")],
+         "--dynamo_backend", "no", "-m", "medinjection.recipes.evaluate", *common, "--output_dir", str(tmp_path / "two")],
         check=True, env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     one = (
@@ -241,20 +261,20 @@ def test_data_parallel_with_accelerate_launch(tiny_path, fmm_benchmark, tmp_path
     assert json.loads((tmp_path / "two/base/fmm-mini/summary.json").read_text())["backend"]["world_size"] == 2
 
 
-def test_summary_names_the_base_and_versions_and_one_item_has_no_interval(tiny_path, fmm_benchmark, tmp_path):
+def test_summary_names_the_base_and_versions_and_one_item_has_no_interval(tiny_path, fmm_task, tmp_path):
     """The summary says which Hub model (and commit) was scored, in the training manifest's terms."""
     from medinjection.models.tiny import TINY_HUB_ID
 
     logs = []
     evaluate(
-        EvalSettings(
-            model=str(tiny_path),
-            benchmarks=[str(fmm_benchmark)],
-            output=tmp_path / "out",
+        EvalArguments(
+            model_name_or_path=str(tiny_path),
+            tasks=[str(fmm_task)],
+            output_dir=str(tmp_path / "out"),
             bootstrap_resamples=50,
             limit=1,
-            log=logs.append,
-        )
+        ),
+        log=logs.append,
     )
     summary = json.loads((tmp_path / "out/base/fmm-mini/summary.json").read_text())
     assert summary["model_hub_id"] == TINY_HUB_ID and summary["model_revision"] is None
@@ -312,44 +332,53 @@ def test_base_identity_of_hub_ids_snapshots_and_bare_folders(tiny_path, tmp_path
     ]
 
 
-def test_merged_scoring_is_checked_through_evaluate(tiny_path, dora_runs, fmm_benchmark, tmp_path):
+def test_merged_scoring_is_checked_through_evaluate(tiny_path, dora_runs, fmm_task, tmp_path):
     from medinjection.evaluation.models import ModelLoadError
 
     common = dict(
-        model=str(tiny_path),
-        adapters=[dora_runs / "nat"],
+        model_name_or_path=str(tiny_path),
+        adapters=[str(dora_runs / "nat")],
         base=False,
-        benchmarks=[str(fmm_benchmark)],
+        tasks=[str(fmm_task)],
         bootstrap_resamples=50,
         merge=True,
-        log=lambda line: None,
     )
-    evaluate(EvalSettings(**common, output=tmp_path / "merged", merge_check_items=4))
+    quiet = dict(log=lambda line: None)
+    evaluate(EvalArguments(**common, output_dir=str(tmp_path / "merged"), merge_check_items=4), **quiet)
     backend = json.loads((tmp_path / "merged/nat/fmm-mini/summary.json").read_text())["backend"]
     assert backend["merged"] and backend["merge_check"]["mc_items"] == 4
     assert backend["merge_check"]["compared"] == "decoded predictions (all tokens)"
     unmerged = tmp_path / "unmerged"
-    evaluate(EvalSettings(**{**common, "merge": False}, output=unmerged))
+    evaluate(EvalArguments(**{**common, "merge": False}, output_dir=str(unmerged)), **quiet)
     keep = ["id", "constrained_text", "greedy_text", "constrained_letters_text"]
     assert (
         pq.read_table(tmp_path / "merged/nat/fmm-mini/predictions.parquet").select(keep).to_pylist()
         == pq.read_table(unmerged / "nat/fmm-mini/predictions.parquet").select(keep).to_pylist()
     )
     with pytest.raises(ModelLoadError, match="merge check has no item"):
-        evaluate(EvalSettings(**common, output=tmp_path / "none", merge_check_items=0))
+        evaluate(EvalArguments(**common, output_dir=str(tmp_path / "none"), merge_check_items=0), **quiet)
 
 
-def test_corrupt_files_are_named(tiny_path, dora_runs, fmm_benchmark, tmp_path):
+def test_corrupt_files_are_named(tiny_path, dora_runs, fmm_task, tmp_path):
     import shutil
 
     from medinjection.core.outputs import OutputError, read_json, read_predictions
-    from medinjection.evaluation.benchmarks import BenchmarkError, load_benchmark
     from medinjection.evaluation.compare import update_comparisons
     from medinjection.evaluation.items import ItemError, dataset_chat_version
     from medinjection.evaluation.models import ModelLoadError, adapter_info
+    from medinjection.evaluation.tasks import TaskError, load_task
 
     out = tmp_path / "out"
-    common = ["--model", tiny_path, "--benchmark", fmm_benchmark, "-o", out, "--bootstrap-resamples", "50"]
+    common = [
+        "--model_name_or_path",
+        tiny_path,
+        "--tasks",
+        fmm_task,
+        "--output_dir",
+        out,
+        "--bootstrap_resamples",
+        "50",
+    ]
     invoke(*common)
     summary = out / "base" / "fmm-mini" / "summary.json"
     summary.write_text('{"model": ')
@@ -377,5 +406,5 @@ def test_corrupt_files_are_named(tiny_path, dora_runs, fmm_benchmark, tmp_path):
         dataset_chat_version(tmp_path / "ds")
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: [unclosed\n")
-    with pytest.raises(BenchmarkError, match=re.escape(f"{bad}: not valid YAML")):
-        load_benchmark(str(bad))
+    with pytest.raises(TaskError, match=re.escape(f"{bad}: not valid YAML")):
+        load_task(str(bad))

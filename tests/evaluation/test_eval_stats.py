@@ -93,12 +93,12 @@ def test_verdicts():
     assert stats.verdict(0.02, False) == "no difference"
 
 
-def test_micro_and_macro_over_benchmarks():
-    small, large = [1.0] * 10, [0.0] * 90  # benchmark means 1.0 and 0.0
+def test_micro_and_macro_over_tasks():
+    small, large = [1.0] * 10, [0.0] * 90  # task means 1.0 and 0.0
     assert stats.micro_mean([small, large]) == pytest.approx(0.1)
     assert stats.macro_mean([small, large]) == pytest.approx(0.5)
     low, high, _ = stats.stratified_bootstrap_ci([small, large], "macro")
-    assert (low, high) == (0.5, 0.5)  # no variance within either benchmark
+    assert (low, high) == (0.5, 0.5)  # no variance within either task
     mixed = [[1.0, 0.0] * 20, [1.0] * 30 + [0.0] * 10]
     low, high, _ = stats.stratified_bootstrap_ci(mixed, "macro")
     assert low < stats.macro_mean(mixed) < high
@@ -106,14 +106,14 @@ def test_micro_and_macro_over_benchmarks():
     assert result.diff == pytest.approx(stats.macro_mean(mixed)) and result.p_value < 0.01
 
 
-def test_benchmarks_of_one_item_enter_the_aggregate_as_constants():
-    # scipy's bootstrap refuses samples of one observation; a one-item benchmark resamples to itself
+def test_tasks_of_one_item_enter_the_aggregate_as_constants():
+    # scipy's bootstrap refuses samples of one observation; a one-item task resamples to itself
     groups = [[1.0, 0.0, 1.0, 0.0], [1.0]]
     low, high, _ = stats.stratified_bootstrap_ci(groups, "macro")
     assert low < stats.macro_mean(groups) < high
     assert low >= (0.0 + 1.0) / 2 and high <= (1.0 + 1.0) / 2  # the second mean is always 1.0
     low, high, _ = stats.stratified_bootstrap_ci([[1.0], [0.0]], "micro")
-    assert math.isnan(low) and math.isnan(high)  # no benchmark has two items: nothing to resample
+    assert math.isnan(low) and math.isnan(high)  # no task has two items: nothing to resample
 
 
 def test_a_single_differing_item_is_not_significant():

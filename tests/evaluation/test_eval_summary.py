@@ -14,7 +14,7 @@ def row(rid, kind, perm, em, ham=None, source="frenchmedmcqa"):
         "type": kind,
         "source": source,
         "permutation": perm,
-        "task": "mcq",
+        "scorer": "mcq",
         "em_constrained": em,
         "hamming_constrained": ham,
     }
@@ -65,12 +65,12 @@ def test_position_bias_metrics():
 
 
 def test_micro_and_macro_aggregates():
-    bench_a = [row(str(i), "MCQU", 0, 1.0) for i in range(10)]
-    bench_b = [row(str(i), "MCQU", 0, float(i < 30)) for i in range(90)]
-    metrics = summary.aggregate({"a": bench_a, "b": bench_b}, ("em_constrained",), resamples=200)
+    task_a = [row(str(i), "MCQU", 0, 1.0) for i in range(10)]
+    task_b = [row(str(i), "MCQU", 0, float(i < 30)) for i in range(90)]
+    metrics = summary.aggregate({"a": task_a, "b": task_b}, ("em_constrained",), resamples=200)
     assert metrics["em_constrained_micro"]["value"] == pytest.approx(40 / 100)
     assert metrics["em_constrained_macro"]["value"] == pytest.approx((1.0 + 30 / 90) / 2)
-    assert metrics["em_constrained_macro"]["n"] == 100 and metrics["em_constrained_macro"]["benchmarks"] == 2
+    assert metrics["em_constrained_macro"]["n"] == 100 and metrics["em_constrained_macro"]["tasks"] == 2
     assert summary.AGGREGATED == "macro"
 
 

@@ -16,13 +16,13 @@ from typer.testing import CliRunner
 from medinjection.cli import app
 from medinjection.evaluation.items import EvalItem
 from medinjection.evaluation.open_ended import (
-    TASK,
+    SCORER,
     OEQOptions,
     score,
+    scorer_options,
     summarize,
-    task_options,
 )
-from medinjection.evaluation.tasks import ScoringContext, load_task
+from medinjection.evaluation.scorers import ScoringContext, load_scorer
 
 SAMPLES = Path(__file__).resolve().parents[2] / "dataset_builders" / "samples" / "native" / "mediqal"
 SYSTEM = {"role": "system", "content": "Tu es un assistant médical expert."}
@@ -64,10 +64,10 @@ PER_ITEM_METRICS = (
 )
 
 
-def test_task_is_registered():
-    assert load_task("oeq") is TASK
-    assert TASK.types == frozenset({"OEQ"}) and "judge_binary" in TASK.binary_metrics
-    assert TASK.tested_metrics == PER_ITEM_METRICS
+def test_scorer_is_registered():
+    assert load_scorer("oeq") is SCORER
+    assert SCORER.types == frozenset({"OEQ"}) and "judge_binary" in SCORER.binary_metrics
+    assert SCORER.tested_metrics == PER_ITEM_METRICS
 
 
 def test_batched_answers_equal_per_item_generate(engine):
@@ -98,7 +98,7 @@ def test_batched_answers_equal_per_item_generate(engine):
         "value": None,
         "ci95": None,
         "n": 0,
-        "missing": "no BERTScore model given (--bertscore-model)",
+        "missing": "no BERTScore model given (bertscore_model; the paper recipe names bert-base-multilingual-cased)",
     }
     assert metrics["bleu"]["n"] == 4 and metrics["bleu"]["signature"].startswith("nrefs:1|case:mixed|eff:no")
     assert metrics["meteor"]["value"] == pytest.approx(sum(r["meteor"] for r in rows) / 4)
@@ -106,7 +106,7 @@ def test_batched_answers_equal_per_item_generate(engine):
 
 
 def test_options_travel_as_json(tmp_path):
-    options = task_options(
+    options = scorer_options(
         tmp_path, judge="judge-model", judge_base_url="http://127.0.0.1:1/v1", bertscore_model="none"
     )
     assert json.loads(json.dumps(options)) == options
@@ -118,7 +118,7 @@ def test_options_travel_as_json(tmp_path):
     with pytest.raises(ValueError, match=r"unknown OEQ options \['bertscore'\]"):
         OEQOptions.of({"bertscore": "x"})
     with pytest.raises(ValueError, match="unknown judge prompt version 'binary-v7'"):
-        task_options(tmp_path, judge="m", judge_prompts=["binary-v7"])
+        scorer_options(tmp_path, judge="m", judge_prompts=["binary-v7"])
 
 
 # --- a real run: evaluate -> judge -> report ---------------------------------------------------------
@@ -130,7 +130,8 @@ def run(tiny_path, tmp_path_factory):
     BERTScore on a tiny local BERT and the judge answered by the fault server."""
     from eval_fixtures import make_dora_run
 
-    from medinjection.evaluation.runner import EvalSettings, evaluate
+    from medinjection.evaluation.runner import evaluate
+    from medinjection.evaluation.settings import EvalArguments
 
     tiny = tiny_path
     root = tmp_path_factory.mktemp("run")
@@ -145,25 +146,21 @@ def run(tiny_path, tmp_path_factory):
     bert = make_tiny_bert(root / "bert")
     out = root / "eval-out"
     with JudgeServer() as server:
-        options = task_options(
-            out,
-            max_new_tokens=16,
-            bertscore_model=str(bert),
-            judge="judge-model",
-            judge_base_url=server.url,
-            judge_concurrency=4,
-        )
         evaluate(
-            EvalSettings(
-                model=str(tiny),
-                adapters=[root / "runs"],
-                benchmarks=[str(bench)],
-                output=out,
+            EvalArguments(
+                model_name_or_path=str(tiny),
+                adapters=[str(root / "runs")],
+                tasks=[str(bench)],
+                output_dir=str(out),
                 permutations=1,
                 bootstrap_resamples=200,
-                task_options={"oeq": options},
-                log=lambda _: None,
-            )
+                oeq_max_new_tokens=16,
+                bertscore_model=str(bert),
+                judge="judge-model",
+                judge_base_url=server.url,
+                judge_concurrency=4,
+            ),
+            log=lambda _: None,
         )
         requests = sum(server.requests.values())
     return {"root": root, "out": out, "tiny": tiny, "requests": requests}
@@ -196,16 +193,14 @@ def test_evaluate_scores_open_ended_items(run):
     assert run["requests"] == 2 * 30 * 2  # two models x 30 answers x two prompts, each asked once
     # the adapter's OEQ metrics are compared with the base model's, in the evaluation's own family
     comparisons = json.loads((run["out"] / "comparisons.json").read_text())["families"]["vs_base"]
-    assert {r["metric"] for r in comparisons if r["benchmark"] == "demo-mediqal"} >= {
+    assert {r["metric"] for r in comparisons if r["task"] == "demo-mediqal"} >= {
         "rouge2",
         "meteor",
         "bertscore_f1",
         "judge_binary",
         "judge_graded",
     }
-    judge_row = next(
-        r for r in comparisons if r["metric"] == "judge_binary" and r["benchmark"] == "demo-mediqal"
-    )
+    judge_row = next(r for r in comparisons if r["metric"] == "judge_binary" and r["task"] == "demo-mediqal")
     assert judge_row["test"] == "mcnemar"
 
 
@@ -309,8 +304,8 @@ def test_corpus_bleu_difference_on_few_items_is_not_significant():
 
 
 def test_resummarized_intervals_use_the_runs_bootstrap_settings():
-    """After `medinjection judge`, summaries are recomputed without EvalSettings: the bootstrap settings
-    recorded in the summary reach the open-ended task through the scoring context."""
+    """After `medinjection judge`, summaries are recomputed without EvalArguments: the bootstrap settings
+    recorded in the summary reach the open-ended scorer through the scoring context."""
     from medinjection.evaluation.open_ended import _bootstrap_options
 
     recorded = {"resamples": 17, "method": "percentile", "seed": 3, "confidence": 0.9}

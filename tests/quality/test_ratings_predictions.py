@@ -34,13 +34,17 @@ def write_predictions(root: Path) -> Path:
     for tag, grades in GRADES.items():
         folder = root / tag / "demo-oeq"
         folder.mkdir(parents=True)
-        rows = [{"id": f"mc-{i}", "type": "MCQU", "task": "mcq", "permutation": 0} for i in range(4)]
+        rows = [
+            {"id": f"mc-{i}", "task": "demo-oeq", "type": "MCQU", "scorer": "mcq", "permutation": 0}
+            for i in range(4)
+        ]
         for i, grade in enumerate(grades):
             rows.append(
                 {
                     "id": f"oeq-{i}",
+                    "task": "demo-oeq",
                     "type": "OEQ",
-                    "task": "oeq",
+                    "scorer": "oeq",
                     "permutation": 0,
                     "question": f"Question : quel traitement pour le cas {i} ?",
                     "reference": f"L'amoxicilline pendant {i + 5} jours.",
@@ -56,7 +60,7 @@ def write_predictions(root: Path) -> Path:
             folder / "predictions.parquet",
         )
         (folder / "summary.json").write_text(
-            json.dumps({"model_tag": tag, "benchmark": "demo-oeq", "metrics": {}})
+            json.dumps({"schema_version": 2, "model_tag": tag, "task": "demo-oeq", "metrics": {}})
         )
     return root
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 
 import pytest
 
@@ -125,3 +126,51 @@ def test_a_corrupt_mixes_json_is_named(demo_copy):
     (demo_copy / "mixes.json").write_text("[]")
     with pytest.raises(DataError, match="must be a JSON object"):
         load_training_data(str(demo_copy), "nat")
+
+
+def test_a_corrupt_shard_is_one_line_naming_the_file(demo_copy, tiny_model, tiny_argv, tmp_path):
+    """A truncated Parquet file: `datasets` raises a 66-line DatasetGenerationError; training says one line."""
+    from typer.testing import CliRunner
+
+    from medinjection.cli import app
+
+    path = demo_copy / "data" / "nat" / "train-00000.parquet"
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2] + data[-8:])  # cut in the middle, its footer kept
+    with pytest.raises(
+        DataError, match=rf"^{re.escape(str(path))}: not a readable Parquet file .*train split"
+    ):
+        load_training_data(str(demo_copy), "nat")
+    result = CliRunner().invoke(
+        app, ["train", *tiny_argv("nat", demo_copy, tiny_model, tmp_path / "run")], catch_exceptions=False
+    )
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert lines == [f"error: {path}: not a readable Parquet file" + lines[0].split("Parquet file", 1)[1]]
+
+
+def test_an_altered_shard_is_named_against_what_the_build_recorded(demo_copy):
+    """A valid Parquet file with other rows: `datasets` raises NonMatchingSplitsSizesError; the mix's
+    shard is named by its sha256 in mixes.json, a shared split's by the split's files."""
+    import pyarrow.parquet as pq
+
+    shard = demo_copy / "data" / "nat" / "train-00000.parquet"
+    table, original = pq.read_table(shard), shard.read_bytes()
+    pq.write_table(table.slice(0, table.num_rows - 2), shard)
+    with pytest.raises(DataError) as error:
+        load_training_data(str(demo_copy), "nat")
+    message = str(error.value)
+    assert "\n" not in message and f"its train split holds {table.num_rows - 2} rows" in message
+    assert f"its README records {table.num_rows}" in message
+    assert message.split("wrote it: ")[1].startswith("data/nat/train-00000.parquet;")
+    shard.write_bytes(original)  # restored
+    shared = sorted((demo_copy / "data" / "native").glob("validation-*.parquet"))[-1]
+    rows = pq.read_table(shared)
+    pq.write_table(rows.slice(0, rows.num_rows - 1), shared)
+    with pytest.raises(
+        DataError, match=r"its validation split holds \d+ rows where its README records"
+    ) as error:
+        load_training_data(str(demo_copy), "nat")
+    message = str(error.value)
+    assert "a file of the validation split changed" in message and f"data/native/{shared.name}" in message
+    assert "\n" not in message and "medinjection mix` wrote it" not in message

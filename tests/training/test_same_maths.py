@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from medinjection.training.arguments import PROJECTIONS
+from medinjection.training.authors import PROJECTIONS
 from medinjection.training.speed import plan_speed
 from medinjection.training.tokens import IGNORE, prepare
 

@@ -1,5 +1,6 @@
 """Tokens and label masks of the loss modes, on the tiny tokenizer that carries the real
-Qwen3-Instruct-2507 chat template, checked against what TRL itself computes."""
+Qwen3-Instruct-2507 chat template: the full loss on exactly the authors' tokens (an independent rendering),
+the assistant mask checked against what TRL itself computes."""
 
 from __future__ import annotations
 
@@ -55,29 +56,47 @@ def trl_prepared(tiny_model, tokenizer, rows, **config):
     return trainer.train_dataset, trainer.data_collator
 
 
-def test_full_loss_tokens_are_the_authors_text_path(tiny_model, tiny_tokenizer):
-    """The authors' setup: chats rendered to a text column, then TRL's language-modelling path."""
-    texts = [{"text": tiny_tokenizer.apply_chat_template(chat, tokenize=False)} for chat in CHATS]
-    assert all(t["text"].endswith("<|im_end|>\n") for t in texts)  # the template ends a turn with a newline
-    theirs, collator = trl_prepared(tiny_model, tiny_tokenizer, texts)
-    eos = tiny_tokenizer.eos_token_id
-    for chat, row in zip(CHATS, theirs, strict=True):
+def authors_rendering(tokenizer, chat) -> list[int]:
+    """The authors' tokens, rendered independently: their script's chat template to text (their
+    `formatted_chat` column), then the tokenizer on that text; no end token appended (their TRL appended
+    one only to a column named `text`)."""
+    text = tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=False)
+    return tokenizer(text)["input_ids"]
+
+
+def test_full_loss_tokens_are_exactly_the_authors(tiny_tokenizer):
+    for chat in CHATS:
         ours = full_sequence_ids(tiny_tokenizer, chat)
-        assert ours == row["input_ids"]
-        # ... which is the conversational rendering (what `trl sft` computes on `messages`) plus one EOS
-        conversational = tiny_tokenizer.apply_chat_template(chat, tokenize=True, return_dict=True)[
-            "input_ids"
-        ]
-        assert ours == [*conversational, eos]
+        assert ours == authors_rendering(tiny_tokenizer, chat)
+        # the sequence ends with the template's `<|im_end|>\n`, nothing after it
+        assert tiny_tokenizer.decode(ours).endswith("<|im_end|>\n")
+        assert not tiny_tokenizer.decode(ours).endswith("<|im_end|>\n<|im_end|>")
+        assert ours[-2] == tiny_tokenizer.eos_token_id and ours[-1] != tiny_tokenizer.eos_token_id
+
+
+def test_trl_text_path_on_the_authors_column_and_the_installed_version(tiny_model, tiny_tokenizer):
+    """Why the tokens are computed before TRL: the authors' setup (a `formatted_chat` text column) gets
+    their tokens from TRL 0.17 to 1.14, which append the EOS only to a column named `text`, and one
+    `<|im_end|>` more from TRL 1.15 on, which append it to the `dataset_text_field` column whatever its
+    name. Checked against the TRL installed here, whichever it is."""
+    from importlib.metadata import version
+
+    from packaging.version import Version
+
+    rows = [{"formatted_chat": tiny_tokenizer.apply_chat_template(chat, tokenize=False)} for chat in CHATS]
+    theirs, collator = trl_prepared(tiny_model, tiny_tokenizer, rows, dataset_text_field="formatted_chat")
+    appended = [tiny_tokenizer.eos_token_id] if Version(version("trl")) >= Version("1.15") else []
+    for chat, row in zip(CHATS, theirs, strict=True):
+        assert row["input_ids"] == [*full_sequence_ids(tiny_tokenizer, chat), *appended]
     batch = collator([dict(row) for row in theirs])
     real = batch["attention_mask"].bool()
     assert (batch["labels"][real] == batch["input_ids"][real]).all()  # every real token is a label
 
 
-def test_trl_sft_conversational_path_has_no_extra_eos(tiny_model, tiny_tokenizer):
+def test_trl_sft_conversational_path_gives_the_authors_tokens(tiny_model, tiny_tokenizer):
     theirs, _ = trl_prepared(tiny_model, tiny_tokenizer, [{"messages": chat} for chat in CHATS])
     for chat, row in zip(CHATS, theirs, strict=True):
-        assert row["input_ids"] == full_sequence_ids(tiny_tokenizer, chat)[:-1]
+        assert row["input_ids"] == full_sequence_ids(tiny_tokenizer, chat)
 
 
 def test_full_loss_labels_cover_system_user_and_assistant(tiny_tokenizer):
@@ -91,7 +110,7 @@ def test_full_loss_labels_cover_system_user_and_assistant(tiny_tokenizer):
         text = tiny_tokenizer.decode([t for t in row["labels"] if t != IGNORE])
         for message in chat:
             assert message["content"] in text
-        assert text.endswith("<|im_end|>\n<|im_end|>")
+        assert row["input_ids"] == authors_rendering(tiny_tokenizer, chat)
     assert stats.examples == 2 and stats.truncated == 0 and stats.dropped_without_labels == 0
 
 
@@ -117,7 +136,11 @@ def test_trl_assistant_mask_also_marks_the_newline_we_leave_out(tiny_model, tiny
     for chat, row in zip(CHATS, theirs, strict=True):
         ids, ours = assistant_ids_and_labels(tiny_tokenizer, chat, template)
         assert ids == row["input_ids"]
-        trl_kept = [t for t in row["labels"] if t != IGNORE]
+        # recent TRL builds a `labels` column; older ones (1.4) keep `assistant_masks` for the collator
+        labels = row.get("labels") or [
+            t if m else IGNORE for t, m in zip(ids, row["assistant_masks"], strict=True)
+        ]
+        trl_kept = [t for t in labels if t != IGNORE]
         assert tiny_tokenizer.decode(trl_kept) == chat[-1]["content"] + "<|im_end|>\n"
         assert [t for t in ours if t != IGNORE] == trl_kept[:-1]
 

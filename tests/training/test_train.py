@@ -22,7 +22,8 @@ from typer.testing import CliRunner
 from medinjection.cli import app
 from medinjection.core.runs import RunLayout
 from medinjection.models.tiny import TINY_HUB_ID
-from medinjection.training.arguments import PROJECTIONS, parse_args
+from medinjection.training.arguments import parse_args
+from medinjection.training.authors import PROJECTIONS
 from medinjection.training.resume import saved_settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -109,6 +110,20 @@ def test_manifest_is_complete_and_true(trained, demo_dataset, tiny_model):
     assert manifest["settings"]["recipe"]["lora_alpha"] == 16 and manifest["settings"]["run"]["use_dora"]
     assert "learning_rate" in manifest["paper_deviations"] and manifest["faithful_to_paper"] is False
     assert manifest["speed"]["mode"] == "auto" and manifest["resumed_from"] is None
+    # the labels come from the settings the run used: the CPU plan dropped the recipe's pad-to-8
+    assert manifest["settings"]["recipe"]["pad_to_multiple_of"] == 8
+    assert manifest["paper_deviations"]["pad_to_multiple_of"] == {
+        "authors": 8,
+        "run": None,
+        "kind": "different numerics",
+    }
+    assert manifest["paper_deviations"]["learning_rate"]["kind"] == "different data or objective"
+    by_kind = manifest["paper_deviations_by_kind"]
+    assert (
+        "pad_to_multiple_of" in by_kind["different numerics"]
+        and "validation_set" in by_kind["different data or objective"]
+    )
+    assert "no end token appended" in manifest["loss"]["labels"]
     # what the model card reads: how the effective batch was laid out
     run = manifest["settings"]["run"]
     assert (run["per_device_train_batch_size"], run["gradient_accumulation_steps"], run["world_size"]) == (
@@ -189,7 +204,7 @@ def test_a_paper_recipe_off_the_papers_effective_batch_warns_and_says_so(
 ):
     """The paper recipe, shrunk to the tiny model on CPU, at effective batch 4: a warning naming
     --effective_batch 192 when the run starts, kept in the manifest; a local copy's revision recorded."""
-    recipe = tmp_path / "qwen3-4b-instruct-2507" / "nat.yaml"  # a copy keeps its family by its folder
+    recipe = tmp_path / "recipes" / "nat.yaml"  # a copy of the authors' recipe, anywhere, is theirs
     recipe.parent.mkdir()
     recipe.write_text((REPO / "trl_configs" / "qwen3-4b-instruct-2507" / "nat.yaml").read_text())
     anonymous = tmp_path / "qwen3-copy"
@@ -204,16 +219,25 @@ def test_a_paper_recipe_off_the_papers_effective_batch_warns_and_says_so(
     result = runner.invoke(app, argv)
     assert result.exit_code == 0, result.output
     warning = [r.getMessage() for r in caplog.records if "effective batch 4" in r.getMessage()]
-    assert len(warning) == 1 and "--effective_batch 192" in warning[0] and "not the paper's 192" in warning[0]
+    assert (
+        len(warning) == 1 and "--effective_batch 192" in warning[0] and "not the authors' 192" in warning[0]
+    )
     manifest = RunLayout(tmp_path / "run").manifest()
     assert manifest["warnings"] == warning
     assert manifest["effective_batch"] == {
         "value": 4,
         "source": "the recipe's gradient_accumulation_steps",
-        "paper": 192,
+        "authors": 192,
         "warning": warning[0],
     }
-    assert manifest["paper_deviations"]["effective_batch"] == {"paper": 192, "run": 4}
+    assert manifest["paper_deviations"]["effective_batch"] == {
+        "authors": 192,
+        "run": 4,
+        "kind": "different data or objective",
+        "note": "12 per GPU x 2 GPUs x 8 accumulation",
+    }
+    # the base model is compared by its Hub id, not by the local path it was read from
+    assert "model_name_or_path" not in manifest["paper_deviations"]
     base = manifest["base_model"]
     assert (base["hub_id"], base["revision"], base["revision_source"]) == (
         "Qwen/Qwen3-4B-Instruct-2507",

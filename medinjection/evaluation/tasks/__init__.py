@@ -1,6 +1,7 @@
-"""Benchmarks are data files: ``trl_configs/benchmarks/<name>.yaml`` (lm-eval / lighteval style).
+"""Evaluation tasks are data files: ``medinjection/evaluation/tasks/<name>.yaml`` (lighteval / lm-eval
+call an evaluation set a *task*; a speed script under ``benchmarks/`` is a *benchmark*).
 
-A benchmark names where its items are and which of them count:
+A task names where its items are and which of them count:
 
 - ``source:`` a source adapter of ``medinjection.dataset_builders.sources`` with a local ``path`` or
   a Hub id at a pinned ``revision`` (the build's ``SourceSpec``: same keys, same checks), or
@@ -9,7 +10,7 @@ A benchmark names where its items are and which of them count:
 
 plus the ``split`` (``test``, ``validation``, ``train``, or ``all`` for sources without splits), the
 record ``types`` scored and the ``chat_version`` prompts are made with. A relative ``path`` resolves
-against ``--data-dir`` when given, else against the YAML's folder for a user's file and the current
+against ``data_dir`` when given, else against the YAML's folder for a user's file and the current
 folder for a bundled one. Unknown keys and unknown names fail with the allowed ones.
 """
 
@@ -24,11 +25,9 @@ from pydantic import ValidationError, model_validator
 
 from medinjection.core.config import MUTABLE_REVISIONS, SourceSpec, StrictModel
 
-BENCHMARK_DIR = "benchmarks"
 
-
-class BenchmarkError(ValueError):
-    """An unknown benchmark name, or a benchmark file that does not validate; the message says which."""
+class TaskError(ValueError):
+    """An unknown task name, or a task file that does not validate; the message says which."""
 
 
 class DatasetRef(StrictModel):
@@ -48,7 +47,7 @@ class DatasetRef(StrictModel):
         return self
 
 
-class BenchmarkSpec(StrictModel):
+class TaskSpec(StrictModel):
     name: str
     description: str = ""
     language: Literal["fr", "en"] = "fr"
@@ -62,12 +61,12 @@ class BenchmarkSpec(StrictModel):
     notes: str = ""
 
     @model_validator(mode="after")
-    def _one_input(self) -> BenchmarkSpec:
+    def _one_input(self) -> TaskSpec:
         if (self.source is None) == (self.dataset is None):
-            raise ValueError(f"benchmark {self.name!r}: give exactly one of `source:` or `dataset:`")
+            raise ValueError(f"task {self.name!r}: give exactly one of `source:` or `dataset:`")
         return self
 
-    def resolved(self, base_dir: Path) -> BenchmarkSpec:
+    def resolved(self, base_dir: Path) -> TaskSpec:
         """The spec with a relative ``path`` made absolute against ``base_dir``."""
         update: dict[str, Any] = {}
         for key in ("source", "dataset"):
@@ -78,65 +77,64 @@ class BenchmarkSpec(StrictModel):
 
 
 def bundled_dir() -> Path:
-    return Path(str(resources.files("medinjection.trl_configs") / BENCHMARK_DIR))
+    """The folder of the bundled task files (this package)."""
+    return Path(str(resources.files(__name__)))
 
 
-def known_benchmarks() -> list[str]:
-    """Names of the bundled benchmarks."""
+def known_tasks() -> list[str]:
+    """Names of the bundled tasks."""
     return sorted(p.stem for p in bundled_dir().glob("*.yaml"))
 
 
-def benchmark_path(name_or_path: str) -> tuple[Path, bool]:
+def task_path(name_or_path: str) -> tuple[Path, bool]:
     """The YAML file of a bundled name or a user's path, and whether it is bundled."""
     candidate = Path(name_or_path).expanduser()
     if candidate.suffix in (".yaml", ".yml"):
         if not candidate.is_file():
-            raise BenchmarkError(f"{candidate}: no such benchmark file")
+            raise TaskError(f"{candidate}: no such task file")
         return candidate, False
     bundled = bundled_dir() / f"{name_or_path}.yaml"
     if not bundled.is_file():
-        raise BenchmarkError(
-            f"unknown benchmark {name_or_path!r}; known: {known_benchmarks()} (or give the path of a benchmark YAML)"
+        raise TaskError(
+            f"unknown task {name_or_path!r}; known: {known_tasks()} (or give the path of a task YAML)"
         )
     return bundled, True
 
 
-def parse_benchmark(data: Any, where: str) -> BenchmarkSpec:
+def parse_task(data: Any, where: str) -> TaskSpec:
     if not isinstance(data, dict):
-        raise BenchmarkError(
-            f"{where}: a benchmark file is a mapping (name, source or dataset, split, types)"
-        )
+        raise TaskError(f"{where}: a task file is a mapping (name, source or dataset, split, types)")
     try:
-        return BenchmarkSpec(**data)
+        return TaskSpec(**data)
     except ValidationError as err:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}" for e in err.errors()
         )
-        allowed = sorted(BenchmarkSpec.model_fields)
-        raise BenchmarkError(f"{where}: {problems} (allowed keys: {allowed})") from None
+        allowed = sorted(TaskSpec.model_fields)
+        raise TaskError(f"{where}: {problems} (allowed keys: {allowed})") from None
 
 
-def load_benchmark(name_or_path: str, data_dir: str | Path | None = None) -> BenchmarkSpec:
-    """A bundled benchmark by name, or a user's benchmark YAML, with its paths resolved."""
-    path, bundled = benchmark_path(name_or_path)
+def load_task(name_or_path: str, data_dir: str | Path | None = None) -> TaskSpec:
+    """A bundled task by name, or a user's task YAML, with its paths resolved."""
+    path, bundled = task_path(name_or_path)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as err:
-        raise BenchmarkError(f"{path}: not valid YAML ({err})") from None
-    spec = parse_benchmark(data, str(path))
+        raise TaskError(f"{path}: not valid YAML ({err})") from None
+    spec = parse_task(data, str(path))
     base = Path(data_dir) if data_dir is not None else (Path.cwd() if bundled else path.parent)
     return spec.resolved(base)
 
 
-def dataset_benchmark(
+def dataset_task(
     dataset: str,
     config: str,
     split: str = "test",
     revision: str | None = None,
     name: str | None = None,
     types: list[str] | None = None,
-) -> BenchmarkSpec:
-    """A benchmark over one config and split of a built folder (a path) or a Hub repo (with ``revision``)."""
+) -> TaskSpec:
+    """A task over one config and split of a built folder (a path) or a Hub repo (with ``revision``)."""
     local = Path(dataset).expanduser()
     ref = {"path": str(local.resolve())} if local.exists() or revision is None else {"hub_id": dataset}
     if revision is not None and "hub_id" in ref:
@@ -149,4 +147,4 @@ def dataset_benchmark(
     }
     if types:
         data["types"] = types
-    return parse_benchmark(data, f"--dataset {dataset} --config {config} --split {split}")
+    return parse_task(data, f"--dataset_name {dataset} --dataset_config {config} --dataset_split {split}")

@@ -1,5 +1,5 @@
-"""Benchmarks are data files: the bundled ones parse, unknown names fail with the list, items load
-through the source adapters (real shared data) and from a built dataset folder."""
+"""Evaluation tasks are data files (medinjection/evaluation/tasks/): the bundled ones parse, unknown names
+fail with the list, items load through the source adapters (real shared data) and from a built dataset folder."""
 
 from __future__ import annotations
 
@@ -8,13 +8,8 @@ import json
 import pytest
 import yaml
 
-from medinjection.evaluation.benchmarks import (
-    BenchmarkError,
-    dataset_benchmark,
-    known_benchmarks,
-    load_benchmark,
-)
 from medinjection.evaluation.items import ItemError, load_items
+from medinjection.evaluation.tasks import TaskError, dataset_task, known_tasks, load_task
 
 EXPECTED = {
     "frenchmedmcqa",
@@ -30,20 +25,20 @@ EXPECTED = {
 }
 
 
-def test_bundled_benchmarks_parse():
-    assert set(known_benchmarks()) == EXPECTED
-    for name in known_benchmarks():
-        spec = load_benchmark(name)
+def test_bundled_tasks_parse():
+    assert set(known_tasks()) == EXPECTED
+    for name in known_tasks():
+        spec = load_task(name)
         assert spec.name == name
         if spec.source is not None and spec.source.hub_id:
             assert spec.source.revision and len(spec.source.revision) == 40  # pinned to a commit
 
 
 def test_unknown_name_fails_with_the_list():
-    with pytest.raises(BenchmarkError) as err:
-        load_benchmark("frenchmedqa")
+    with pytest.raises(TaskError) as err:
+        load_task("frenchmedqa")
     message = str(err.value)
-    assert "unknown benchmark 'frenchmedqa'" in message
+    assert "unknown task 'frenchmedqa'" in message
     for name in EXPECTED:
         assert repr(name) in message
 
@@ -55,13 +50,13 @@ def test_a_bad_key_names_it(tmp_path):
             {"name": "mine", "source": {"adapter": "frenchmedmcqa", "path": "x"}, "splits": ["test"]}
         )
     )
-    with pytest.raises(BenchmarkError, match=r"mine.yaml: splits: Extra inputs are not permitted"):
-        load_benchmark(str(path))
+    with pytest.raises(TaskError, match=r"mine.yaml: splits: Extra inputs are not permitted"):
+        load_task(str(path))
     path.write_text(
         yaml.safe_dump({"name": "mine", "source": {"adapter": "mediqal", "hub_id": "ANR-MALADES/MediQAl"}})
     )
-    with pytest.raises(BenchmarkError, match="pinned revision"):
-        load_benchmark(str(path))
+    with pytest.raises(TaskError, match="pinned revision"):
+        load_task(str(path))
 
 
 def test_user_file_paths_resolve_against_its_folder(tmp_path, shared_data):
@@ -79,20 +74,20 @@ def test_user_file_paths_resolve_against_its_folder(tmp_path, shared_data):
             }
         )
     )
-    spec = load_benchmark(str(path))
+    spec = load_task(str(path))
     assert spec.source.path == str((folder / "fmm").resolve())
     assert len(load_items(spec).items) == 5
 
 
-def test_real_benchmarks_through_the_adapters(shared_data):
-    fmm = load_items(load_benchmark("frenchmedmcqa-validation", shared_data))
+def test_real_tasks_through_the_adapters(shared_data):
+    fmm = load_items(load_task("frenchmedmcqa-validation", shared_data))
     assert fmm.counts() == {"MCQ": 148, "MCQU": 164} and not fmm.rejected
     first = fmm.items[0]
     assert first.messages[0]["role"] == "system" and "Question :" in first.messages[1]["content"]
     assert set(first.gold) <= set(first.letters)
-    mmlu = load_items(load_benchmark("mmlu-medical", shared_data))
+    mmlu = load_items(load_task("mmlu-medical", shared_data))
     assert mmlu.counts() == {"MCQU": 573}
-    pubmedqa = load_items(load_benchmark("pubmedqa", shared_data))
+    pubmedqa = load_items(load_task("pubmedqa", shared_data))
     assert pubmedqa.counts() == {"MCQU": 1000}
     assert {item.letters for item in pubmedqa.items} == {("A", "B", "C")}
 
@@ -100,7 +95,7 @@ def test_real_benchmarks_through_the_adapters(shared_data):
 def test_a_split_the_source_lacks_is_an_error(shared_data):
     # the shared FrenchMedMCQA copy has train and dev only
     with pytest.raises(ItemError, match=r"no row of split 'test'.*rows by split"):
-        load_items(load_benchmark("frenchmedmcqa", shared_data))
+        load_items(load_task("frenchmedmcqa", shared_data))
 
 
 def fmm_rows(n: int) -> list[dict]:
@@ -132,7 +127,7 @@ def test_bad_rows_fail_or_are_kept_aside(tmp_path):
             {"name": "mine", "source": {"adapter": "frenchmedmcqa", "path": "."}, "split": "validation"}
         )
     )
-    spec = load_benchmark(str(path))
+    spec = load_task(str(path))
     with pytest.raises(ItemError, match=r"1 row\(s\) cannot be scored .*dev.json:2: malformed_row"):
         load_items(spec)
     kept = load_items(spec, skip_bad_rows=True)
@@ -195,17 +190,17 @@ def built_records(n_mc: int = 6, n_oeq: int = 2) -> list[dict]:
     return records
 
 
-def test_dataset_benchmark_reads_a_built_folder(tmp_path):
+def test_dataset_task_reads_a_built_folder(tmp_path):
     write_built_folder(tmp_path / "medinjection-fr", {"test": built_records(), "train": built_records(3, 0)})
-    spec = dataset_benchmark(str(tmp_path / "medinjection-fr"), "native", "test")
+    spec = dataset_task(str(tmp_path / "medinjection-fr"), "native", "test")
     assert spec.name == "native-test"
     item_set = load_items(spec)
     assert item_set.counts() == {"MCQ": 3, "MCQU": 3, "OEQ": 2}
     oeq = next(i for i in item_set.items if i.type == "OEQ")
     assert oeq.reference.startswith("Resucrage") and oeq.messages[-1]["role"] == "user"
     with pytest.raises(ItemError, match=r"no config 'nat'.*configs: \['native'\]"):
-        load_items(dataset_benchmark(str(tmp_path / "medinjection-fr"), "nat", "test"))
+        load_items(dataset_task(str(tmp_path / "medinjection-fr"), "nat", "test"))
     with pytest.raises(
         ItemError, match=r"config 'native' has no validation split \(splits: \['test', 'train'\]\)"
     ):
-        load_items(dataset_benchmark(str(tmp_path / "medinjection-fr"), "native", "validation"))
+        load_items(dataset_task(str(tmp_path / "medinjection-fr"), "native", "validation"))
