@@ -100,7 +100,15 @@ def test_publish_preview_is_a_loadable_model_repo(root):
     assert "Not for clinical use" in card.text
     config = json.loads((preview / "adapter_config.json").read_text())
     assert config["base_model_name_or_path"] == "medinjection/tiny-random-qwen3"
-    files = sorted(p.relative_to(preview).as_posix() for p in preview.rglob("*") if p.is_file())
+    from medinjection.publish.adapter import PREVIEW_MARKER
+
+    # the preview folder holds the release and the marker that lets a later preview replace it
+    assert json.loads((preview / PREVIEW_MARKER).read_text())["run"] == "nat_trad"
+    files = sorted(
+        p.relative_to(preview).as_posix()
+        for p in preview.rglob("*")
+        if p.is_file() and p.name != PREVIEW_MARKER
+    )
     assert files == sorted(
         ["README.md", "adapter_config.json", "adapter_model.safetensors", "manifest.json"]
         + [f"eval/{t}/summary.json" for t in TASKS]

@@ -19,8 +19,11 @@ def test_demo_generation_offline(tmp_path):
         assert plan.requests == 0 and plan.cached == plan.items > 0
     root = build(config, tmp_path / "demo", progress=False)
     usage = [json.loads(p.read_text()) for p in (root / "_build" / "usage").glob("*.json")]
-    assert sum(u["requests"] for u in usage) == 0 and sum(u["cache_hits"] for u in usage) == 15
+    generation = [u for u in usage if u["step"] in ("translate", "synthesize")]
+    assert sum(u["requests"] for u in usage) == 0 and sum(u["cache_hits"] for u in generation) == 15
     rows = [r for p in (root / "data").glob("*/*.parquet") for r in pq.read_table(p).to_pylist()]
+    screened = sum(u["cache_hits"] for u in usage if u["step"] == "quality_screen")
+    assert screened == sum(r["provenance"] != "native" for r in rows)  # every grade from the cache too
     generated = [r for r in rows if r["generation"] and r["generation"]["model"] == "demo-prefilled-cache"]
     translated = [r for r in generated if r["provenance"] == "translated"]
     synthetic = [r for r in generated if r["provenance"] == "synthetic"]

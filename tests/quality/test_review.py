@@ -74,6 +74,7 @@ def test_settings_carry_names_types_and_distribution(argilla_client, argilla_ser
         "split": "TermsMetadataProperty",
         "language_score": "FloatMetadataProperty",
         "length": "IntegerMetadataProperty",
+        "quality_score": "IntegerMetadataProperty",  # the quality screen's grade, when the record has one
     }
     assert settings.distribution.min_submitted == 2
 

@@ -59,7 +59,7 @@ def test_fingerprint_and_data_change_when_a_file_changes(demo_copy):
 
 def test_types_and_chat_version_come_from_mixes_json_and_cut_the_validation_split(demo_copy):
     manifest = json.loads((demo_copy / "mixes.json").read_text())
-    manifest["types"] = ["MCQU"]
+    manifest["mixes"]["syn"]["types"] = ["MCQU"]  # a mix's own types (a mix file gives each mix its own)
     manifest["chat_version"] = "v1"
     (demo_copy / "mixes.json").write_text(json.dumps(manifest))
     data = load_training_data(str(demo_copy), "syn")
