@@ -57,11 +57,17 @@ def read_summary(path: Path, error: type[Exception] = OutputError) -> dict:
     return summary
 
 
-def write_predictions(path: Path, rows: list[dict[str, Any]], float_columns: tuple[str, ...] = ()) -> str:
+def write_predictions(
+    path: Path,
+    rows: list[dict[str, Any]],
+    float_columns: tuple[str, ...] = (),
+    string_columns: tuple[str, ...] = (),
+) -> str:
     """Write rows (the union of their columns, null where a row lacks one); returns the file's sha256.
 
-    ``float_columns`` (the metric columns) are stored as float64 even when every row is null (e.g.
-    Hamming on a task without multi-answer items), so files of different tasks concatenate.
+    ``float_columns`` (the metric columns) are stored as float64 and ``string_columns`` as strings
+    even when every row is null (e.g. Hamming on a task without multi-answer items), so files of
+    different tasks concatenate.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -70,11 +76,12 @@ def write_predictions(path: Path, rows: list[dict[str, Any]], float_columns: tup
     for row in rows:
         columns.extend(key for key in row if key not in columns)
     table = pa.Table.from_pylist([{key: row.get(key) for key in columns} for row in rows])
-    for name in float_columns:
-        if name in table.column_names and pa.types.is_null(table.schema.field(name).type):
-            table = table.set_column(
-                table.column_names.index(name), name, pa.nulls(table.num_rows, type=pa.float64())
-            )
+    for names, kind in ((float_columns, pa.float64()), (string_columns, pa.string())):
+        for name in names:
+            if name in table.column_names and pa.types.is_null(table.schema.field(name).type):
+                table = table.set_column(
+                    table.column_names.index(name), name, pa.nulls(table.num_rows, type=kind)
+                )
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.parquet")
     pq.write_table(table, tmp)
@@ -112,6 +119,19 @@ def scored_outputs(output: Path) -> dict[str, dict[str, Path]]:
         folder = summary.parent
         if (folder / PREDICTIONS).is_file():
             found.setdefault(folder.parent.name, {})[folder.name] = folder
+    return found
+
+
+def incomplete_outputs(output: Path) -> dict[str, dict[str, list[str]]]:
+    """``{model_tag: {task: [missing file names]}}`` of every folder holding one of a summary and its
+    predictions but not the other (a scoring interrupted, a file deleted): not a scored output."""
+    found: dict[str, dict[str, list[str]]] = {}
+    for folder in sorted(
+        {p.parent for name in (SUMMARY, PREDICTIONS) for p in Path(output).glob(f"*/*/{name}")}
+    ):
+        missing = [name for name in (SUMMARY, PREDICTIONS) if not (folder / name).is_file()]
+        if missing:
+            found.setdefault(folder.parent.name, {})[folder.name] = missing
     return found
 
 

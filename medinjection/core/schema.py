@@ -159,8 +159,12 @@ def new_record(**fields: Any) -> dict[str, Any]:
     return record
 
 
-def validate_record(record: dict[str, Any]) -> None:
-    """Raise ``RecordError`` with a stable reason if ``record`` breaks the schema's rules."""
+def validate_record(record: dict[str, Any], *, answer_key: bool = True) -> None:
+    """Raise ``RecordError`` with a stable reason if ``record`` breaks the schema's rules.
+
+    ``answer_key=False`` leaves the correct letters unchecked (none, outside the options, several on
+    an MCQU item): the evaluation scores such items as the authors did instead of refusing them.
+    """
     rid = record.get("id") or None
     for key in ("id", "provenance", "source", "type", "instruction"):
         if key not in record or record[key] is None:
@@ -187,6 +191,8 @@ def validate_record(record: dict[str, Any]) -> None:
     for opt in options:
         if not str(opt.get("text") or "").strip():
             raise RecordError("empty_option", f"option {opt.get('letter')!r} is empty", rid)
+    if not answer_key:
+        return
     if not correct:
         raise RecordError("no_correct_answer", "no correct letter", rid)
     missing = sorted(set(correct) - set(letters))

@@ -1,7 +1,10 @@
 """``OUTPUT/<tag>/aggregate.json``: one model's primary metrics over every task it was scored on.
 
-Micro (all items pooled) and macro (the mean of the task means) with intervals that resample items
-within each task (``summary.aggregate``), recomputed from the predictions of the tasks present.
+Micro (all items pooled), macro (the mean of the task means) and, for exact match, the 0.5 MCQ +
+0.5 MCQU formula of the authors' later code (``halves``), with intervals that resample items within
+each task or dataset (``summary.aggregate``), recomputed from the predictions of the tasks present.
+The file names the predictions it was computed from (``predictions_sha256`` per task), so that a
+reader can tell a stale one (``medinjection report`` recomputes from the summaries present).
 """
 
 from __future__ import annotations
@@ -27,11 +30,12 @@ def write_aggregate(
     tasks = scored_outputs(output).get(tag, {})
     if not tasks:
         return None
-    per_task, columns = {}, []
+    per_task, columns, inputs = {}, [], {}
     for name, folder in sorted(tasks.items()):
         doc = read_summary(folder / SUMMARY)
         per_task[name] = read_predictions(folder / PREDICTIONS)
         columns.extend(c for c in doc.get("primary_metrics", []) if c not in columns)
+        inputs[name] = doc.get("predictions_sha256")
     metrics = summary.aggregate(per_task, tuple(columns), resamples=resamples, seed=seed)
     path = Path(output) / tag / AGGREGATE
     write_json(
@@ -40,7 +44,10 @@ def write_aggregate(
             "schema_version": SCHEMA_VERSION,
             "model_tag": tag,
             "tasks": sorted(per_task),
+            "predictions_sha256": inputs,
             "aggregated": summary.AGGREGATED,
+            "statistics": summary.STATISTICS,
+            "bootstrap": {"resamples": resamples, "seed": seed, "method": "percentile"},
             "metrics": metrics,
         },
     )

@@ -3,7 +3,8 @@
 Two families, each corrected with Benjamini-Hochberg over all of its rows:
 
 - ``vs_base``: every model against the base model, on every task both scored on the same items
-  (same ``items_sha256``) and on the micro and macro aggregates over those tasks;
+  (same ``items_sha256``) and on the micro and macro aggregates over those tasks (and, for exact
+  match, the 0.5 MCQ + 0.5 MCQU aggregate of the authors' later code, ``_aggregate_halves``);
 - ``pairwise``: every pair of non-base models, the same way (e.g. NAT-TRAD vs ALL).
 
 Only the primary metrics of each scorer are tested (for multiple choice: ``em_constrained``,
@@ -13,7 +14,8 @@ McNemar's exact test, others with a paired sign-flip permutation test, and the i
 difference is a paired bootstrap. On the micro and macro aggregates, every metric is tested with a
 sign-flip permutation test stratified by task (``stats.sign_flip_test``: each pair's sign
 flipped, the micro or macro statistic recomputed) and the interval is a bootstrap resampling items
-within each task.
+within each task (within each dataset for the halves aggregate). ``aggregate_comparisons`` is also
+what ``medinjection report`` runs when ``comparisons.json`` lacks a comparison.
 
 The result goes to ``OUTPUT/comparisons.json``, and each model's ``vs_base`` rows into its
 summaries (``OUTPUT/<tag>/<task>/summary.json`` and the run folder's copy of a full evaluation).
@@ -36,10 +38,11 @@ from medinjection.core.outputs import (
     write_run_copy,
 )
 from medinjection.core.runs import PREDICTIONS, SUMMARY
-from medinjection.evaluation import stats
+from medinjection.evaluation import stats, summary
 
 ALPHA = 0.05
-AGGREGATES = ("_aggregate_micro", "_aggregate_macro")
+AGGREGATES = ("_aggregate_micro", "_aggregate_macro", "_aggregate_halves")
+"""The task names of the aggregate comparisons, one per statistic of ``summary.STATISTICS``."""
 
 
 def _by_id(rows: list[dict]) -> dict[str, dict]:
@@ -54,9 +57,68 @@ class _Scored:
         self.rows = {task: _by_id(read_predictions(folder / PREDICTIONS)) for task, folder in folders.items()}
 
 
-def _pairs(a: _Scored, b: _Scored, task: str, metric: str) -> tuple[list, list]:
-    ids = sorted(set(a.rows[task]) & set(b.rows[task]))
-    return [a.rows[task][i].get(metric) for i in ids], [b.rows[task][i].get(metric) for i in ids]
+def _pairs(a: dict[str, dict], b: dict[str, dict], metric: str) -> tuple[list, list]:
+    """Values of ``metric`` of the items both ``{id: row}`` mappings hold, paired."""
+    ids = sorted(set(a) & set(b))
+    return [a[i].get(metric) for i in ids], [b[i].get(metric) for i in ids]
+
+
+def _dataset_pairs(a: dict[str, dict], b: dict[str, dict], tasks: list[str], metric: str) -> dict:
+    """``{(task, origin, type): (values of a, values of b)}`` of the multiple-choice datasets with pairs."""
+    found: dict[tuple[str, str, str], tuple[list, list]] = {}
+    for task in tasks:
+        for i in sorted(set(a[task]) & set(b[task])):
+            row, other = a[task][i], b[task][i]
+            if row.get("type") not in summary.HALF_TYPES:
+                continue
+            if row.get(metric) is None or other.get(metric) is None:
+                continue
+            x, y = found.setdefault((task, *summary.dataset_key(row)), ([], []))
+            x.append(row[metric])
+            y.append(other[metric])
+    return dict(sorted(found.items()))
+
+
+def aggregate_comparisons(
+    a: dict[str, dict[str, dict]],
+    b: dict[str, dict[str, dict]],
+    tasks: list[str],
+    column: str,
+    *,
+    resamples: int,
+    seed: int,
+) -> list[dict]:
+    """Comparisons of the aggregates of ``column`` over ``tasks`` (both models' ``{task: {id: row}}``,
+    original order): ``{"task": "_aggregate_<statistic>", "metric", "tasks", ...PairedResult}``."""
+    scored = [(task, _pairs(a[task], b[task], column)) for task in tasks]
+    scored = [(task, g) for task, g in scored if any(v is not None for v in g[0])]
+    if not scored:
+        return []
+    names, groups = [task for task, _ in scored], [g for _, g in scored]
+    results = [
+        (
+            name,
+            stats.compare_stratified(
+                [g[0] for g in groups], [g[1] for g in groups], statistic, resamples=resamples, seed=seed
+            ),
+        )
+        for name, statistic in zip(AGGREGATES[:2], ("micro", "macro"), strict=True)
+    ]
+    if column.startswith("em_"):
+        found = _dataset_pairs(a, b, names, column)
+        weights = summary.half_weights([kind for _, _, kind in found])
+        if weights is not None:
+            pairs = list(found.values())
+            result = stats.compare_stratified(
+                [x for x, _ in pairs],
+                [y for _, y in pairs],
+                "weighted",
+                weights=weights,
+                resamples=resamples,
+                seed=seed,
+            )
+            results.append((AGGREGATES[2], result))
+    return [{"task": name, "metric": column, "tasks": names, **result.as_dict()} for name, result in results]
 
 
 def compare_models(
@@ -87,35 +149,15 @@ def compare_models(
         ]
         for column in columns:
             binary = primary.setdefault(column, column in a.summaries[task].get("binary_metrics", []))
-            x, y = _pairs(a, b, task, column)
+            x, y = _pairs(a.rows[task], b.rows[task], column)
             result = stats.compare_paired(x, y, binary=binary, resamples=resamples, seed=seed)
             if result.n:
                 rows.append(
                     {"model": model, "baseline": baseline, "task": task, "metric": column, **result.as_dict()}
                 )
     for column in primary:
-        scored = [(task, _pairs(a, b, task, column)) for task in common]
-        scored = [(task, g) for task, g in scored if any(v is not None for v in g[0])]
-        if not scored:
-            continue
-        tasks, groups = [task for task, _ in scored], [g for _, g in scored]
-        micro, macro = (
-            stats.compare_stratified(
-                [g[0] for g in groups], [g[1] for g in groups], statistic, resamples=resamples, seed=seed
-            )
-            for statistic in ("micro", "macro")
-        )
-        for name, result in zip(AGGREGATES, (micro, macro), strict=True):
-            rows.append(
-                {
-                    "model": model,
-                    "baseline": baseline,
-                    "task": name,
-                    "metric": column,
-                    "tasks": tasks,
-                    **result.as_dict(),
-                }
-            )
+        for row in aggregate_comparisons(a.rows, b.rows, common, column, resamples=resamples, seed=seed):
+            rows.append({"model": model, "baseline": baseline, **row})
     return rows, not_comparable
 
 

@@ -11,6 +11,12 @@ Two ways in, one item shape out:
 
 A row an adapter cannot map fails the run, naming the row, unless the caller lets bad rows through
 (then they are kept in ``ItemSet.rejected`` and written beside the predictions, never dropped).
+
+Every multiple-choice item that can be prompted is scored, as the authors' script scores every
+item of a file: gold is the ``answer`` string split on commas and white space, whatever the options
+and ``correct_letters`` say. An item whose gold is irregular carries the kinds of ``GOLD_ISSUES``
+(counted in the summary): a gold letter outside the options can never be predicted, an empty gold
+matches only an empty (unparseable) prediction.
 """
 
 from __future__ import annotations
@@ -24,6 +30,16 @@ from pathlib import Path
 from typing import Any
 
 from medinjection.evaluation.protocol import MC_TYPES, gold_letters
+
+GOLD_ISSUES = {
+    "gold_outside_options": "a gold letter of `answer` is not among the option letters (exact match is always 0)",
+    "empty_gold": "`answer` gives no gold letter (exact match is 1 only for an empty prediction)",
+    "answer_disagrees_with_correct_letters": "the letters of `answer` differ from `correct_letters` "
+    "(gold comes from `answer`, as the authors read it)",
+    "several_gold_single_answer": "an MCQU item whose `answer` gives several letters (a single-letter "
+    "prediction never matches)",
+}
+"""Kinds of irregular gold an item is scored with (as the authors did), each with what it means."""
 
 
 class ItemError(ValueError):
@@ -39,6 +55,10 @@ class EvalItem:
     """The prompt: system and user messages (no assistant turn)."""
     letters: tuple[str, ...] = ()
     gold: tuple[str, ...] = ()
+    origin: str = ""
+    """The record's ``origin`` (the source dataset, as the release names it)."""
+    gold_issues: tuple[str, ...] = ()
+    """Kinds of ``GOLD_ISSUES`` of this item's gold (none for a regular item)."""
     reference: str = ""
     """The record's ``answer`` (the reference answer of an open-ended item)."""
     record: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
@@ -66,34 +86,48 @@ def prompt_messages(messages: Iterable[dict[str, str]]) -> tuple[dict[str, str],
     return tuple({"role": m["role"], "content": m["content"]} for m in messages if m["role"] != "assistant")
 
 
-def item_from_record(record: dict[str, Any], messages: Iterable[dict[str, str]] | None = None) -> EvalItem:
-    """An item from a schema record (``messages`` default: the record's own)."""
+def gold_issues(
+    kind: str, gold: tuple[str, ...], letters: tuple[str, ...], correct: Iterable[str]
+) -> tuple[str, ...]:
+    """The ``GOLD_ISSUES`` kinds of a multiple-choice item's gold."""
+    correct = {str(letter).upper() for letter in correct}
+    found = {
+        "gold_outside_options": bool(set(gold) - set(letters)),
+        "empty_gold": not gold,
+        "answer_disagrees_with_correct_letters": bool(correct) and set(gold) != correct,
+        "several_gold_single_answer": kind == "MCQU" and len(set(gold)) > 1,
+    }
+    return tuple(name for name in GOLD_ISSUES if found[name])
+
+
+def item_from_record(
+    record: dict[str, Any], messages: Iterable[dict[str, str]] | None = None, origin: str = ""
+) -> EvalItem:
+    """An item from a schema record (``messages`` default: the record's own; ``origin``: the one to
+    use when the record names none, e.g. the source adapter's)."""
     rid = record.get("id") or "(no id)"
     msgs = prompt_messages(record.get("messages") if messages is None else messages)
     if not msgs or msgs[-1]["role"] != "user":
         raise ItemError(f"record {rid}: its messages have no user turn to prompt with")
     kind = record.get("type")
+    origin = record.get("origin") or origin
     if kind == "OEQ":
         return EvalItem(
-            rid, kind, record.get("source") or "", msgs, reference=record.get("answer") or "", record=record
+            rid,
+            kind,
+            record.get("source") or "",
+            msgs,
+            reference=record.get("answer") or "",
+            origin=origin,
+            record=record,
         )
     if kind not in MC_TYPES:
         raise ItemError(f"record {rid}: type {kind!r} is not one of MCQ, MCQU, OEQ")
     letters = tuple(str(opt["letter"]).upper() for opt in record.get("options") or [])
     if len(letters) < 2:
         raise ItemError(f"record {rid}: a {kind} item with {len(letters)} option(s)")
+    # Gold comes from `answer`, as the authors read it, and the item is scored whatever its gold.
     gold = tuple(gold_letters(record.get("answer") or ""))
-    correct = {str(letter).upper() for letter in record.get("correct_letters") or []}
-    # Gold comes from `answer`, as the authors read it; a record whose answer and letters disagree
-    # would be scored against the wrong key, so it is refused.
-    if correct and set(gold) != correct:
-        raise ItemError(
-            f"record {rid}: answer {record.get('answer')!r} gives gold {sorted(gold)} but correct_letters are {sorted(correct)}"
-        )
-    if not gold:
-        raise ItemError(f"record {rid}: no gold letter in answer {record.get('answer')!r}")
-    if not set(gold) <= set(letters):
-        raise ItemError(f"record {rid}: gold {sorted(gold)} not among the option letters {list(letters)}")
     return EvalItem(
         rid,
         kind,
@@ -101,6 +135,8 @@ def item_from_record(record: dict[str, Any], messages: Iterable[dict[str, str]] 
         msgs,
         letters=letters,
         gold=gold,
+        origin=origin,
+        gold_issues=gold_issues(kind, gold, letters, record.get("correct_letters") or []),
         reference=record.get("answer") or "",
         record=record,
         order=tuple(range(len(letters))),
@@ -115,7 +151,7 @@ def check_unique(items: list[EvalItem], where: str) -> None:
 
 
 def items_sha256(items: Iterable[EvalItem]) -> str:
-    """Identity of what was scored: ids, prompts, letters and gold of the items, in order."""
+    """Identity of what was scored: ids, prompts, letters, gold and origins of the items, in order."""
     digest = hashlib.sha256()
     for item in items:
         payload = [
@@ -125,6 +161,7 @@ def items_sha256(items: Iterable[EvalItem]) -> str:
             list(item.letters),
             list(item.gold),
             item.permutation,
+            item.origin,
         ]
         digest.update(json.dumps(payload, ensure_ascii=False, sort_keys=True).encode())
         digest.update(b"\n")
@@ -176,14 +213,14 @@ def _items_from_source(spec) -> ItemSet:
             continue
         try:
             record = normalize_record(adapter.map_row(raw))
-            validate_record(record)
+            validate_record(record, answer_key=False)  # an irregular answer key is scored, as the authors
         except RecordError as err:
             rejected.append({"location": raw.location, "reason": err.reason, "detail": err.detail})
             continue
         if record["type"] not in spec.types:
             continue
         try:
-            items.append(item_from_record(record, to_messages(record, spec.chat_version)))
+            items.append(item_from_record(record, to_messages(record, spec.chat_version), adapter.origin))
         except ItemError as err:
             rejected.append({"location": raw.location, "reason": "not_scorable", "detail": str(err)})
     if not items and not rejected:

@@ -3,7 +3,7 @@
 Permutation ``k`` (1..K) of an item is drawn from a generator seeded by ``(seed, item id, k)``, so
 an item gets the same K orders whatever else is scored with it, and never the original order
 (items with two options have one other order: every k gives it). Letters stay in place (A, B, ...);
-the texts move, and the gold letters follow their texts. The prompt is rebuilt from the permuted
+the texts move, and the gold letters follow their texts (a gold letter that is no option stays). The prompt is rebuilt from the permuted
 record with the chat format the original prompt was made with; an original whose messages that
 format does not reproduce is refused (its permuted prompts would differ in more than the order).
 """
@@ -49,9 +49,10 @@ def permute_item(item: EvalItem, order: Sequence[int], k: int, chat_version: str
         )
     letters = [opt["letter"] for opt in options]
     new_options = [{"letter": letters[pos], "text": options[src]["text"]} for pos, src in enumerate(order)]
-    # gold letter of original option `src` -> the letter of the position it moved to
+    # gold letter of original option `src` -> the letter of the position it moved to; a gold letter
+    # that is no option stays as it is (always wrong, as in the original order)
     moved_to = {letters[src]: letters[pos] for pos, src in enumerate(order)}
-    gold = tuple(sorted(moved_to[letter] for letter in item.gold))
+    gold = tuple(sorted(moved_to.get(letter, letter) for letter in item.gold))
     permuted = copy.deepcopy(record)
     permuted["options"] = new_options
     permuted["correct_letters"] = list(gold)

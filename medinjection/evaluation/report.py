@@ -1,15 +1,21 @@
 """``medinjection report``: the paper's comparison tables and plots, from evaluation outputs only.
 
 Reads what ``medinjection evaluate`` (and ``medinjection judge``) wrote under one output folder:
-``<model_tag>/<task>/summary.json`` and ``predictions.parquet``, ``<model_tag>/aggregate.json``,
-``comparisons.json``; and, with ``--ratings``, the table of ``medinjection quality ratings pull``.
-Writes ``report.md`` (and ``report.json``, the same figures for scripts) and PNG plots.
+``<model_tag>/<task>/summary.json`` and ``predictions.parquet``, ``comparisons.json``; and, with
+``--ratings``, the table of ``medinjection quality ratings pull``. Writes ``report.md`` (and
+``report.json``, the same figures for scripts) and PNG plots.
+
+The multiple-choice tables are the paper's: one row per (origin, type) of each task (the summaries'
+``groups``), the task as a whole, then the aggregates over tasks, recomputed here from the outputs
+present (``summary.aggregate``, with the evaluation's bootstrap settings), never read from an
+``aggregate.json`` that may predate a deleted or rescored task. What is missing (a summary, a
+predictions file, ``comparisons.json``) is said in the notes.
 
 Every figure is the summary's value with its 95 % interval, and beside it the verdict of the
 paired test against the base model on the same items:
 
 - from ``comparisons.json`` (the evaluation's family, Benjamini-Hochberg adjusted) when it has the
-  comparison;
+  comparison (an aggregate's only when it is over the tasks present);
 - otherwise computed here from the predictions with the same tests (``stats.compare_paired``:
   McNemar for 0/1 metrics, a paired sign-flip permutation test otherwise; a paired bootstrap of
   the corpus statistic for corpus BLEU), adjusted together as a second family. The report says
@@ -28,6 +34,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from medinjection.core.outputs import AGGREGATE, COMPARISONS, incomplete_outputs
+from medinjection.evaluation import summary
+from medinjection.evaluation.compare import AGGREGATES, aggregate_comparisons
 from medinjection.evaluation.report_data import (  # noqa: F401  (re-exported for the command and the tests)
     BASE,
     BINARY_METRICS,
@@ -47,6 +56,14 @@ from medinjection.evaluation.report_data import (  # noqa: F401  (re-exported fo
     read_ratings,
 )
 from medinjection.evaluation.stats import RESAMPLES, SEED, benjamini_hochberg, compare_paired, verdict
+
+AGGREGATE_ROWS = (
+    ("macro", "aggregated (macro over tasks)"),
+    ("halves", "½ MCQ + ½ MCQU datasets (authors' later code)"),
+    ("micro", "all items (micro)"),
+)
+"""The aggregate rows of the exact-match tables: the suffix of the metric (``summary.STATISTICS``)
+and the row's label."""
 
 # --- formatting -------------------------------------------------------------------------------
 
@@ -104,43 +121,93 @@ def per_item(rows: list[dict[str, Any]], metric: str) -> dict[str, float]:
     return {k: sum(v) / len(v) for k, v in values.items()}
 
 
+Group = tuple[str, str] | None
+"""``(origin, type)`` of a row of the paper's table, or None for the whole task."""
+
+
+def in_group(rows: list[dict[str, Any]], group: Group) -> list[dict[str, Any]]:
+    return rows if group is None else [r for r in rows if summary.dataset_key(r) == group]
+
+
+def by_id(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {row["id"]: row for row in rows if (row.get("permutation") or 0) == 0}
+
+
 class Comparisons:
-    """Verdicts against the base model: the evaluation's own, else computed here (second family)."""
+    """Verdicts against the base model: the evaluation's own, else computed here (second family).
+
+    A key is ``(model, task, metric, group)``: ``task`` may be an aggregate (``_aggregate_macro`` ...)
+    and ``group`` an ``(origin, type)`` of the task (the evaluation compares whole tasks only)."""
 
     def __init__(self, outputs: list[Output], comparisons: dict | None, resamples: int, seed: int):
         self.by_key = {(o.tag, o.task): o for o in outputs}
         self.resamples, self.seed = resamples, seed
         self.alpha = (comparisons or {}).get("alpha", 0.05)
-        self.evaluation: dict[tuple[str, str, str], dict] = {}
+        self.evaluation: dict[tuple, dict] = {}
+        self.stale: set[str] = set()
         for row in ((comparisons or {}).get("families") or {}).get("vs_base", []):
-            self.evaluation[(row["model"], row["task"], row["metric"])] = row
+            if row["task"] in AGGREGATES and sorted(row.get("tasks") or []) != self.common_tasks(
+                row["model"], row["metric"]
+            ):
+                self.stale.add(row["model"])  # over other tasks than those scored here
+                continue
+            self.evaluation[(row["model"], row["task"], row["metric"], None)] = row
         for output in outputs:  # summaries' vs_base mappings (same rows) when there is no comparisons.json
             for metric, row in (output.summary.get("vs_base") or {}).items():
-                self.evaluation.setdefault((output.tag, output.task, metric), row)
-        self.computed: dict[tuple[str, str, str], dict] = {}
-        self.wanted: list[tuple[str, str, str]] = []
+                self.evaluation.setdefault((output.tag, output.task, metric, None), row)
+        self.computed: dict[tuple, dict] = {}
+        self.wanted: list[tuple] = []
 
-    def want(self, tag: str, task: str, metric: str) -> None:
-        key = (tag, task, metric)
-        if tag != BASE and key not in self.evaluation and key not in self.wanted:
-            if (BASE, task) in self.by_key and (tag, task) in self.by_key:
+    def common_tasks(self, tag: str, metric: str) -> list[str]:
+        """Tasks ``tag`` and the base scored on the same items, where ``tag`` has ``metric``: those an
+        aggregate comparison is over (as ``compare.compare_models`` chooses them)."""
+        return sorted(
+            task
+            for (t, task), output in self.by_key.items()
+            if t == tag
+            and (BASE, task) in self.by_key
+            and output.summary.get("items_sha256") == self.by_key[(BASE, task)].summary.get("items_sha256")
+            and output.metric(metric) is not None
+        )
+
+    def want(self, tag: str, task: str, metric: str, group: Group = None) -> None:
+        key = (tag, task, metric, group)
+        if tag == BASE or key in self.evaluation or key in self.wanted:
+            return
+        if task in AGGREGATES:
+            if self.common_tasks(tag, metric):
                 self.wanted.append(key)
+        elif (BASE, task) in self.by_key and (tag, task) in self.by_key:
+            self.wanted.append(key)
 
     def compute(self) -> None:
         """Compute every wanted comparison the evaluation did not make, then adjust them together."""
         from medinjection.evaluation.open_ended import paired_corpus_bleu
 
         rows = []
-        for tag, task, metric in sorted(self.wanted):
+        aggregates: dict[tuple[str, str], dict[str, dict]] = {}
+        for key in sorted(self.wanted, key=lambda k: (*k[:3], k[3] or ("", ""))):
+            tag, task, metric, group = key
+            if task in AGGREGATES:
+                if (tag, metric) not in aggregates:
+                    tasks = self.common_tasks(tag, metric)
+                    mine = {t: by_id(self.by_key[(tag, t)].rows()) for t in tasks}
+                    base = {t: by_id(self.by_key[(BASE, t)].rows()) for t in tasks}
+                    found = aggregate_comparisons(
+                        mine, base, tasks, metric, resamples=self.resamples, seed=self.seed
+                    )
+                    aggregates[(tag, metric)] = {r["task"]: r for r in found}
+                if task in aggregates[(tag, metric)]:
+                    rows.append((key, aggregates[(tag, metric)][task]))
+                continue
             mine, base = self.by_key[(tag, task)], self.by_key[(BASE, task)]
             if (mine.summary.get("items_sha256") or "") != (base.summary.get("items_sha256") or ""):
                 continue  # not the same items: not comparable
+            mine_rows, base_rows = in_group(mine.rows(), group), in_group(base.rows(), group)
             if metric == "bleu":
-                result = paired_corpus_bleu(
-                    mine.rows(), base.rows(), resamples=self.resamples, seed=self.seed
-                )
+                result = paired_corpus_bleu(mine_rows, base_rows, resamples=self.resamples, seed=self.seed)
             else:
-                a, b = per_item(mine.rows(), metric), per_item(base.rows(), metric)
+                a, b = per_item(mine_rows, metric), per_item(base_rows, metric)
                 ids = sorted(set(a) & set(b))
                 if not ids:
                     continue
@@ -155,7 +222,7 @@ class Comparisons:
                     resamples=self.resamples,
                     seed=self.seed,
                 ).as_dict()
-            rows.append(((tag, task, metric), result))
+            rows.append((key, result))
         adjusted = benjamini_hochberg([r["p_value"] for _, r in rows])
         for (key, result), p_adjusted in zip(rows, adjusted, strict=True):
             significant = p_adjusted is not None and p_adjusted < self.alpha
@@ -167,14 +234,14 @@ class Comparisons:
                 "family": "report",
             }
 
-    def get(self, tag: str, task: str, metric: str) -> dict | None:
-        key = (tag, task, metric)
+    def get(self, tag: str, task: str, metric: str, group: Group = None) -> dict | None:
+        key = (tag, task, metric, group)
         if key in self.evaluation:
             return {**self.evaluation[key], "family": "evaluation"}
         return self.computed.get(key)
 
-    def mark(self, tag: str, task: str, metric: str) -> str:
-        found = self.get(tag, task, metric)
+    def mark(self, tag: str, task: str, metric: str, group: Group = None) -> str:
+        found = self.get(tag, task, metric, group)
         if found is None or not found.get("verdict"):
             return ""
         return MARKS[found["verdict"]] + ("" if found.get("family") == "evaluation" else "ᵣ")
@@ -197,35 +264,142 @@ class _Builder:
         if len(self.by_key) != len(outputs):
             raise ReportError(f"{root}: two summaries for the same model tag and task")
         self.tags = model_order({o.tag for o in outputs})
-        self.aggregates = {t: read_optional_json(root / t / "aggregate.json") for t in self.tags}
-        self.comparisons = Comparisons(
-            outputs, read_optional_json(root / "comparisons.json"), resamples, seed
-        )
         self.resamples, self.seed = resamples, seed
         self.data: dict[str, Any] = {"models": self.tags, "tables": {}}
         self.notes: list[str] = []
         self.missing: dict[str, set[tuple[str, str, str]]] = {}  # reason -> (tag, benchmark, metric)
+        self.comparisons = Comparisons(outputs, self._comparisons_file(), resamples, seed)
+        for tag in sorted(self.comparisons.stale):
+            self.notes.append(
+                f"{COMPARISONS} compares the aggregates of {display_name(tag)} over other tasks than those "
+                "scored here: those verdicts are computed by the report (ᵣ)"
+            )
+        self.aggregates = {t: self._aggregates(t) for t in self.tags}
+        self._missing_outputs()
 
-    def entry(self, tag: str, task: str, metric: str) -> dict | None:
+    def _comparisons_file(self) -> dict | None:
+        """``comparisons.json``, and a note when it is missing or empty (its verdicts then come from
+        the summaries' ``vs_base`` rows, or are computed here)."""
+        path = self.root / COMPARISONS
+        others = [t for t in self.tags if t != BASE]
+        if BASE not in self.tags:
+            if others:
+                self.notes.append(f"no base model ({BASE}/) scored here: no verdict against the base")
+            return read_optional_json(path) if path.is_file() and path.read_text().strip() else None
+        found = None
+        if path.is_file() and path.read_text(encoding="utf-8").strip():
+            found = read_optional_json(path)
+        if not others:
+            return found
+        if found is None:
+            why = "empty" if path.is_file() else "missing"
+            self.notes.append(
+                f"{COMPARISONS} is {why}: every verdict not in the summaries' vs_base rows (aggregates "
+                "included) is computed by the report (ᵣ)"
+            )
+        elif not ((found.get("families") or {}).get("vs_base")):
+            self.notes.append(
+                f"{COMPARISONS} holds no comparison against the base: the verdicts not in the summaries' "
+                "vs_base rows are computed by the report (ᵣ)"
+            )
+        return found
+
+    def _aggregates(self, tag: str) -> dict[str, dict]:
+        """The exact-match aggregates of ``tag`` over its multiple-choice tasks present, recomputed as
+        ``aggregate.json`` computes them (with the evaluation's bootstrap settings); a note when its
+        ``aggregate.json`` was computed from other predictions."""
+        tasks = [o for o in self.outputs if o.tag == tag and o.task in mc_tasks(self.outputs)]
+        if not tasks:
+            return {}
+        boot = tasks[0].summary.get("bootstrap") or {}
+        metrics = summary.aggregate(
+            {o.task: o.rows() for o in tasks},
+            ("em_constrained", "em_greedy"),
+            resamples=int(boot.get("resamples", RESAMPLES)),
+            seed=int(boot.get("seed", SEED)),
+        )
+        written = read_optional_json(self.root / tag / AGGREGATE)
+        if written is not None:
+            present = {o.task: o.summary.get("predictions_sha256") for o in self.outputs if o.tag == tag}
+            recorded = written.get("predictions_sha256")
+            if sorted(written.get("tasks") or []) != sorted(present) or (
+                recorded is not None and recorded != present
+            ):
+                self.notes.append(
+                    f"{tag}/{AGGREGATE} was computed over other predictions (tasks "
+                    f"{', '.join(written.get('tasks') or []) or 'none'}; here: {', '.join(sorted(present))}): "
+                    f"{display_name(tag)}'s aggregates are recomputed from the outputs present"
+                )
+        return metrics
+
+    def _missing_outputs(self) -> None:
+        """A note for each (model, task) of the grid without a scored output, saying which file is
+        missing and what the aggregates are over instead."""
+        incomplete = incomplete_outputs(self.root)
+        tasks = sorted({o.task for o in self.outputs} | {t for v in incomplete.values() for t in v})
+        mc = set(mc_tasks(self.outputs))
+        for tag in sorted(set(self.tags) | set(incomplete), key=lambda t: (t not in self.tags, t)):
+            present = sorted(o.task for o in self.outputs if o.tag == tag and o.task in mc)
+            for task in tasks:
+                if (tag, task) in self.by_key:
+                    continue
+                files = incomplete.get(tag, {}).get(task)
+                where = f"{' and '.join(files)} missing in {tag}/{task}/" if files else "not scored"
+                note = f"{display_name(tag)} on {task}: {where}: its cells read n/a"
+                if task in mc and tag in self.tags:
+                    over = f"are over {', '.join(present)} only" if present else "have no task left"
+                    note += f"; {display_name(tag)}'s aggregates {over}"
+                self.notes.append(note)
+
+    def entry(self, tag: str, task: str, metric: str, group: Group = None) -> dict | None:
         output = self.by_key.get((tag, task))
-        return output.metric(metric) if output else None
+        if output is None:
+            return None
+        if group is None:
+            return output.metric(metric)
+        for found in output.summary.get("groups") or []:
+            if (found.get("origin"), found.get("type")) == group:
+                return (found.get("metrics") or {}).get(metric)
+        return None
+
+    def groups(self, task: str, metric: str) -> list[tuple[str, str]]:
+        """The (origin, type) groups of ``task`` that have ``metric``, in the summaries' order."""
+        found: list[tuple[str, str]] = []
+        for tag in self.tags:
+            output = self.by_key.get((tag, task))
+            for group in (output.summary.get("groups") or []) if output else []:
+                key = (group.get("origin"), group.get("type"))
+                if key not in found and (group.get("metrics") or {}).get(metric):
+                    found.append(key)
+        return sorted(found)
 
     def aggregate(self, tag: str, metric: str) -> dict | None:
-        return ((self.aggregates.get(tag) or {}).get("metrics") or {}).get(metric)
+        return self.aggregates.get(tag, {}).get(metric)
 
-    def cell(self, tag: str, task: str, metric: str, shown: str | None = None) -> str:
-        entry = self.entry(tag, task, metric)
-        self.data["tables"].setdefault(shown or metric, {}).setdefault(tag, {})[task] = entry
+    def cell(self, tag: str, task: str, metric: str, shown: str | None = None, group: Group = None) -> str:
+        entry = self.entry(tag, task, metric, group)
+        column = task if group is None else f"{task}: {group[0]} {group[1]}"
+        self.data["tables"].setdefault(shown or metric, {}).setdefault(tag, {})[column] = entry
         if entry is not None and entry.get("value") is None and entry.get("missing"):
-            self.missing.setdefault(entry["missing"], set()).add((tag, task, metric))
-        return cell(entry, metric, self.comparisons.mark(tag, task, metric))
+            self.missing.setdefault(entry["missing"], set()).add((tag, column, metric))
+        return cell(entry, metric, self.comparisons.mark(tag, task, metric, group))
 
-    def want_all(self, tasks: list[str], metrics: list[str]) -> None:
+    def want_all(self, tasks: list[str], metrics: list[str], with_groups: bool = False) -> None:
         for tag in self.tags:
             for task in tasks:
                 for metric in metrics:
                     if self.entry(tag, task, metric) is not None:
                         self.comparisons.want(tag, task, metric)
+                    for group in self.groups(task, metric) if with_groups else []:
+                        if self.entry(tag, task, metric, group) is not None:
+                            self.comparisons.want(tag, task, metric, group)
+
+    def want_aggregates(self, metrics: list[str]) -> None:
+        for tag in self.tags:
+            for metric in metrics:
+                for statistic, _ in AGGREGATE_ROWS:
+                    if self.aggregate(tag, f"{metric}_{statistic}"):
+                        self.comparisons.want(tag, f"_aggregate_{statistic}", metric)
 
     # sections
 
@@ -256,24 +430,61 @@ class _Builder:
         )
 
     def mc_table(self, metric: str, title: str, with_aggregate: bool) -> str:
+        """The paper's table for ``metric``: a row per (origin, type) of each task, the task as a whole
+        (when it has several), then the aggregates; a column per model."""
         tasks = [b for b in mc_tasks(self.outputs) if any(self.entry(t, b, metric) for t in self.tags)]
         if not tasks:
             return ""
-        header = ["model", *tasks]
-        if with_aggregate:
-            header += ["aggregated (macro)", "all items (micro)"]
+        header = ["task", "dataset", "n", *(display_name(t) for t in self.tags)]
         rows = []
-        for tag in self.tags:
-            row = [display_name(tag), *(self.cell(tag, b, metric) for b in tasks)]
-            if with_aggregate:
-                for kind in ("macro", "micro"):
-                    entry = self.aggregate(tag, f"{metric}_{kind}")
-                    self.data["tables"].setdefault(metric, {}).setdefault(tag, {})[f"_aggregate_{kind}"] = (
-                        entry
+        for task in tasks:
+            groups = self.groups(task, metric)
+            for group in groups if len(groups) > 1 else []:
+                rows.append(
+                    [
+                        task,
+                        f"{group[0]} {group[1]}",
+                        self._n(task, metric, group),
+                        *(self.cell(tag, task, metric, group=group) for tag in self.tags),
+                    ]
+                )
+            whole = f"{groups[0][0]} {groups[0][1]}" if len(groups) == 1 else "all"
+            rows.append(
+                [task, whole, self._n(task, metric), *(self.cell(tag, task, metric) for tag in self.tags)]
+            )
+        if with_aggregate:
+            for statistic, label in AGGREGATE_ROWS:
+                name = f"{metric}_{statistic}"
+                entries = {tag: self.aggregate(tag, name) for tag in self.tags}
+                if not any(entries.values()):
+                    continue
+                row = [label, "", self._n_aggregate(entries)]
+                for tag, entry in entries.items():
+                    self.data["tables"].setdefault(metric, {}).setdefault(tag, {})[
+                        f"_aggregate_{statistic}"
+                    ] = entry
+                    if entry is not None and entry.get("value") is None and entry.get("missing"):
+                        self.missing.setdefault(entry["missing"], set()).add((tag, label, metric))
+                    row.append(
+                        cell(entry, metric, self.comparisons.mark(tag, f"_aggregate_{statistic}", metric))
                     )
-                    row.append(cell(entry, metric, self.comparisons.mark(tag, f"_aggregate_{kind}", metric)))
-            rows.append(row)
+                rows.append(row)
         return f"### {title}\n\n" + table(header, rows) + "\n"
+
+    def _n(self, task: str, metric: str, group: Group = None) -> str:
+        """The items behind a row (``a/b`` when the models were scored on different numbers)."""
+        counts = {
+            entry["n"]
+            for tag in self.tags
+            for entry in [self.entry(tag, task, metric, group)]
+            if entry and entry.get("n") is not None
+        }
+        return "/".join(str(n) for n in sorted(counts)) or "–"
+
+    @staticmethod
+    def _n_aggregate(entries: dict[str, dict | None]) -> str:
+        counts = {e["n"] for e in entries.values() if e and e.get("n") is not None}
+        return "/".join(str(n) for n in sorted(counts)) or "–"
 
     def position_bias(self) -> str:
         tasks = perm_tasks(self.outputs)
@@ -464,7 +675,8 @@ def build_report(
     outputs = read_outputs(root)
     builder = _Builder(root, outputs, resamples, seed)
     mc = mc_tasks(outputs)
-    builder.want_all(mc, ["em_constrained", "em_greedy", "hamming_constrained", "hamming_greedy"])
+    builder.want_all(mc, ["em_constrained", "em_greedy", "hamming_constrained", "hamming_greedy"], True)
+    builder.want_aggregates(["em_constrained", "em_greedy"])
     builder.want_all(perm_tasks(outputs), ["em_constrained_perm", "em_constrained_robust"])
     builder.want_all(oeq_tasks(outputs), [m for m, _ in OEQ_COLUMNS])
     builder.comparisons.compute()
@@ -478,8 +690,12 @@ def build_report(
         f"{builder.comparisons.alpha}): from the evaluation's comparisons, or, marked ᵣ, computed by the report "
         "from the predictions (a second family). Multiple-choice figures in %.\n",
         builder.runs(),
-        "## Multiple choice\n\nThe paper's headline figure is the aggregated constrained EM (the macro mean over "
-        "tasks; the micro mean over all items beside it).\n",
+        "## Multiple choice\n\nAs the paper's table: a row per (origin, type) of each task, then the task as a "
+        "whole. The paper's headline figure is the aggregated constrained EM; how the paper forms it is not "
+        "stated. Below it: the macro mean over tasks; 0.5 x the mean over the MCQ datasets + 0.5 x the mean "
+        "over the MCQU datasets (a dataset: one task's (origin, type); the formula of the authors' later code, "
+        "not tied to this paper by any public code); and the micro mean over all items. Aggregates are "
+        "recomputed from the outputs present.\n",
         builder.mc_table("em_constrained", "Constrained exact match (%)", True),
         builder.mc_table("em_greedy", "Greedy exact match (%)", True),
         builder.mc_table("hamming_constrained", "Hamming score, constrained (%), MCQ items", False),
@@ -502,8 +718,8 @@ def build_report(
     if notes:
         sections.append("## Notes\n\n" + "\n".join(f"- {n}" for n in notes) + "\n")
     builder.data["comparisons_computed"] = [
-        {"model": k[0], "task": k[1], "metric": k[2], **v}
-        for k, v in sorted(builder.comparisons.computed.items())
+        {"model": k[0], "task": k[1], "metric": k[2], **({"group": list(k[3])} if k[3] else {}), **v}
+        for k, v in sorted(builder.comparisons.computed.items(), key=lambda kv: (*kv[0][:3], kv[0][3] or ()))
     ]
     markdown = "\n".join(s for s in sections if s).rstrip() + "\n"
     (output / "report.md").write_text(markdown, encoding="utf-8")

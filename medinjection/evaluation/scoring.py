@@ -2,8 +2,11 @@
 
 ``score_task`` runs each scorer on this process's shard of the task's items, gathers the rows, and
 on the main process computes the metrics and writes ``predictions.parquet``, ``rejected.jsonl`` and
-``summary.json`` (``medinjection.core.outputs`` owns the folder). A full evaluation's summary of an
-adapter is also copied into its run folder; a subset's (``limit``) never is. ``fingerprint`` is what
+``summary.json`` (``medinjection.core.outputs`` owns the folder). The summary's ``metrics`` are over
+the whole task, its ``groups`` the same metrics per (origin, type) of the items (the rows of the
+paper's table), its ``gold_issues`` the items scored with an irregular gold (``items.GOLD_ISSUES``).
+A full evaluation's summary of an adapter is also copied into its run folder; a subset's
+(``limit``) never is. ``fingerprint`` is what
 must be equal for a score to be reused: model (name, commit, and a local folder's file hash),
 adapter files, items and protocol.
 """
@@ -32,6 +35,7 @@ from medinjection.core.outputs import (
 )
 from medinjection.core.runs import PREDICTIONS, SUMMARY
 from medinjection.evaluation import stats, summary
+from medinjection.evaluation.items import GOLD_ISSUES
 from medinjection.evaluation.scorers import Scorer, ScoringContext
 from medinjection.evaluation.settings import EvalArguments, EvaluationError
 
@@ -40,6 +44,8 @@ if TYPE_CHECKING:
     from medinjection.evaluation.prepare import PreparedTask
     from medinjection.evaluation.processes import Processes
 
+STRING_COLUMNS = ("origin", "gold_issues")
+"""Row columns stored as strings even when every row is null (files of several tasks concatenate)."""
 EVALUATION_PACKAGES = ("sacrebleu", "rouge_score", "nltk", "bert_score", "scipy", "numpy", "pyarrow")
 """Packages behind the figures of a summary, beside those every run records (``package_versions``)."""
 
@@ -120,6 +126,8 @@ def score_task(
                         "task": task.spec.name,
                         "type": item.type,
                         "source": item.source,
+                        "origin": item.origin,
+                        "gold_issues": ",".join(item.gold_issues) or None,
                         "permutation": item.permutation,
                         "scorer": name,
                         **row,
@@ -129,16 +137,11 @@ def score_task(
     if not processes.main:
         return []
     folder = task_dir(args.output_dir, model.tag, task.spec.name)
-    metrics = compute_metrics(
-        rows,
-        task.scorers,
-        context,
-        permutations=bool(args.permutations),
-        resamples=args.bootstrap_resamples,
-        seed=args.seed,
-    )
+    how = dict(permutations=bool(args.permutations), resamples=args.bootstrap_resamples, seed=args.seed)
+    metrics = compute_metrics(rows, task.scorers, context, **how)
+    groups = compute_groups(rows, task.scorers, context, **how)
     float_columns = tuple(c for s in task.scorers.values() for c in s.metric_columns)
-    predictions_sha = write_predictions(folder / PREDICTIONS, rows, float_columns)
+    predictions_sha = write_predictions(folder / PREDICTIONS, rows, float_columns, STRING_COLUMNS)
     write_rejected(folder / REJECTED, task.rejected)
     identity = cache.identity
     doc = {
@@ -157,6 +160,7 @@ def score_task(
         "n_items": len(task.originals),
         "n_by_type": dict(sorted(Counter(item.type for item in task.originals).items())),
         "n_rejected": len(task.rejected),
+        "gold_issues": count_gold_issues(rows),
         "skipped_types": task.skipped_types,
         "subsample": task.spec.limit is not None,
         "protocol": protocol(args, task, generation, options),
@@ -171,6 +175,7 @@ def score_task(
         "binary_metrics": sorted({c for s in task.scorers.values() for c in s.binary_metrics}),
         "primary_metrics": [c for s in task.scorers.values() for c in s.tested_metrics],
         "metrics": metrics,
+        "groups": groups,
         "aggregated": summary.AGGREGATED,
         "fingerprint": fingerprint(model, task, args, identity, generation, options),
         "versions": versions(),
@@ -187,7 +192,23 @@ def score_task(
         f"{model.tag} / {task.spec.name}: {len(task.originals)} items ({len(rows)} rows) in {seconds:.1f} s"
         f"{headline(metrics.get('em_constrained'))}" + (f"; also {run_copy}" if run_copy else "")
     )
+    irregular = {kind: n for kind, n in doc["gold_issues"].items() if n}
+    if irregular:
+        log(
+            f"{model.tag} / {task.spec.name}: scored as the authors did, in the denominator: "
+            + ", ".join(f"{n} item(s) {kind}" for kind, n in irregular.items())
+        )
     return [path]
+
+
+def count_gold_issues(rows: list[dict]) -> dict[str, int]:
+    """Items (original order) scored with an irregular gold, by kind of ``items.GOLD_ISSUES``."""
+    counts = dict.fromkeys(GOLD_ISSUES, 0)
+    for row in rows:
+        if row.get("permutation", 0) == 0 and row.get("gold_issues"):
+            for kind in row["gold_issues"].split(","):
+                counts[kind] = counts.get(kind, 0) + 1
+    return counts
 
 
 def headline(entry: dict | None) -> str:
@@ -207,15 +228,19 @@ def compute_metrics(
     permutations: bool,
     resamples: int,
     seed: int,
+    breakdowns: bool = True,
 ) -> dict[str, dict]:
-    """The ``metrics`` mapping of a summary from its prediction rows (a scorer's ``summarize`` wins)."""
+    """The ``metrics`` mapping of a summary from its prediction rows (a scorer's ``summarize`` wins);
+    ``breakdowns``: with the ``_by_type`` and ``_by_source`` entries."""
     metrics: dict[str, dict] = {}
     for name, scorer in scorers.items():
         scorer_rows = [row for row in rows if row["scorer"] == name]
         if not scorer_rows:
             continue
         metrics.update(
-            summary.column_metrics(scorer_rows, scorer.metric_columns, resamples=resamples, seed=seed)
+            summary.column_metrics(
+                scorer_rows, scorer.metric_columns, breakdowns, resamples=resamples, seed=seed
+            )
         )
         if scorer.permutable and permutations:
             metrics.update(
@@ -227,6 +252,26 @@ def compute_metrics(
             metrics.update(scorer.summarize(scorer_rows, context(name)))
     summary.round_trip_check(metrics)
     return metrics
+
+
+def compute_groups(
+    rows: list[dict],
+    scorers: dict[str, Scorer],
+    context: Callable[[str], ScoringContext],
+    **how,
+) -> list[dict[str, Any]]:
+    """The ``groups`` of a summary: one entry per (origin, type) of the items (the rows of the
+    paper's table), ``{"origin", "type", "n", "metrics"}``, the metrics those of the whole
+    (``compute_metrics``) over the group's rows, without the by-type and by-source breakdowns."""
+    by_key: dict[tuple[str, str], list[dict]] = {}
+    for row in rows:
+        by_key.setdefault(summary.dataset_key(row), []).append(row)
+    groups = []
+    for (origin, kind), group in sorted(by_key.items()):
+        n = sum(1 for row in group if row.get("permutation", 0) == 0)
+        metrics = compute_metrics(group, scorers, context, breakdowns=False, **how)
+        groups.append({"origin": origin, "type": kind, "n": n, "metrics": metrics})
+    return groups
 
 
 def resummarize(folder: Path, scorer_options: dict[str, dict] | None = None) -> dict:
@@ -246,14 +291,18 @@ def resummarize(folder: Path, scorer_options: dict[str, dict] | None = None) -> 
     )
     spec = TaskSpec(**doc["task_spec"]) if doc.get("task_spec") else None
     boot = doc.get("bootstrap", {})
-    doc["metrics"] = compute_metrics(
-        rows,
-        scorers,
-        lambda name: ScoringContext(None, None, spec, options.get(name, {}), bootstrap=boot or None),
+    how = dict(
         permutations=bool(doc.get("protocol", {}).get("permutations")),
         resamples=int(boot.get("resamples", stats.RESAMPLES)),
         seed=int(boot.get("seed", stats.SEED)),
     )
+
+    def context(name: str) -> ScoringContext:
+        return ScoringContext(None, None, spec, options.get(name, {}), bootstrap=boot or None)
+
+    doc["metrics"] = compute_metrics(rows, scorers, context, **how)
+    doc["groups"] = compute_groups(rows, scorers, context, **how)
+    doc["gold_issues"] = count_gold_issues(rows)
     doc["predictions_sha256"] = hashlib.sha256((folder / PREDICTIONS).read_bytes()).hexdigest()
     write_json(folder / SUMMARY, doc)
     write_run_copy(doc)

@@ -3,7 +3,8 @@
 - ``bootstrap_ci``: percentile bootstrap interval of a mean over items (``scipy.stats.bootstrap``).
   Percentile rather than BCa: BCa's jackknife is quadratic in the number of items (27,931 test items).
 - ``stratified_bootstrap_ci``: items resampled within each task, for the micro and macro
-  means over several tasks.
+  means over several tasks, and for a weighted mean of group means (``"weighted"``: the 0.5 MCQ +
+  0.5 MCQU formula of the authors' later code weighs each dataset by its kind's share).
 - Paired comparisons of two models on the same items: the interval of the mean difference by
   paired bootstrap; the p-value by McNemar's exact test for 0/1 metrics (exact match) and by a
   paired sign-flip permutation test otherwise (Hamming, BLEU, judge scores).
@@ -123,26 +124,60 @@ def metric(
     }
 
 
+STATISTICS = ("micro", "macro", "weighted")
+"""Means over several groups (tasks, datasets): pooled items, the mean of the group means, and
+``sum(weights[g] x mean of group g)`` with the caller's weights."""
+
+
+def _check_statistic(statistic: str, weights: Sequence[float] | None, n_groups: int) -> None:
+    if statistic not in STATISTICS:
+        raise ValueError(f"statistic {statistic!r}; allowed: {', '.join(map(repr, STATISTICS))}")
+    if (statistic == "weighted") != (weights is not None):
+        raise ValueError("give weights with statistic 'weighted', and only then")
+    if weights is not None and len(weights) != n_groups:
+        raise ValueError(f"{len(weights)} weights for {n_groups} groups")
+
+
+def _kept(
+    groups: Sequence[Sequence[float | None]], weights: Sequence[float] | None
+) -> tuple[list[np.ndarray], list[float]]:
+    """The groups that have values, each with its weight (1 when none are given). A group without
+    values drops out with its weight: the caller gives weights over the groups that have values."""
+    pairs = [
+        (_clean(group), 1.0 if weights is None else float(w))
+        for group, w in zip(groups, weights or [None] * len(groups), strict=True)
+    ]
+    kept = [(a, w) for a, w in pairs if a.size]
+    return [a for a, _ in kept], [w for _, w in kept]
+
+
 def stratified_bootstrap_ci(
     groups: Sequence[Sequence[float | None]],
     statistic: str = "macro",
     *,
+    weights: Sequence[float] | None = None,
     resamples: int = RESAMPLES,
     seed: int = SEED,
     confidence: float = CONFIDENCE,
 ) -> tuple[float, float, np.ndarray]:
-    """Interval of the macro (mean of group means) or micro (pooled) mean, resampling within groups.
+    """Interval of the macro (mean of group means), micro (pooled) or weighted mean (``weights``, one
+    per group), resampling within groups.
 
     Returns ``(low, high, bootstrap distribution)``; ``(nan, nan, [])`` when no task has two
     values (nothing to resample).
     """
-    arrays = [g for g in (_clean(group) for group in groups) if g.size]
+    _check_statistic(statistic, weights, len(groups))
+    arrays, group_weights = _kept(groups, weights)
     if not any(a.size >= 2 for a in arrays):
         return (math.nan, math.nan, np.array([]))
     # A group of one item (or of equal values) resamples to the same mean every time: it enters the
     # statistic as a constant (scipy's bootstrap refuses samples of fewer than two observations).
-    varying = [a for a in arrays if a.size >= 2 and not np.all(a == a[0])]
-    fixed = [a for a in arrays if not (a.size >= 2 and not np.all(a == a[0]))]
+    is_varying = [a.size >= 2 and not np.all(a == a[0]) for a in arrays]
+    varying = [a for a, v in zip(arrays, is_varying, strict=True) if v]
+    fixed = [a for a, v in zip(arrays, is_varying, strict=True) if not v]
+    order = [w for w, v in zip(group_weights, is_varying, strict=True) if v] + [
+        w for w, v in zip(group_weights, is_varying, strict=True) if not v
+    ]
     sizes = np.array([a.size for a in varying + fixed], dtype=float)
     fixed_means = [float(np.mean(a)) for a in fixed]
 
@@ -152,8 +187,8 @@ def stratified_bootstrap_ci(
         means = np.stack(means + [np.full(shape, m) for m in fixed_means])
         if statistic == "macro":
             return means.mean(axis=0)
-        weights = sizes.reshape((-1,) + (1,) * (means.ndim - 1))
-        return (means * weights).sum(axis=0) / sizes.sum()
+        factors = sizes / sizes.sum() if statistic == "micro" else np.asarray(order)
+        return (means * factors.reshape((-1,) + (1,) * (means.ndim - 1))).sum(axis=0)
 
     if not varying:
         value = float(combine())
@@ -183,6 +218,24 @@ def macro_mean(groups: Sequence[Sequence[float | None]]) -> float:
 def micro_mean(groups: Sequence[Sequence[float | None]]) -> float:
     pooled = np.concatenate([_clean(g) for g in groups]) if groups else np.array([])
     return float(np.mean(pooled)) if pooled.size else math.nan
+
+
+def weighted_mean(groups: Sequence[Sequence[float | None]], weights: Sequence[float]) -> float:
+    """``sum(weights[g] x mean of group g)`` over the groups that have values."""
+    arrays, group_weights = _kept(groups, weights)
+    if not arrays:
+        return math.nan
+    return float(sum(w * np.mean(a) for a, w in zip(arrays, group_weights, strict=True)))
+
+
+def group_mean(
+    groups: Sequence[Sequence[float | None]], statistic: str, weights: Sequence[float] | None = None
+) -> float:
+    """The ``statistic`` (``STATISTICS``) of ``groups``."""
+    _check_statistic(statistic, weights, len(groups))
+    if statistic == "weighted":
+        return weighted_mean(groups, weights)
+    return macro_mean(groups) if statistic == "macro" else micro_mean(groups)
 
 
 @dataclass(frozen=True)
@@ -252,6 +305,7 @@ def sign_flip_test(
     differences: Sequence[Sequence[float | None]],
     statistic: str = "micro",
     *,
+    weights: Sequence[float] | None = None,
     resamples: int = 9999,
     seed: int = SEED,
 ) -> float:
@@ -261,23 +315,25 @@ def sign_flip_test(
     "no difference" the two models' values of an item are exchangeable, so each pair's sign is
     flipped independently and the statistic is recomputed: ``"micro"``, the mean over all pairs, or
     ``"macro"``, the mean of the task means (the tasks keep their items, so the macro
-    weights stay those of the observed statistic). The p-value is the share of sign patterns whose
+    weights stay those of the observed statistic), or ``"weighted"``, ``sum(weights[g] x mean of
+    group g)``. The p-value is the share of sign patterns whose
     statistic is at least as far from 0 as the observed one: exact over all 2**n patterns when at
     most ``EXACT_SIGN_FLIPS`` pairs differ, else ``(#{|stat_r| >= |obs|} + 1) / (R + 1)`` over
     ``resamples`` random patterns (never 0). Pairs with no difference change no statistic and are
     left out of the enumeration.
     """
-    if statistic not in ("micro", "macro"):
-        raise ValueError(f"statistic {statistic!r}; allowed: 'micro', 'macro'")
-    groups = [g for g in (_clean(group) for group in differences) if g.size]
+    _check_statistic(statistic, weights, len(differences))
+    groups, group_weights = _kept(differences, weights)
     if not groups:
         return math.nan
     total = sum(g.size for g in groups)
     # The statistic is a weighted sum of the differences: sum_i w_i * s_i * d_i with signs s_i.
-    weights = [
-        np.full(g.size, 1.0 / (len(groups) * g.size) if statistic == "macro" else 1.0 / total) for g in groups
-    ]
-    c = np.concatenate([w * g for w, g in zip(weights, groups, strict=True)])
+    factors = {
+        "macro": [1.0 / (len(groups) * g.size) for g in groups],
+        "micro": [1.0 / total for _ in groups],
+        "weighted": [w / g.size for g, w in zip(groups, group_weights, strict=True)],
+    }[statistic]
+    c = np.concatenate([f * g for f, g in zip(factors, groups, strict=True)])
     c = c[c != 0]
     if c.size == 0:
         return 1.0
@@ -340,29 +396,33 @@ def compare_stratified(
     groups_b: Sequence[Sequence[float | None]],
     statistic: str = "macro",
     *,
+    weights: Sequence[float] | None = None,
     resamples: int = RESAMPLES,
     seed: int = SEED,
     confidence: float = CONFIDENCE,
 ) -> PairedResult:
-    """Paired comparison of a micro or macro mean over tasks: the difference, its interval by a
-    bootstrap resampling items within each task, and the stratified sign-flip test's p-value."""
-    diffs, xs, ys = [], [], []
-    for ga, gb in zip(groups_a, groups_b, strict=True):
+    """Paired comparison of a micro, macro or weighted mean over groups: the difference, its interval
+    by a bootstrap resampling items within each group, and the stratified sign-flip test's p-value.
+    ``weights`` (statistic ``"weighted"``) are those of the groups that have pairs."""
+    _check_statistic(statistic, weights, len(groups_a))
+    diffs, xs, ys, kept_weights = [], [], [], []
+    for index, (ga, gb) in enumerate(zip(groups_a, groups_b, strict=True)):
         x, y = paired(ga, gb)
         if x.size:
             diffs.append(x - y)
             xs.append(x)
             ys.append(y)
-    mean = macro_mean if statistic == "macro" else micro_mean
+            kept_weights.append(1.0 if weights is None else weights[index])
+    w = kept_weights if weights is not None else None
     low, high, _ = stratified_bootstrap_ci(
-        diffs, statistic, resamples=resamples, seed=seed, confidence=confidence
+        diffs, statistic, weights=w, resamples=resamples, seed=seed, confidence=confidence
     )
-    p_value = sign_flip_test(diffs, statistic, resamples=max(resamples, TEST_RESAMPLES), seed=seed)
+    p_value = sign_flip_test(diffs, statistic, weights=w, resamples=max(resamples, TEST_RESAMPLES), seed=seed)
     return PairedResult(
         n=int(sum(d.size for d in diffs)),
-        value=mean(xs),
-        baseline_value=mean(ys),
-        diff=mean(diffs),
+        value=group_mean(xs, statistic, w),
+        baseline_value=group_mean(ys, statistic, w),
+        diff=group_mean(diffs, statistic, w),
         ci95=(low, high),
         test=f"stratified_sign_flip_{statistic}",
         p_value=p_value,

@@ -34,6 +34,9 @@ RIGHT = {
     "trad": set(range(0, 60, 3)) - {0},
 }
 TAGS = ("base", "nat", "trad")
+ORIGINS = ("FrenchMedMCQA", "MediQAl")
+"""Origins of the multiple-choice items (two items in five from the second): four (origin, type)
+groups, the rows of the paper's table."""
 REFERENCES = [
     f"Le traitement du cas {i} repose sur l'amoxicilline et la surveillance de la fièvre."
     for i in range(N_OEQ)
@@ -54,6 +57,7 @@ def mc_rows(tag: str) -> list[dict]:
                 "task": MC,
                 "type": kind,
                 "source": "frenchmedmcqa",
+                "origin": ORIGINS[i % 5 >= 3],
                 "scorer": "mcq",
                 "permutation": permutation,
                 "options": ["A", "B", "C", "D", "E"],
@@ -140,6 +144,19 @@ def mc_metrics(rows: list[dict]) -> dict:
     return metrics
 
 
+def mc_groups(rows: list[dict]) -> list[dict]:
+    """The summary's ``groups``: the four metrics per (origin, type), computed here from the rows."""
+    original = [r for r in rows if r["permutation"] == 0]
+    groups = []
+    for origin, kind in sorted({(r["origin"], r["type"]) for r in original}):
+        mine = [r for r in original if (r["origin"], r["type"]) == (origin, kind)]
+        metrics = {
+            m: stats.metric([r[m] for r in mine]) for m in MC_METRICS if any(r[m] is not None for r in mine)
+        }
+        groups.append({"origin": origin, "type": kind, "n": len(mine), "metrics": metrics})
+    return groups
+
+
 def write_outputs(root: Path) -> Path:
     """Write the fixture outputs under ``root`` (an evaluation output_dir) and return it."""
     rows_of: dict[tuple[str, str], list[dict]] = {}
@@ -162,6 +179,8 @@ def write_outputs(root: Path) -> Path:
                 "protocol": {"permutations": K if task == MC else 0, "seed": 0},
                 "metrics": metrics,
             }
+            if task == MC:
+                summary["groups"] = mc_groups(rows)
             (folder / "summary.json").write_text(json.dumps(summary, indent=1))
     # the evaluation's own comparisons: the four multiple-choice metrics, one BH family
     family = []
@@ -196,7 +215,7 @@ def write_outputs(root: Path) -> Path:
         aggregate = {
             "schema_version": 2,
             "model_tag": tag,
-            "tasks": [MC],
+            "tasks": [MC, OEQ],
             "aggregated": "macro",
             "metrics": {
                 "em_constrained_macro": {"value": stats.macro_mean([em]), "ci95": [low, high], "n": len(em)},

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from medinjection.evaluation import protocol
@@ -98,11 +100,62 @@ def test_scored_rows_on_crafted_predictions():
     assert row["em_greedy"] == 1.0 and row["hamming_greedy"] is None
 
 
-def test_items_refuse_an_answer_that_disagrees_with_the_letters():
-    with pytest.raises(ItemError, match="r1: answer 'A, C' gives gold"):
-        item_from_record(record("MCQ", "A, C", correct=["A", "D"]))
-    with pytest.raises(ItemError, match="not among the option letters"):
-        item_from_record(record("MCQ", "A, F", correct=[]))
+def authors_scores(answer: str, predicted: list[str], multi: bool) -> tuple[float, float | None]:
+    """EM and Hamming as the authors' Eval.py computes them, written out here from their rules (gold:
+    ``answer`` split on commas and white space, upper-cased; EM: set equality; Hamming: |p & g| /
+    |p | g|, 1 when both are empty, multi-answer items only)."""
+    gold = {part.upper() for part in re.split(r"[\s,]+", answer) if part}
+    pred = set(predicted)
+    hamming = (1.0 if not gold and not pred else len(gold & pred) / len(gold | pred)) if multi else None
+    return float(gold == pred), hamming
+
+
+IRREGULAR = [
+    # answer, correct_letters, type, the kinds of irregular gold, constrained text, greedy text
+    ("A, F", ["A"], "MCQ", ("gold_outside_options", "answer_disagrees_with_correct_letters"), "A", "A, F"),
+    ("", [], "MCQ", ("empty_gold",), ",", "B"),
+    ("", [], "MCQU", ("empty_gold",), "", "C"),
+    ("A, C", ["A", "D"], "MCQ", ("answer_disagrees_with_correct_letters",), "C, A", "A, D"),
+    ("B, C", ["B", "C"], "MCQU", ("several_gold_single_answer",), "B", "B, C"),
+    ("G", ["G"], "MCQU", ("gold_outside_options",), "A", "G"),
+]
+
+
+@pytest.mark.parametrize(("answer", "correct", "kind", "issues", "constrained", "greedy"), IRREGULAR)
+def test_items_with_irregular_gold_are_scored_as_the_authors(
+    answer, correct, kind, issues, constrained, greedy
+):
+    """16.6: such an item is no longer refused; it is scored with the gold of its ``answer`` and
+    carries the kinds of its irregular gold."""
+    item = item_from_record(record(kind, answer, correct=correct))
+    assert item.gold_issues == issues and item.gold == tuple(protocol.gold_letters(answer))
+    row = score_texts(item, {"constrained_text": constrained, "greedy_text": greedy})
+    for name in ("constrained", "greedy"):
+        em, hamming = authors_scores(answer, row[name], kind == "MCQ")
+        assert row[f"em_{name}"] == em and row[f"hamming_{name}"] == hamming, (name, row)
+
+
+def test_a_regular_item_has_no_gold_issue_and_empty_gold_scores_one_for_an_empty_answer():
+    assert item_from_record(record("MCQ", "A, C")).gold_issues == ()
+    empty = item_from_record(record("MCQ", "", correct=[]))
+    row = score_texts(empty, {"constrained_text": ",", "greedy_text": "B"})
+    assert (row["em_constrained"], row["hamming_constrained"]) == (1.0, 1.0)  # both empty
+    assert (row["em_greedy"], row["hamming_greedy"]) == (0.0, 0.0)
+
+
+def test_permutations_keep_a_gold_letter_that_is_no_option():
+    from medinjection.core.chat import to_messages
+    from medinjection.evaluation.permutations import permute_item
+
+    rec = record("MCQ", "A, F", correct=["A"])
+    rec["instruction"] = "Question : ?"
+    item = item_from_record(rec, to_messages(rec))
+    permuted = permute_item(item, (1, 0, 2, 3, 4), 1)  # A's text moves to B
+    assert permuted.gold == ("B", "F") and permuted.gold_issues == item.gold_issues
+    row = score_texts(permuted, {"constrained_text": "B", "greedy_text": "B, F"})
+    assert row["em_constrained"] == 0.0 and row["hamming_constrained"] == pytest.approx(1 / 2)
+    with pytest.raises(ItemError, match="r1: a MCQ item with 1 option"):
+        item_from_record(record("MCQ", "A", letters="A"))  # no multiple choice to prompt: still refused
 
 
 def test_budgets():

@@ -68,7 +68,16 @@ def fmt(entry: dict, scale: float = 100.0) -> str:
 NAMES = {"Base": "base", "NAT": "nat", "TRAD": "trad"}
 
 
+def mc_row(rows: list[dict[str, str]], task: str, dataset: str) -> dict[str, str]:
+    """The row of ``task`` and ``dataset`` (``all``, ``<origin> <type>`` or an aggregate's label)."""
+    found = [r for r in rows if r["task"] == task and r["dataset"] == dataset]
+    assert len(found) == 1, (task, dataset, rows)
+    return found[0]
+
+
 def test_multiple_choice_tables_match_the_summaries(report, outputs):
+    """The paper's table: a row per (origin, type) of the task (its summary's groups), the task as a
+    whole, then the aggregates; a column per model."""
     found = tables(report.markdown)
     for heading, metric in (
         ("Constrained exact match (%)", "em_constrained"),
@@ -76,14 +85,33 @@ def test_multiple_choice_tables_match_the_summaries(report, outputs):
         ("Hamming score, constrained (%), MCQ items", "hamming_constrained"),
     ):
         rows = found[heading]
-        assert [r["model"] for r in rows] == ["Base", "NAT", "TRAD"]
-        for row in rows:
-            entry = summary(outputs, NAMES[row["model"]], fx.MC)["metrics"][metric]
-            assert row[fx.MC].startswith(fmt(entry)), (heading, row)
-    aggregated = {r["model"]: r["aggregated (macro)"] for r in found["Constrained exact match (%)"]}
+        groups = summary(outputs, "base", fx.MC)["groups"]
+        expected = [f"{g['origin']} {g['type']}" for g in groups if metric in g["metrics"]]
+        assert [r["dataset"] for r in rows if r["task"] == fx.MC] == [*expected, "all"], heading
+        for name, tag in NAMES.items():
+            doc = summary(outputs, tag, fx.MC)
+            assert mc_row(rows, fx.MC, "all")[name].startswith(fmt(doc["metrics"][metric]))
+            for group in doc["groups"]:
+                if metric in group["metrics"]:
+                    row = mc_row(rows, fx.MC, f"{group['origin']} {group['type']}")
+                    assert row["n"] == str(group["n"])
+                    assert row[name].startswith(fmt(group["metrics"][metric])), (heading, name, group)
+    rows = found["Constrained exact match (%)"]
     for name, tag in NAMES.items():
         entry = json.loads((outputs / tag / "aggregate.json").read_text())["metrics"]["em_constrained_macro"]
-        assert aggregated[name].startswith(fmt(entry))
+        assert mc_row(rows, "aggregated (macro over tasks)", "")[name].startswith(fmt(entry))
+        # the authors' later formula, by hand: 0.5 x mean over the MCQ groups + 0.5 x over the MCQU ones
+        groups = summary(outputs, tag, fx.MC)["groups"]
+        means = {
+            kind: [g["metrics"]["em_constrained"]["value"] for g in groups if g["type"] == kind]
+            for kind in ("MCQ", "MCQU")
+        }
+        halves = 0.5 * sum(means["MCQ"]) / len(means["MCQ"]) + 0.5 * sum(means["MCQU"]) / len(means["MCQU"])
+        cell = mc_row(rows, "½ MCQ + ½ MCQU datasets (authors' later code)", "")[name]
+        assert cell.startswith(f"{100 * halves:.2f} ["), (name, cell, halves)
+        assert report.data["tables"]["em_constrained"][tag]["_aggregate_halves"]["value"] == pytest.approx(
+            halves
+        )
 
 
 def test_verdicts_are_the_paired_tests(report, outputs):
@@ -93,11 +121,11 @@ def test_verdicts_are_the_paired_tests(report, outputs):
         verdicts[("nat", "em_constrained")] == "better"
         and verdicts[("trad", "em_constrained")] == "no difference"
     )
-    rows = {r["model"]: r[fx.MC] for r in tables(report.markdown)["Constrained exact match (%)"]}
+    rows = mc_row(tables(report.markdown)["Constrained exact match (%)"], fx.MC, "all")
     assert rows["NAT"].endswith(" ▲") and rows["TRAD"].endswith(" =")
     assert not rows["Base"].endswith(("▲", "▼", "="))  # the base is not compared with itself
     # a metric the evaluation did not compare is compared by the report (marked ᵣ), with the same tests
-    computed = {(r["model"], r["metric"]): r for r in report.data["comparisons_computed"]}
+    computed = {(r["model"], r["metric"]): r for r in report.data["comparisons_computed"] if "group" not in r}
     assert computed[("nat", "em_constrained_perm")]["verdict"] == "better"
     assert computed[("nat", "em_constrained_perm")]["test"] == "paired_permutation"  # a mean of K copies
     assert computed[("nat", "em_constrained_robust")]["test"] == "mcnemar"  # 0/1
@@ -105,6 +133,22 @@ def test_verdicts_are_the_paired_tests(report, outputs):
     assert computed[("nat", "bleu")]["test"] == "paired_approximate_randomization_corpus_bleu"
     oeq = {r["model"]: r for r in tables(report.markdown)[fx.OEQ]}
     assert oeq["NAT"]["ROUGE-2"].endswith("▲ᵣ") and oeq["NAT"]["Judge 1-5"].endswith("▲ᵣ")
+    # a group's verdict: McNemar on the group's items alone
+    group = [r for r in report.data["comparisons_computed"] if r.get("group") == ["FrenchMedMCQA", "MCQU"]]
+    nat = next(r for r in group if r["model"] == "nat" and r["metric"] == "em_constrained")
+    rows = {m: fx.mc_rows(m) for m in ("nat", "base")}
+    pick = {
+        m: {r["id"]: r["em_constrained"] for r in rows[m] if r["permutation"] == 0 and r["type"] == "MCQU"
+            and r["origin"] == "FrenchMedMCQA"}
+        for m in rows
+    }  # fmt: skip
+    from medinjection.evaluation import stats
+
+    ids = sorted(pick["nat"])
+    assert nat["test"] == "mcnemar" and nat["n"] == len(ids)
+    assert nat["p_value"] == pytest.approx(
+        stats.mcnemar([pick["nat"][i] for i in ids], [pick["base"][i] for i in ids])
+    )
 
 
 def test_position_bias_and_open_ended_tables(report, outputs):
@@ -238,7 +282,7 @@ def test_a_missing_interval_reads_n_a(outputs, tmp_path):
     doc["metrics"]["em_constrained"] = {**doc["metrics"]["em_constrained"], "ci95": [None, None]}
     path.write_text(json.dumps(doc))
     built = build_report(root, tmp_path / "report", resamples=50)
-    row = {r["model"]: r[fx.MC] for r in tables(built.markdown)["Constrained exact match (%)"]}["NAT"]
+    row = mc_row(tables(built.markdown)["Constrained exact match (%)"], fx.MC, "all")["NAT"]
     assert row.startswith(f"{100 * doc['metrics']['em_constrained']['value']:.2f} [n/a]"), row
     assert (tmp_path / "report" / "em_by_mix.png").is_file()
 
