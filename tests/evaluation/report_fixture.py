@@ -157,31 +157,35 @@ def mc_groups(rows: list[dict]) -> list[dict]:
     return groups
 
 
+def write_task(root: Path, tag: str, task: str, rows: list[dict], multiple_choice: bool = True) -> None:
+    """One ``<tag>/<task>/`` output: the rows and their summary (metrics and groups computed here)."""
+    folder = root / tag / task
+    folder.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(rows), folder / "predictions.parquet")
+    summary = {
+        "schema_version": 2,
+        "model": "medinjection/tiny-random-qwen3",
+        "model_tag": tag,
+        "adapter": None if tag == "base" else f"/runs/{tag}",
+        "adapter_sha256": None if tag == "base" else (tag * 64)[:64],
+        "task": task,
+        "items_sha256": f"items-{task}",
+        "n_items": len({r["id"] for r in rows}),
+        "protocol": {"permutations": K if multiple_choice else 0, "seed": 0},
+        "metrics": mc_metrics(rows) if multiple_choice else summarize(rows),
+    }
+    if multiple_choice:
+        summary["groups"] = mc_groups(rows)
+    (folder / "summary.json").write_text(json.dumps(summary, indent=1))
+
+
 def write_outputs(root: Path) -> Path:
     """Write the fixture outputs under ``root`` (an evaluation output_dir) and return it."""
     rows_of: dict[tuple[str, str], list[dict]] = {}
     for tag in TAGS:
         for task, rows in ((MC, mc_rows(tag)), (OEQ, oeq_rows(tag))):
             rows_of[(tag, task)] = rows
-            folder = root / tag / task
-            folder.mkdir(parents=True, exist_ok=True)
-            pq.write_table(pa.Table.from_pylist(rows), folder / "predictions.parquet")
-            metrics = mc_metrics(rows) if task == MC else summarize(rows)
-            summary = {
-                "schema_version": 2,
-                "model": "medinjection/tiny-random-qwen3",
-                "model_tag": tag,
-                "adapter": None if tag == "base" else f"/runs/{tag}",
-                "adapter_sha256": None if tag == "base" else (tag * 64)[:64],
-                "task": task,
-                "items_sha256": f"items-{task}",
-                "n_items": N_MC if task == MC else N_OEQ,
-                "protocol": {"permutations": K if task == MC else 0, "seed": 0},
-                "metrics": metrics,
-            }
-            if task == MC:
-                summary["groups"] = mc_groups(rows)
-            (folder / "summary.json").write_text(json.dumps(summary, indent=1))
+            write_task(root, tag, task, rows, task == MC)
     # the evaluation's own comparisons: the four multiple-choice metrics, one BH family
     family = []
     for tag in ("nat", "trad"):

@@ -241,6 +241,95 @@ def test_a_smoke_run_leaves_the_run_folder_alone(recipe_run, monkeypatch, tmp_pa
         assert path.read_bytes() == before, path
 
 
+# ---- 16.2: the paper's table, by (origin, type) ----------------------------------------------------
+
+
+def _mean(values):
+    values = [v for v in values if v is not None]
+    return sum(values) / len(values) if values else None
+
+
+@pytest.mark.slow
+def test_groups_of_a_demo_like_evaluation_match_its_predictions(recipe_run, tmp_path):
+    """Each summary's ``groups`` (one per (origin, type) of the items) against the same means computed
+    here from predictions.parquet; the halves aggregate against its formula over those groups; and
+    the report's table has a row per group."""
+    from medinjection.evaluation.report import build_report
+
+    root, _ = recipe_run
+    for tag in ("base", "nat"):
+        halves_by_hand: dict[str, list[float]] = {"MCQ": [], "MCQU": []}
+        for task in TASKS:
+            folder = root / "eval" / tag / task
+            summary = json.loads((folder / "summary.json").read_text())
+            rows = pq.read_table(folder / "predictions.parquet").to_pylist()
+            original = [r for r in rows if r["permutation"] == 0]
+            assert all(r["origin"] for r in rows), task  # every item names its source dataset
+            keys = sorted({(r["origin"], r["type"]) for r in original})
+            assert [(g["origin"], g["type"]) for g in summary["groups"]] == keys
+            assert sum(g["n"] for g in summary["groups"]) == summary["n_items"]
+            for group in summary["groups"]:
+                mine = [r for r in rows if (r["origin"], r["type"]) == (group["origin"], group["type"])]
+                first = [r for r in mine if r["permutation"] == 0]
+                assert group["n"] == len(first)
+                columns = (
+                    "em_constrained",
+                    "em_greedy",
+                    "hamming_constrained",
+                    "hamming_greedy",
+                    "rouge2",
+                    "meteor",
+                )
+                for column in columns:
+                    expected = _mean([r.get(column) for r in first])
+                    entry = group["metrics"].get(column)
+                    if expected is None:
+                        assert entry is None, (task, group["origin"], column)
+                    else:
+                        assert entry["value"] == pytest.approx(expected), (task, group["origin"], column)
+                        assert entry["n"] == sum(r.get(column) is not None for r in first)
+                if group["type"] in ("MCQ", "MCQU"):  # permuted copies: the mean over each item's copies
+                    permuted: dict[str, list[float]] = {}
+                    for r in mine:
+                        if r["permutation"] > 0:
+                            permuted.setdefault(r["id"], []).append(r["em_constrained"])
+                    expected = _mean([_mean(v) for v in permuted.values()])
+                    assert group["metrics"]["em_constrained_perm"]["value"] == pytest.approx(expected)
+                    halves_by_hand[group["type"]].append(group["metrics"]["em_constrained"]["value"])
+                assert not any(":" in name for name in group["metrics"])  # no by-type/by-source inside
+        aggregate = json.loads((root / "eval" / tag / "aggregate.json").read_text())
+        entry = aggregate["metrics"]["em_constrained_halves"]
+        assert halves_by_hand["MCQ"] and halves_by_hand["MCQU"]
+        by_hand = 0.5 * _mean(halves_by_hand["MCQ"]) + 0.5 * _mean(halves_by_hand["MCQU"])
+        assert entry["value"] == pytest.approx(by_hand)
+        assert "MedAdapt" in aggregate["statistics"]["halves"]
+    report = build_report(root / "eval", tmp_path / "report", resamples=50)
+    table = report.markdown.split("### Constrained exact match (%)")[1].split("###")[0]
+    native = json.loads((root / "eval" / "base" / "native-test" / "summary.json").read_text())
+    for group in native["groups"]:
+        if group["type"] != "OEQ":
+            assert f"| native-test | {group['origin']} {group['type']} | {group['n']} |" in table
+
+
+def test_a_mix_config_of_a_local_folder(demo_folder, tmp_path):
+    """16.7: ``--dataset_name DIR --dataset_config <mix> --dataset_split test`` scores what
+    ``load_dataset(DIR, <mix>, split="test")`` reads (a mix's test split is the provenances' own)."""
+    import datasets
+
+    folder = demo_folder / "medinjection-fr"
+    invoke(
+        "--model_name_or_path", demo_folder / "tiny-qwen3", "--dataset_name", folder,
+        "--dataset_config", "nat_trad", "--dataset_split", "test", "--output_dir", tmp_path / "out",
+        "--oeq_max_new_tokens", "2", "--bootstrap_resamples", "20",
+    )  # fmt: skip
+    summary = json.loads((tmp_path / "out" / "base" / "nat_trad-test" / "summary.json").read_text())
+    rows = pq.read_table(tmp_path / "out" / "base" / "nat_trad-test" / "predictions.parquet").to_pylist()
+    expected = datasets.load_dataset(str(folder), "nat_trad", split="test")
+    assert sorted(r["id"] for r in rows) == sorted(expected["id"])
+    assert summary["n_items"] == len(expected) and summary["task_spec"]["dataset"]["config"] == "nat_trad"
+    assert {r["origin"] for r in rows} == set(expected["origin"])
+
+
 # ---- 17.3 and 17.4: what a score is reused for -----------------------------------------------------
 
 

@@ -287,6 +287,68 @@ def test_a_missing_interval_reads_n_a(outputs, tmp_path):
     assert (tmp_path / "report" / "em_by_mix.png").is_file()
 
 
+def test_a_missing_summary_is_said_and_left_out_of_the_aggregates(outputs, tmp_path):
+    """17.5: with one summary.json gone, the model's cells for that task read n/a, its aggregates are
+    recomputed from the tasks present (not read from a stale aggregate.json), and the notes say so."""
+    import shutil
+
+    from medinjection.evaluation import stats
+
+    root = tmp_path / "eval-out"
+    shutil.copytree(outputs, root)
+    second = "frenchmedmcqa-b"  # a second multiple-choice task: trad's answers under every name
+    for tag in fx.TAGS:
+        fx.write_task(root, tag, second, [{**r, "task": second} for r in fx.mc_rows("trad")])
+    stale = json.loads((root / "nat" / "aggregate.json").read_text())["metrics"]["em_constrained_macro"]
+    (root / "nat" / fx.MC / "summary.json").unlink()
+    built = build_report(root, tmp_path / "report", resamples=50)
+    rows = tables(built.markdown)["Constrained exact match (%)"]
+    assert mc_row(rows, fx.MC, "all")["NAT"] == "n/a"
+    nat_macro = mc_row(rows, "aggregated (macro over tasks)", "")["NAT"]
+    only_b = [r["em_constrained"] for r in fx.mc_rows("trad") if r["permutation"] == 0]
+    assert nat_macro.startswith(f"{100 * stats.macro_mean([only_b]):.2f} [")
+    assert not nat_macro.startswith(fmt(stale))
+    base_macro = mc_row(rows, "aggregated (macro over tasks)", "")["Base"]
+    both = [[r["em_constrained"] for r in fx.mc_rows(t) if r["permutation"] == 0] for t in ("base", "trad")]
+    assert base_macro.startswith(f"{100 * stats.macro_mean(both):.2f} [")  # over both tasks
+    notes = built.markdown.split("## Notes")[1]
+    assert (
+        f"- NAT on {fx.MC}: summary.json missing in nat/{fx.MC}/: its cells read n/a; NAT's aggregates are over "
+        f"{second} only" in notes
+    )
+    assert "nat/aggregate.json was computed over other predictions" in notes
+
+
+@pytest.mark.parametrize("comparisons", [None, "", "{}"])
+def test_without_comparisons_every_verdict_is_computed_and_said(outputs, tmp_path, comparisons):
+    """17.5: a missing or empty comparisons.json: the verdicts (the aggregates' too) are computed by the
+    report from the predictions, and the notes say why."""
+    import shutil
+
+    root = tmp_path / "eval-out"
+    shutil.copytree(outputs, root)
+    path = root / "comparisons.json"
+    if comparisons is None:
+        path.unlink()
+    else:
+        path.write_text(comparisons)
+    built = build_report(root, tmp_path / "report", resamples=50)
+    rows = tables(built.markdown)["Constrained exact match (%)"]
+    assert len(rows) == 4 + 1 + 3  # four groups, the task, three aggregates
+    for row in rows:
+        for name in ("NAT", "TRAD"):
+            assert row[name].endswith(("▲ᵣ", "▼ᵣ", "=ᵣ")), (row, name)
+    assert mc_row(rows, "aggregated (macro over tasks)", "")["NAT"].endswith("▲ᵣ")
+    why = "missing" if comparisons is None else "empty" if not comparisons else None
+    notes = built.markdown.split("## Notes")[1]
+    if why:
+        assert f"- comparisons.json is {why}: every verdict not in the summaries' vs_base rows" in notes
+    else:
+        assert "- comparisons.json holds no comparison against the base" in notes
+    computed = {(r["model"], r["task"], r["metric"]) for r in built.data["comparisons_computed"]}
+    assert ("nat", "_aggregate_halves", "em_constrained") in computed
+
+
 def test_corrupt_report_inputs_are_named(outputs, tmp_path):
     import shutil
 

@@ -12,6 +12,7 @@ import sys
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from test_eval_protocol import authors_scores
 from test_eval_tasks import built_records, fmm_rows, write_built_folder
 from typer.testing import CliRunner
 
@@ -22,7 +23,7 @@ from medinjection.evaluation.runner import evaluate
 from medinjection.evaluation.settings import EvalArguments
 
 COLUMNS = {
-    "id", "task", "type", "source", "scorer", "permutation", "options", "order", "gold",
+    "id", "task", "type", "source", "origin", "gold_issues", "scorer", "permutation", "options", "order", "gold",
     "constrained_text", "constrained", "greedy_text", "greedy", "constrained_letters_text", "constrained_letters",
     "em_constrained", "em_greedy", "em_constrained_letters",
     "hamming_constrained", "hamming_greedy", "hamming_constrained_letters", "n_prompt_tokens",
@@ -127,6 +128,11 @@ def test_evaluate_base_and_adapters(tiny_path, dora_runs, fmm_task, tmp_path):
     assert {(r["model"], r["task"]) for r in vs_base} >= {
         ("nat", "fmm-mini"),
         ("nat_trad", "_aggregate_macro"),
+        ("nat", "_aggregate_halves"),  # the 0.5 MCQ + 0.5 MCQU aggregate, exact match only
+    }
+    assert {r["metric"] for r in vs_base if r["task"] == "_aggregate_halves"} == {
+        "em_constrained",
+        "em_greedy",
     }
     assert {(r["model"], r["baseline"]) for r in comparisons["families"]["pairwise"]} == {("nat", "nat_trad")}
     assert all(r["p_adjusted"] >= r["p_value"] for r in vs_base)
@@ -159,6 +165,56 @@ def test_reference_engine_gives_the_same_predictions(tiny_path, fmm_task, tmp_pa
         pq.read_table(tmp_path / "reference/base/fmm-mini/predictions.parquet").select(keep).to_pylist()
     )
     assert batched == reference
+
+
+def test_every_item_is_scored_as_the_authors(tiny_path, tmp_path):
+    """16.6: items whose gold is not among the options, or empty, are scored (as the authors' Eval.py
+    scores every item of a file), counted by kind, and stay in the denominator; the authors' per-item
+    loop (engine: reference) gives the same rows."""
+    rows = fmm_rows(8)
+    rows[2] |= {"correct_answers": ["f"], "nbr_correct_answers": 1, "type": "simple"}  # no option F
+    rows[5] |= {"correct_answers": [], "nbr_correct_answers": 0, "type": "simple"}  # no gold at all
+    (tmp_path / "dev.json").write_text(json.dumps(rows, ensure_ascii=False))
+    task = tmp_path / "fmm-odd.yaml"
+    task.write_text(
+        yaml.safe_dump(
+            {"name": "fmm-odd", "source": {"adapter": "frenchmedmcqa", "path": "."}, "split": "validation"}
+        )
+    )
+    common = ["--model_name_or_path", tiny_path, "--tasks", task, "--bootstrap_resamples", "50"]
+    output = invoke(*common, "--output_dir", tmp_path / "batched", "--permutations", "1")
+    assert "1 item(s) gold_outside_options, 1 item(s) empty_gold" in output
+    invoke(*common, "--output_dir", tmp_path / "reference", "--permutations", "1", "--engine", "reference")
+    folder = tmp_path / "batched" / "base" / "fmm-odd"
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["n_items"] == 8 and summary["n_rejected"] == 0
+    assert summary["gold_issues"] == {
+        "gold_outside_options": 1,
+        "empty_gold": 1,
+        "answer_disagrees_with_correct_letters": 0,
+        "several_gold_single_answer": 0,
+    }
+    scored = pq.read_table(folder / "predictions.parquet").to_pylist()
+    original = [r for r in scored if r["permutation"] == 0]
+    assert len(original) == 8
+    odd = [r for r in scored if r["gold_issues"] == "gold_outside_options"]
+    assert len(odd) == 2 and all(
+        r["gold"] == ["F"] and r["em_constrained"] == 0.0 for r in odd
+    )  # both orders
+    empty = [r for r in scored if r["gold_issues"] == "empty_gold"]
+    assert len(empty) == 2 and all(r["gold"] == [] for r in empty)
+    for row in scored:  # the authors' EM and Hamming of every prediction, from its gold
+        answer = ", ".join(row["gold"])
+        for name in ("constrained", "greedy"):
+            em, hamming = authors_scores(answer, row[name], row["type"] == "MCQ")
+            assert row[f"em_{name}"] == em and row[f"hamming_{name}"] == hamming, row
+    em = [r["em_constrained"] for r in original]
+    assert summary["metrics"]["em_constrained"]["value"] == pytest.approx(sum(em) / 8)  # the whole file
+    keep = ["id", "permutation", "gold", "constrained_text", "greedy_text", "em_constrained", "em_greedy"]
+    reference = (
+        pq.read_table(tmp_path / "reference/base/fmm-odd/predictions.parquet").select(keep).to_pylist()
+    )
+    assert pq.read_table(folder / "predictions.parquet").select(keep).to_pylist() == reference
 
 
 def test_unknown_task_and_the_list(tiny_path, tmp_path):

@@ -116,3 +116,78 @@ def test_one_open_ended_item_has_no_corpus_bleu_interval():
     assert summarize(rows)["bleu"]["ci95"] is not None
     paired = paired_corpus_bleu(rows[:1], [{**rows[0], "answer_text": "rien"}], resamples=50)
     assert paired["n"] == 1 and paired["ci95"] == [None, None]
+
+
+def mc(rid, kind, origin, em):
+    return {
+        "id": rid,
+        "type": kind,
+        "origin": origin,
+        "permutation": 0,
+        "scorer": "mcq",
+        "em_constrained": em,
+    }
+
+
+def test_the_halves_aggregate_against_a_hand_computation():
+    """0.5 x the mean over the MCQ datasets + 0.5 x the mean over the MCQU datasets (a dataset: one
+    task's (origin, type)), each dataset weighing the same whatever its size: the formula of the
+    authors' later code (ikram28/MedAdapt Evaluation/bootstrap.py), computed here by hand."""
+    native = (
+        [mc(f"f{i}", "MCQ", "FrenchMedMCQA", float(i < 3)) for i in range(4)]  # 3/4
+        + [mc(f"m{i}", "MCQU", "MediQAl", float(i < 1)) for i in range(10)]  # 1/10
+        + [mc(f"q{i}", "MCQ", "MediQAl", float(i < 1)) for i in range(2)]  # 1/2
+        + [{**mc("o1", "OEQ", "MediQAl", None), "scorer": "oeq"}]  # open-ended: in no dataset
+        + [{**mc("f0", "MCQ", "FrenchMedMCQA", 0.0), "permutation": 1}]  # permuted copy: left out
+    )
+    translated = [mc(f"t{i}", "MCQU", "MedQA", float(i < 4)) for i in range(5)]  # 4/5
+    by_hand = 0.5 * (3 / 4 + 1 / 2) / 2 + 0.5 * (1 / 10 + 4 / 5) / 2
+    metrics = summary.aggregate(
+        {"native": native, "translated": translated}, ("em_constrained",), resamples=300
+    )
+    halves = metrics["em_constrained_halves"]
+    assert halves["value"] == pytest.approx(by_hand)
+    assert halves["n"] == 4 + 10 + 2 + 5 and halves["tasks"] == 2
+    assert halves["datasets"] == {
+        "MCQ": ["native: FrenchMedMCQA MCQ", "native: MediQAl MCQ"],
+        "MCQU": ["native: MediQAl MCQU", "translated: MedQA MCQU"],
+    }
+    assert halves["ci95"][0] < by_hand < halves["ci95"][1]
+    # not the macro mean over tasks, nor the micro mean over items
+    assert metrics["em_constrained_macro"]["value"] == pytest.approx(((3 + 1 + 1) / 16 + 4 / 5) / 2)
+    assert metrics["em_constrained_micro"]["value"] == pytest.approx(9 / 21)
+    # one kind only: no value, and why
+    alone = summary.aggregate({"translated": translated}, ("em_constrained",), resamples=50)
+    assert alone["em_constrained_halves"]["value"] is None
+    assert alone["em_constrained_halves"]["missing"].startswith("no MCQ dataset scored")
+    assert "hamming_constrained_halves" not in summary.aggregate(
+        {"native": [{**r, "hamming_constrained": 1.0} for r in native]}, ("hamming_constrained",)
+    )  # exact match only
+
+
+def test_the_halves_interval_and_test_resample_within_each_dataset():
+    from medinjection.evaluation import stats
+
+    groups = [[1.0, 0.0, 1.0, 1.0], [0.0, 0.0, 1.0], [1.0, 1.0]]
+    weights = [0.25, 0.25, 0.5]
+    value = stats.weighted_mean(groups, weights)
+    assert value == pytest.approx(0.25 * 0.75 + 0.25 / 3 + 0.5)
+    low, high, draws = stats.stratified_bootstrap_ci(groups, "weighted", weights=weights, resamples=400)
+    assert low < value < high and draws.min() >= 0.5  # the constant dataset always gives its 0.5
+    # the sign-flip test of a weighted statistic, against brute force over every sign pattern
+    import itertools
+
+    import numpy as np
+
+    diffs = [[1.0, 0.0, -1.0], [1.0, 1.0]]
+    w = [0.5, 0.5]
+    observed = abs(sum(wi * np.mean(d) for wi, d in zip(w, diffs, strict=True)))
+    flat = [v for d in diffs for v in d]
+    hits = []
+    for signs in itertools.product((1, -1), repeat=len(flat)):
+        signed = [s * v for s, v in zip(signs, flat, strict=True)]
+        parts = [signed[:3], signed[3:]]
+        hits.append(abs(sum(wi * np.mean(p) for wi, p in zip(w, parts, strict=True))) >= observed - 1e-12)
+    assert stats.sign_flip_test(diffs, "weighted", weights=w) == pytest.approx(sum(hits) / len(hits))
+    with pytest.raises(ValueError, match="weights"):
+        stats.stratified_bootstrap_ci(groups, "weighted")
