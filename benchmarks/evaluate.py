@@ -15,7 +15,10 @@ multi-answer (MCQ). The same model scores them twice:
   the same two predictions (the letters-only variant is timed apart, ``items_per_s_ours_with_letters``).
 
 Both include rendering and tokenising the prompts. ``identical_predictions``: every item's decoded
-greedy and constrained texts are the same strings. ``floor_fraction`` (ours and the floor timed
+greedy and constrained texts are the same strings. ``agreement``: the fraction of the predictions
+(two per item timed by both: greedy and constrained) whose decoded text is the same in both, and
+``agreement_by_prediction`` for each; in float32 on a CPU it has been 1.0, while in bfloat16 on a GPU
+padding and batch shapes change the order of the sums, so a near tie between two tokens can flip. ``floor_fraction`` (ours and the floor timed
 ``--repeats`` times, alternating, the least of each kept): the time of one batched
 forward pass over all the prompts (``Engine.first_step_logits``: each prompt encoded once, its
 next-token logits at its last position; the least any exact method needs on that hardware, since
@@ -153,14 +156,17 @@ def main() -> None:
     original_s = time.perf_counter() - start
 
     keys = ("greedy_text", "constrained_text")
-    differing = [
-        i for i, (a, b) in enumerate(zip(original, ours, strict=False)) if any(a[k] != b[k] for k in keys)
-    ]
+    compared = list(zip(original, ours, strict=False))  # the items both timed
+    differing = [i for i, (a, b) in enumerate(compared) if any(a[k] != b[k] for k in keys)]
+    same = {k: sum(a[k] == b[k] for a, b in compared) for k in keys}
     same_with_letters = all(all(a[k] == b[k] for k in keys) for a, b in zip(ours, ours_letters, strict=True))
     n_mcq = sum(item.type == "MCQ" for item in items)
     result = {
         "speedup": round((len(items) / ours_s) / (len(timed) / original_s), 2),
         "identical_predictions": not differing,
+        "agreement": round(sum(same.values()) / (len(keys) * len(compared)), 6),
+        "agreement_by_prediction": {k.removesuffix("_text"): round(same[k] / len(compared), 6) for k in keys},
+        "n_predictions_compared": len(keys) * len(compared),
         "floor_fraction": round(floor_s / ours_s, 3),
         "floor_fraction_cpu": round(min(cpu_seconds["floor"]) / min(cpu_seconds["ours"]), 3),
         "seconds_floor": round(floor_s, 3),

@@ -6,7 +6,7 @@
       <model_tag>/<task>/predictions.parquet   one row per item and permutation
       <model_tag>/<task>/summary.json          metrics with intervals, what was scored, how
       <model_tag>/<task>/rejected.jsonl        rows that could not be scored (skip_bad_rows)
-      <model_tag>/aggregate.json               micro and macro means over its tasks
+      <model_tag>/aggregate.json               micro, macro and halves means over its tasks
       comparisons.json                         paired tests, Benjamini-Hochberg adjusted
 
 ``model_tag`` is ``base`` for the base model and the run folder's name (the mix) for an adapter;

@@ -5,7 +5,7 @@ greedy with a ``LogitsProcessor`` that adds -inf to every logit outside the allo
 the pinned greedy ``GenerationConfig`` and stop on the tokenizer's ``eos_token_id``, with the
 protocol's budgets (MCQU 1 new token, MCQ 2 x options). It is slow by construction: the
 benchmark (``benchmarks/evaluate.py``) times it against ``mcq.score_items`` and the tests check
-that both give the same predictions.
+that both give the same predictions (in float32; in bfloat16 near ties can flip: its ``agreement``).
 """
 
 from __future__ import annotations
