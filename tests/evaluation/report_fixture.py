@@ -34,9 +34,9 @@ RIGHT = {
     "trad": set(range(0, 60, 3)) - {0},
 }
 TAGS = ("base", "nat", "trad")
-ORIGINS = ("FrenchMedMCQA", "MediQAl")
-"""Origins of the multiple-choice items (two items in five from the second): four (origin, type)
-groups, the rows of the paper's table."""
+ORIGINS = ("FrenchMedMCQA", "MediQAl", "MedQA")
+"""Origins of the multiple-choice items: five (origin, type) groups, the rows of the paper's table
+(two MCQ, three MCQU: the 0.5 MCQ + 0.5 MCQU aggregate is not the mean over groups)."""
 REFERENCES = [
     f"Le traitement du cas {i} repose sur l'amoxicilline et la surveillance de la fièvre."
     for i in range(N_OEQ)
@@ -57,7 +57,7 @@ def mc_rows(tag: str) -> list[dict]:
                 "task": MC,
                 "type": kind,
                 "source": "frenchmedmcqa",
-                "origin": ORIGINS[i % 5 >= 3],
+                "origin": ORIGINS[2 if i % 10 == 9 else int(i % 5 >= 3)],
                 "scorer": "mcq",
                 "permutation": permutation,
                 "options": ["A", "B", "C", "D", "E"],

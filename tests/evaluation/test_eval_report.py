@@ -334,7 +334,7 @@ def test_without_comparisons_every_verdict_is_computed_and_said(outputs, tmp_pat
         path.write_text(comparisons)
     built = build_report(root, tmp_path / "report", resamples=50)
     rows = tables(built.markdown)["Constrained exact match (%)"]
-    assert len(rows) == 4 + 1 + 3  # four groups, the task, three aggregates
+    assert len(rows) == 5 + 1 + 3  # five groups, the task, three aggregates
     for row in rows:
         for name in ("NAT", "TRAD"):
             assert row[name].endswith(("▲ᵣ", "▼ᵣ", "=ᵣ")), (row, name)

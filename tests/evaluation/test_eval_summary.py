@@ -141,21 +141,23 @@ def test_the_halves_aggregate_against_a_hand_computation():
         + [{**mc("f0", "MCQ", "FrenchMedMCQA", 0.0), "permutation": 1}]  # permuted copy: left out
     )
     translated = [mc(f"t{i}", "MCQU", "MedQA", float(i < 4)) for i in range(5)]  # 4/5
-    by_hand = 0.5 * (3 / 4 + 1 / 2) / 2 + 0.5 * (1 / 10 + 4 / 5) / 2
+    translated += [mc(f"p{i}", "MCQU", "PubMedQA", float(i < 1)) for i in range(2)]  # 1/2
+    # two MCQ datasets, three MCQU ones: each kind weighs half, whatever its number of datasets
+    by_hand = 0.5 * (3 / 4 + 1 / 2) / 2 + 0.5 * (1 / 10 + 4 / 5 + 1 / 2) / 3
     metrics = summary.aggregate(
         {"native": native, "translated": translated}, ("em_constrained",), resamples=300
     )
     halves = metrics["em_constrained_halves"]
     assert halves["value"] == pytest.approx(by_hand)
-    assert halves["n"] == 4 + 10 + 2 + 5 and halves["tasks"] == 2
+    assert halves["n"] == 4 + 10 + 2 + 5 + 2 and halves["tasks"] == 2
     assert halves["datasets"] == {
         "MCQ": ["native: FrenchMedMCQA MCQ", "native: MediQAl MCQ"],
-        "MCQU": ["native: MediQAl MCQU", "translated: MedQA MCQU"],
+        "MCQU": ["native: MediQAl MCQU", "translated: MedQA MCQU", "translated: PubMedQA MCQU"],
     }
     assert halves["ci95"][0] < by_hand < halves["ci95"][1]
     # not the macro mean over tasks, nor the micro mean over items
-    assert metrics["em_constrained_macro"]["value"] == pytest.approx(((3 + 1 + 1) / 16 + 4 / 5) / 2)
-    assert metrics["em_constrained_micro"]["value"] == pytest.approx(9 / 21)
+    assert metrics["em_constrained_macro"]["value"] == pytest.approx(((3 + 1 + 1) / 16 + 5 / 7) / 2)
+    assert metrics["em_constrained_micro"]["value"] == pytest.approx(10 / 23)
     # one kind only: no value, and why
     alone = summary.aggregate({"translated": translated}, ("em_constrained",), resamples=50)
     assert alone["em_constrained_halves"]["value"] is None
