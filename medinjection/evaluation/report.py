@@ -435,6 +435,13 @@ class _Builder:
         tasks = [b for b in mc_tasks(self.outputs) if any(self.entry(t, b, metric) for t in self.tags)]
         if not tasks:
             return ""
+        for output in self.outputs:
+            if output.task in tasks and "groups" not in output.summary:
+                self.notes.append(
+                    f"{output.tag}/{output.task}/summary.json has no (origin, type) groups (written before "
+                    "summaries had them): only the task as a whole is shown; `medinjection evaluate "
+                    "--overwrite` scores it again"
+                )
         header = ["task", "dataset", "n", *(display_name(t) for t in self.tags)]
         rows = []
         for task in tasks:

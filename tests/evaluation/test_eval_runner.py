@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
@@ -215,6 +216,24 @@ def test_every_item_is_scored_as_the_authors(tiny_path, tmp_path):
         pq.read_table(tmp_path / "reference/base/fmm-odd/predictions.parquet").select(keep).to_pylist()
     )
     assert pq.read_table(folder / "predictions.parquet").select(keep).to_pylist() == reference
+
+    # resummarize (after `medinjection judge` adds columns) recomputes the groups and the counts
+    from medinjection.evaluation.scoring import resummarize
+
+    flipped = [{**r, "em_constrained": 1.0 - r["em_constrained"]} for r in scored]
+    pq.write_table(pa.Table.from_pylist(flipped), folder / "predictions.parquet")
+    doc = resummarize(folder)
+    for group in doc["groups"]:
+        mine = [
+            r
+            for r in flipped
+            if r["permutation"] == 0 and (r["origin"], r["type"]) == (group["origin"], group["type"])
+        ]
+        assert group["metrics"]["em_constrained"]["value"] == pytest.approx(
+            sum(r["em_constrained"] for r in mine) / len(mine)
+        )
+    assert [g["origin"] for g in doc["groups"]] == ["FrenchMedMCQA", "FrenchMedMCQA"]
+    assert doc["gold_issues"] == summary["gold_issues"]
 
 
 def test_unknown_task_and_the_list(tiny_path, tmp_path):
