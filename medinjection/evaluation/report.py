@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from medinjection.evaluation.judge import former_version
 from medinjection.evaluation.report_data import (  # noqa: F401  (re-exported for the command and the tests)
     BASE,
     BINARY_METRICS,
@@ -334,7 +335,7 @@ class _Builder:
                 if entry and "n_judged" in entry:
                     lines.append(
                         f"- {display_name(tag)}, {metric}: judge `{entry.get('judge_model')}`, prompt "
-                        f"`{entry.get('prompt_version')}`: {entry['n']} verdicts of {entry['n_judged']} answers "
+                        f"{prompt_text(entry)}: {entry['n']} verdicts of {entry['n_judged']} answers "
                         f"({entry['n_unparseable']} unparseable, {entry['n_failed']} failed)"
                     )
         signatures = sorted(
@@ -409,6 +410,17 @@ class _Builder:
                 + "\n"
             )
         return "\n".join(parts), result, predictions, joined
+
+
+def prompt_text(entry: dict[str, Any]) -> str:
+    """How a judge entry's prompt reads: its version and the start of its sha256. A version that older
+    outputs record for a renamed prompt is shown with its name now; a summary written before hashes
+    were recorded says so."""
+    version, sha = entry.get("prompt_version"), entry.get("prompt_sha256")
+    renamed = former_version(version)
+    if renamed is not None:
+        return f"`{version}` (now `{renamed[0]}`, the same texts, sha256 {(sha or renamed[1])[:12]})"
+    return f"`{version}` (sha256 {sha[:12]})" if sha else f"`{version}` (sha256 not recorded)"
 
 
 _COUNTS = re.compile(r"^(?P<reason>.*?) \((?P<counts>\d+ \w+(?:, \d+ \w+)*)\)$")
