@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from medinjection.evaluation import mix_curves
 from medinjection.evaluation.judge import former_version
 from medinjection.evaluation.report_data import (  # noqa: F401  (re-exported for the command and the tests)
     BASE,
@@ -205,6 +206,7 @@ class _Builder:
         self.resamples, self.seed = resamples, seed
         self.data: dict[str, Any] = {"models": self.tags, "tables": {}}
         self.notes: list[str] = []
+        self.mix_points: list[mix_curves.MixPoint] = []
         self.missing: dict[str, set[tuple[str, str, str]]] = {}  # reason -> (tag, benchmark, metric)
 
     def entry(self, tag: str, task: str, metric: str) -> dict | None:
@@ -275,6 +277,44 @@ class _Builder:
                     row.append(cell(entry, metric, self.comparisons.mark(tag, f"_aggregate_{kind}", metric)))
             rows.append(row)
         return f"### {title}\n\n" + table(header, rows) + "\n"
+
+    def mixes(self) -> str:
+        """Constrained EM (macro) against the mix's size and native share, for the adapters whose
+        summaries carry their run manifest's mix with its ``mixes.json`` entry (weights, size); only
+        when those mixes cover at least two sizes (a learning curve): otherwise nothing."""
+        entries: dict[str, dict] = {}
+        for output in self.outputs:
+            mix = output.summary.get("mix")
+            if isinstance(mix, dict) and isinstance(mix.get("entry"), dict):
+                entries.setdefault(output.tag, mix["entry"])
+        figures = {tag: self.aggregate(tag, "em_constrained_macro") for tag in entries}
+        points = mix_curves.mix_points(entries, figures)
+        if len({p.size for p in points}) < 2:
+            return ""
+        self.mix_points = points
+        self.data["mix_curves"] = mix_curves.table(points)
+        rows = [
+            [
+                display_name(p.tag),
+                p.mix,
+                str(p.size),
+                f"{p.native_share:.2f}",
+                cell(
+                    figures[p.tag],
+                    "em_constrained",
+                    self.comparisons.mark(p.tag, "_aggregate_macro", "em_constrained"),
+                ),
+            ]
+            for p in points
+        ]
+        return (
+            "## Mix size and native share\n\nConstrained EM (%), the aggregated (macro) mean over tasks, of "
+            "each adapter trained on a mix of a mix file, as its run manifest recorded the mix (its "
+            "`mixes.json` entry): the mix's name, its size (train examples; sizes of one mix are nested) "
+            "and its native share (native weight / sum of the weights). Plot: `em_by_size.png`.\n\n"
+            + table(["model", "mix", "size", "native share", "constrained EM (macro)"], rows)
+            + "\n"
+        )
 
     def position_bias(self) -> str:
         tasks = perm_tasks(self.outputs)
@@ -496,6 +536,7 @@ def build_report(
         builder.mc_table("em_greedy", "Greedy exact match (%)", True),
         builder.mc_table("hamming_constrained", "Hamming score, constrained (%), MCQ items", False),
         builder.mc_table("hamming_greedy", "Hamming score, greedy (%), MCQ items", False),
+        builder.mixes(),
         builder.position_bias(),
         builder.oeq(),
     ]
@@ -504,6 +545,10 @@ def build_report(
 
     output.mkdir(parents=True, exist_ok=True)
     figures = plots.write_plots(builder, predictions, output)
+    if builder.mix_points:
+        figures["Constrained EM against mix size and native share"] = mix_curves.plot(
+            builder.mix_points, output / "em_by_size.png"
+        )
     if joined:
         figures.update(calibration_report.write_plots(joined, calibration, output, with_length=False))
     if figures:
