@@ -167,11 +167,14 @@ class JudgeSettings:
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> JudgeSettings:
-        """From the plain dict of ``to_options`` (the form the evaluation's task options take)."""
-        unknown = set(options) - {"backend", "cache", "prompts", "max_tokens"}
+        """From the plain dict of ``to_options`` (the form the evaluation's task options take);
+        ``prompts_sha256`` is there for the reuse check only (a prompt file edited since gives
+        another fingerprint, so its verdicts are not reused)."""
+        unknown = set(options) - {"backend", "cache", "prompts", "prompts_sha256", "max_tokens"}
         if unknown:
             raise JudgeError(
-                f"unknown judge options {sorted(unknown)}; known: backend, cache, prompts, max_tokens"
+                f"unknown judge options {sorted(unknown)}; known: backend, cache, prompts, prompts_sha256, "
+                "max_tokens"
             )
         return cls(
             backend=GenerationBackendConfig(**options["backend"]),
@@ -185,6 +188,7 @@ class JudgeSettings:
             "backend": self.backend.model_dump(mode="json", exclude_defaults=True),
             "cache": str(self.cache),
             "prompts": list(self.prompts),
+            "prompts_sha256": [judge_prompt(p).sha256 for p in self.prompts],
             "max_tokens": self.max_tokens,
         }
 

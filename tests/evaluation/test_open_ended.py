@@ -125,6 +125,24 @@ def test_options_travel_as_json(tmp_path):
         scorer_options(tmp_path, judge="m", judge_prompts=["binary-v7"])
 
 
+def test_an_edited_prompt_file_gives_another_fingerprint(tmp_path):
+    """The evaluation's options (part of the reuse fingerprint) carry each prompt's hash: a prompt file
+    edited between two runs is judged again, not reused."""
+    from test_judge import OWN_PROMPT, own_prompt
+
+    from medinjection.dataset_builders.generation.prompts import load_prompt
+
+    path = own_prompt(tmp_path)
+    first = scorer_options(tmp_path, judge="m", judge_prompts=[path])
+    own_prompt(tmp_path, text=OWN_PROMPT.replace("Second line", "2nd line"))
+    judge_prompt.cache_clear()  # a new process reads the file again
+    load_prompt.cache_clear()
+    second = scorer_options(tmp_path, judge="m", judge_prompts=[path])
+    assert first["judge"]["prompts"] == second["judge"]["prompts"] == [path]
+    assert first["judge"]["prompts_sha256"] != second["judge"]["prompts_sha256"]
+    assert second["judge"]["prompts_sha256"] == [judge_prompt(path).sha256]
+
+
 # --- a real run: evaluate -> judge -> report ---------------------------------------------------------
 
 
