@@ -56,6 +56,23 @@ def test_the_plot_is_byte_stable_and_absent_without_points(tmp_path):
     assert plot([], tmp_path / "c.png") is None and not (tmp_path / "c.png").exists()
 
 
+def test_the_plot_ticks_the_sizes_and_labels_each_place_once(tmp_path, monkeypatch):
+    from medinjection.evaluation import mix_curves
+
+    drawn = []
+    monkeypatch.setattr(mix_curves, "save", lambda fig, path: drawn.append(fig) or path)
+    figures = {**FIGURES, "r13_16": {"value": 0.30, "ci95": [0.2, 0.4]}}
+    mixes = {**MIXES, "r13_16": {**MIXES["r13_16"], "weights": {"native": 1, "translated": 1}}}
+    plot(mix_points(mixes, figures), tmp_path / "a.png")
+    by_size, by_share = drawn[0].axes
+    assert list(by_size.get_xticks()) == [8, 16] and [t.get_text() for t in by_size.get_xticklabels()] == [
+        "8",
+        "16",
+    ]
+    # r11_8 and r13_16 (now also 1:1) fall on the same place: one label naming both
+    assert sorted(t.get_text() for t in by_share.texts) == ["r11_16", "r11_8, r13_16"]
+
+
 @pytest.mark.parametrize("missing", ["weights", "size"])
 def test_an_entry_without_weights_or_size_gives_no_point(missing):
     entry = {k: v for k, v in MIXES["r11_8"].items() if k != missing}
