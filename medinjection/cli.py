@@ -263,6 +263,25 @@ def mix_command(
     typer.echo("wrote the cards: " + ", ".join(str(p.relative_to(folder)) for p in paths))
 
 
+@app.command("recipes")
+def recipes_command(
+    mixes: Annotated[str, typer.Option("--mixes", help="A mix file (or a bundled name: paper, ratios).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder of the recipe files.")],
+    family: Annotated[
+        str, typer.Option(help="Recipe family: qwen3-4b-instruct-2507 (the authors' run) or tiny (CPU).")
+    ] = "qwen3-4b-instruct-2507",
+) -> None:
+    """Write a TRL recipe for every config of a mix file (and a Slurm array over them), as the paper's
+    seven in trl_configs/: `medinjection train --config OUTPUT/<config>.yaml` trains one."""
+    from medinjection.training.recipe_files import RecipeError, write_mix_recipes
+
+    with fail_on(RecipeError):
+        paths = write_mix_recipes(mixes, family, output)
+    for path in paths:
+        typer.echo(f"  {path}")
+    typer.echo(f"wrote {len(paths) - 1} {family} recipes and a Slurm array into {output}")
+
+
 @app.command("sources")
 def list_sources() -> None:
     """List the source adapters, with their provenance, licence and Hub id."""

@@ -31,6 +31,23 @@ from medinjection.dataset_builders.sources import get_adapter
 from medinjection.dataset_builders.steps.rejects import mark_rejected, reject_writer
 
 
+def open_cache(cache_path: str, cache_seed: list[str], base_dir: str) -> ResponseCache:
+    """The response cache, with the answers of its seed files (paths relative to ``base_dir``) loaded."""
+    cache = ResponseCache(cache_path)
+    for seed in cache_seed:
+        cache.load_jsonl(Path(base_dir, seed) if not Path(seed).is_absolute() else seed)
+    return cache
+
+
+def write_usage(usage_dir: str | None, step: str, rank: int, model: str, usage: dict[str, Any]) -> None:
+    """``<usage_dir>/<step>-<rank>.json``: requests, cache hits, tokens and cost of one task."""
+    if not usage_dir:
+        return
+    path = Path(usage_dir) / f"{step}-{rank:05d}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"step": step, "rank": rank, "model": model, **usage}, indent=2) + "\n")
+
+
 @dataclass
 class Job:
     """One request to make (or a row that failed before any request) and what it is for."""
@@ -75,10 +92,7 @@ class LLMStep(PipelineStep):
 
     # ---- shared machinery ------------------------------------------------------------------------
     def open_cache(self) -> ResponseCache:
-        cache = ResponseCache(self.cache_path)
-        for seed in self.config.cache_seed:
-            cache.load_jsonl(Path(self.base_dir, seed) if not Path(seed).is_absolute() else seed)
-        return cache
+        return open_cache(self.cache_path, self.config.cache_seed, self.base_dir)
 
     def iter_jobs(self, rank: int = 0, world_size: int = 1) -> Iterator[Job]:
         for spec in self.specs():
@@ -172,16 +186,7 @@ class LLMStep(PipelineStep):
             ):
                 if usage[key]:
                     self.stat_update(f"usage_{key}", value=usage[key])
-            if self.usage_dir:
-                path = Path(self.usage_dir) / f"{self.name}-{rank:05d}.json"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(
-                    json.dumps(
-                        {"step": self.name, "rank": rank, "model": self.config.backend.model, **usage},
-                        indent=2,
-                    )
-                    + "\n"
-                )
+            write_usage(self.usage_dir, self.name, rank, self.config.backend.model, usage)
             generator.close()
             cache.close()
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from datatrove.data import Document, DocumentsPipeline
@@ -26,10 +25,10 @@ from datatrove.pipeline.base import PipelineStep
 from medinjection.core.config import QualityScreenConfig
 from medinjection.core.schema import RecordError
 from medinjection.dataset_builders.generation.backends import GenerationStageError, StageStopped
-from medinjection.dataset_builders.generation.cache import ResponseCache
 from medinjection.dataset_builders.generation.checks import parse_json_object
 from medinjection.dataset_builders.generation.prompts import render
 from medinjection.dataset_builders.generation.runner import Generator, Request
+from medinjection.dataset_builders.generation.step import open_cache, write_usage
 
 SCORES = (1, 2, 3, 4, 5)
 REASON_CHARS = 300
@@ -89,12 +88,6 @@ class QualityScreen(PipelineStep):
         self.cache_path = cache_path
         self.usage_dir = usage_dir
 
-    def open_cache(self) -> ResponseCache:
-        cache = ResponseCache(self.cache_path)
-        for seed in self.config.cache_seed:
-            cache.load_jsonl(Path(self.base_dir, seed) if not Path(seed).is_absolute() else seed)
-        return cache
-
     def _batches(self, data: DocumentsPipeline) -> Iterator[list[Document]]:
         batch: list[Document] = []
         for doc in data:
@@ -134,7 +127,7 @@ class QualityScreen(PipelineStep):
         if data is None:
             return
         wanted = set(self.config.provenances)
-        cache = self.open_cache()
+        cache = open_cache(self.cache_path, self.config.cache_seed, self.base_dir)
         generator = Generator(self.config.backend, cache, self.config.max_failure_rate)
         try:
             for batch in self._batches(data):
@@ -160,16 +153,7 @@ class QualityScreen(PipelineStep):
                 )
         finally:
             usage = generator.usage.as_dict(self.config.backend.prices)
-            if self.usage_dir:
-                path = Path(self.usage_dir) / f"{self.name}-{rank:05d}.json"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(
-                    json.dumps(
-                        {"step": self.name, "rank": rank, "model": self.config.backend.model, **usage},
-                        indent=2,
-                    )
-                    + "\n"
-                )
+            write_usage(self.usage_dir, self.name, rank, self.config.backend.model, usage)
             generator.close()
             cache.close()
 

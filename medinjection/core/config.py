@@ -311,20 +311,27 @@ class ConfigError(ValueError):
     pass
 
 
-def load_build_config(path_or_name: str | Path) -> BuildConfig:
-    """Load a build config from a YAML path or a bundled name (``demo``, ``full``)."""
+def read_yaml_file(
+    path_or_name: str | Path, bundled: dict[str, Path], what: str, error: type[Exception]
+) -> tuple[Path, Any]:
+    """``(path, parsed YAML)`` of a file given by its path or by the name of a bundled one; a missing
+    file or invalid YAML is an ``error`` naming it (and the bundled names)."""
     path = Path(path_or_name)
     if not path.exists():
-        bundled = bundled_configs()
         if str(path_or_name) not in bundled:
-            raise ConfigError(
-                f"no config file {str(path)!r} and no bundled config of that name; bundled: {sorted(bundled)}"
+            raise error(
+                f"no {what} file {str(path)!r} and no bundled {what} of that name; bundled: {sorted(bundled)}"
             )
         path = bundled[str(path_or_name)]
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return path, yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from err
+        raise error(f"{path}: not valid YAML: {err}") from err
+
+
+def load_build_config(path_or_name: str | Path) -> BuildConfig:
+    """Load a build config from a YAML path or a bundled name (``demo``, ``full``)."""
+    path, raw = read_yaml_file(path_or_name, bundled_configs(), "config", ConfigError)
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a build config is a YAML mapping")
     try:
@@ -484,18 +491,7 @@ def bundled_mix_files() -> dict[str, Path]:
 
 def load_mix_file(path_or_name: str | Path) -> list[MixSpec]:
     """The mixes of a mix file (a YAML list of mixes), from a path or a bundled name (``paper``)."""
-    path = Path(path_or_name)
-    if not path.exists():
-        bundled = bundled_mix_files()
-        if str(path_or_name) not in bundled:
-            raise MixFileError(
-                f"no mix file {str(path)!r} and no bundled mix file of that name; bundled: {sorted(bundled)}"
-            )
-        path = bundled[str(path_or_name)]
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise MixFileError(f"{path}: not valid YAML: {err}") from err
+    path, raw = read_yaml_file(path_or_name, bundled_mix_files(), "mix", MixFileError)
     if not isinstance(raw, list) or not raw:
         raise MixFileError(f"{path}: a mix file is a non-empty YAML list of mixes (name, weights, size, ...)")
     specs = []

@@ -25,6 +25,7 @@ import socket
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from medinjection.core import files
 from medinjection.core.files import write_text_atomic
@@ -103,6 +104,13 @@ class RunLayout:
         if not self.manifest_path.is_file():
             return None
         return (self.manifest().get("adapter") or {}).get("sha256")
+
+    def manifest_mix(self) -> Any:
+        """The mix the manifest recorded (``mix``: name, size, types, counts and ``entry``, the mix's
+        ``mixes.json`` entry as it was), as it is; ``None`` without a manifest."""
+        if not self.manifest_path.is_file():
+            return None
+        return self.manifest().get("mix")
 
     def summary_path(self, task: str) -> Path:
         return self.eval_dir / task / SUMMARY

@@ -5,7 +5,7 @@ evaluation trusts them.
     medinjection calibrate answers.jsonl --output calib/ \\
         --judge google/medgemma-27b-text-it --judge-base-url http://127.0.0.1:8000/v1 \\
         --judge gpt-4.1-mini --judge-base-url https://api.openai.com/v1 \\
-        --prompt binary-v1 --prompt my-prompts/strict.yaml --bertscore-model bert-base-multilingual-cased
+        --prompt binary-lenient-v1 --prompt my-prompts/strict.yaml --bertscore-model bert-base-multilingual-cased
 
 Input (JSONL, CSV or Parquet): one row per annotation of an answer: ``id`` (the question), ``question``,
 ``reference``, ``answer``, ``model`` (the generator), and at least one human label, ``human_equivalent``
@@ -338,6 +338,7 @@ def add_judgments(
                             "backend": spec.backend,
                             "base_url": spec.base_url,
                             "prompt": prompt.version,
+                            "prompt_sha256": prompt.sha256,
                             "prompt_file": name,
                             "scale": [prompt.low, prompt.high],
                         },
@@ -373,7 +374,10 @@ def markdown(result: dict[str, Any], figures: dict[str, Path]) -> str:
         r = labels["human_rating"]
         described.append(f"`human_rating` on {r['n']} answers (mean {r['mean']:.2f})")
     judges = sorted(
-        {(e["name"], e.get("model"), e.get("backend"), e.get("prompt_file")) for e in result["judges"]}
+        {
+            (e["name"], e.get("model"), e.get("backend"), e.get("prompt_file"), e.get("prompt_sha256"))
+            for e in result["judges"]
+        }
     )
     lines = [
         "# Calibration of judges and metrics against human labels\n",
@@ -386,8 +390,8 @@ def markdown(result: dict[str, Any], figures: dict[str, Path]) -> str:
         lines.append(
             "Judges: "
             + "; ".join(
-                f"{name} = `{model}` ({backend}, prompt `{prompt}`)"
-                for name, model, backend, prompt in judges
+                f"{name} = `{model}` ({backend}, prompt `{prompt}`, sha256 `{(sha or '?')[:12]}`)"
+                for name, model, backend, prompt, sha in judges
             )
             + ".\n"
         )

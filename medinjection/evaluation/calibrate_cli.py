@@ -47,7 +47,7 @@ def calibrate_command(
         typer.Option(
             "--prompt",
             help="Judge prompt: a bundled name or a .yaml file (repeatable; every judge runs every prompt; "
-            "default binary-v1 and graded-v1).",
+            "default binary-lenient-v1 and graded-v1).",
         ),
     ] = None,
     bertscore_model: Annotated[

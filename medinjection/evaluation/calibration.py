@@ -705,6 +705,12 @@ def prediction_scores(
                 }
             )
             details = {"model": ", ".join(models)} if models else {}
+            for key, column in (("prompt", f"{name}_prompt"), ("prompt_sha256", f"{name}_prompt_sha256")):
+                found_values = sorted(
+                    {str(r[column]) for rows in predictions.values() for r in rows if r.get(column)}
+                )
+                if found_values:
+                    details[key] = ", ".join(found_values)
             found.append(Score(name, name, "judge", name == "judge_binary", details))
         else:
             found.append(Score(name, name))

@@ -116,7 +116,8 @@ JudgePrompts = Annotated[
     list[str] | None,
     typer.Option(
         "--prompt",
-        help="Judge prompt file(s) of medinjection/prompts/judge/ (default: binary-v1 and graded-v1).",
+        help="Judge prompt: a name of medinjection/prompts/judge/ or a .yaml file of the same keys "
+        "(repeatable; default: binary-lenient-v1 and graded-v1; binary-strict-v1 is stricter).",
     ),
 ]
 JudgeCache = Annotated[

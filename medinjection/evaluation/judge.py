@@ -5,11 +5,22 @@ OpenAI-compatible server (OpenAI, vLLM serve, TGI, ``transformers serve``), an i
 ``transformers`` model, or vLLM offline. Every answer goes through the SQLite response cache first,
 so a verdict is never paid twice and a killed run resumes where it stopped.
 
-Prompts are versioned files, ``medinjection/prompts/judge/<name>.yaml``:
+Prompts are versioned files, ``medinjection/prompts/judge/<name>.yaml``, all in our words and in
+the form of the authors' judge (English system prompt, user turn ``Question / Candidate_answer /
+Ground_truth``):
 
-- ``binary-v1``: the paper's protocol: is the candidate answer equivalent to the ground truth,
-  0 or 1, in one new token (metric ``judge_binary``, the share of answers judged equivalent);
-- ``graded-v1``: a 1-5 grade on the scale of the human ratings (metric ``judge_graded``, the mean).
+- ``binary-lenient-v1`` (default): is the candidate answer equivalent to the ground truth, 0 or 1,
+  in one new token, with the authors' criterion (its core right, details added or missing
+  accepted); metric ``judge_binary``, the share of answers judged equivalent;
+- ``binary-strict-v1`` (named ``binary-v1`` before, same texts): the same with a stricter criterion
+  (same medical content and conclusion);
+- ``graded-v1``: a 1-5 grade on the scale of the human ratings (metric ``judge_graded``, the mean);
+  the paper has no such judge.
+
+A prompt file of one's own (a path ending in ``.yaml``) takes the same keys, e.g. the authors' own
+system text. Every output records the prompt's ``version`` and its ``sha256`` (``prompt_sha256``:
+of the file's keys other than ``version``, as canonical JSON, so a comment does not change it and
+any word of a text does).
 
 A verdict is read strictly (``parse_verdict``): the reply must start with one digit of the scale,
 not followed by another letter or digit. Anything else is *unparseable* and a request that failed
@@ -19,6 +30,8 @@ never scored as 0.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from collections import Counter
 from collections.abc import Sequence
@@ -29,7 +42,17 @@ from typing import Any
 
 from medinjection.core.config import GenerationBackendConfig
 
-DEFAULT_PROMPTS = ("binary-v1", "graded-v1")
+DEFAULT_PROMPTS = ("binary-lenient-v1", "graded-v1")
+RENAMED = {"binary-v1": "binary-strict-v1"}
+"""Former names of bundled prompt files: asked by their old name, they are refused with the new one."""
+FORMER_VERSIONS = {
+    "judge-binary-v1": (
+        "judge-binary-strict-v1",
+        "26391e44868267494ce9dd06abb1ef36884298d4b98a5ab8e0db27452237632a",
+    ),
+}
+"""Version labels that older outputs record: ``old -> (the version now, the sha256 of the texts
+both names stand for)``; the report shows them under both names (a test keeps the texts unchanged)."""
 JUDGE_CACHE = "judge-cache.sqlite"
 """The response cache's file name in an evaluation output folder (the default cache)."""
 STATUSES = ("ok", "unparseable", "failed")
@@ -42,33 +65,79 @@ class JudgeError(ValueError):
 
 @dataclass(frozen=True)
 class JudgePrompt:
-    name: str  # the file name: "binary-v1"
+    name: str  # the file name ("binary-lenient-v1") or the path of a file of one's own
     version: str  # the label in the file, recorded with every verdict and in the cache key
     metric: str  # "judge_binary" | "judge_graded"
     low: int
     high: int
     max_tokens: int
+    sha256: str  # prompt_sha256 of the file's keys
+
+
+def prompt_sha256(template: dict[str, Any]) -> str:
+    """sha256 of a prompt file's keys other than ``version`` (canonical JSON: sorted keys, UTF-8):
+    what the judge is asked and how its reply is read, whatever the file's comments and layout."""
+    content = {k: v for k, v in template.items() if k != "version"}
+    blob = json.dumps(content, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
 @cache
 def judge_prompt(name: str) -> JudgePrompt:
-    """The judge prompt file ``prompts/judge/<name>.yaml`` (unknown names list the known ones), or a
-    prompt file of one's own when ``name`` is a path ending in ``.yaml`` (same keys as the bundled ones)."""
+    """The judge prompt file ``prompts/judge/<name>.yaml`` (unknown names list the known ones, former
+    names give the new one), or a prompt file of one's own when ``name`` is a path ending in
+    ``.yaml`` (same keys as the bundled ones)."""
     from medinjection.dataset_builders.generation.prompts import load_prompt
 
+    if name in RENAMED:
+        raise JudgeError(
+            f"judge prompt {name!r} is now named {RENAMED[name]!r} (the same texts; stricter than the "
+            "authors' criterion); binary-lenient-v1 follows their criterion"
+        )
     template = load_prompt("judge", name)
+    shown = name if name.endswith((".yaml", ".yml")) else f"judge/{name}.yaml"
     for key in ("metric", "scale", "max_tokens"):
         if key not in template:
-            shown = name if name.endswith((".yaml", ".yml")) else f"judge/{name}.yaml"
             raise JudgeError(f"prompt {shown} has no {key!r}")
+    if not isinstance(template["system"], str) or not isinstance(template["user"], str):
+        raise JudgeError(f"prompt {shown}: 'system' and 'user' must be texts")
+    if template["version"] in FORMER_VERSIONS:
+        raise JudgeError(
+            f"prompt {shown}: version {template['version']!r} is the former name of "
+            f"{FORMER_VERSIONS[template['version']][0]!r}; give the file a version of its own"
+        )
+    try:
+        filled = template["user"].format(question="", answer="\0", reference="")
+    except (KeyError, IndexError, ValueError) as err:
+        raise JudgeError(
+            f"prompt {shown}: its 'user' text names {err} (it may name {{question}}, {{answer}}, {{reference}})"
+        ) from None
+    if "\0" not in filled:
+        raise JudgeError(f"prompt {shown}: its 'user' text has no {{answer}}")
     low, high = (int(x) for x in template["scale"])
-    return JudgePrompt(name, template["version"], template["metric"], low, high, int(template["max_tokens"]))
+    return JudgePrompt(
+        name,
+        template["version"],
+        template["metric"],
+        low,
+        high,
+        int(template["max_tokens"]),
+        prompt_sha256(template),
+    )
+
+
+def former_version(version: str | None) -> tuple[str, str] | None:
+    """``(version now, sha256)`` when ``version`` is a label older outputs record for a renamed prompt."""
+    return FORMER_VERSIONS.get(version or "")
 
 
 def judge_messages(prompt: JudgePrompt, question: str, answer: str, reference: str) -> list[dict[str, str]]:
+    """The system and user turns of one judgment; each field stripped of its outer whitespace (as the
+    authors' judge does), so that their prompt put in a file of this format asks the same."""
     from medinjection.dataset_builders.generation.prompts import render
 
-    return render("judge", prompt.name, question=question, answer=answer, reference=reference)[1]
+    fields = {"question": question.strip(), "answer": answer.strip(), "reference": reference.strip()}
+    return render("judge", prompt.name, **fields)[1]
 
 
 def parse_verdict(text: str | None, prompt: JudgePrompt) -> int | None:
@@ -98,11 +167,14 @@ class JudgeSettings:
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> JudgeSettings:
-        """From the plain dict of ``to_options`` (the form the evaluation's task options take)."""
-        unknown = set(options) - {"backend", "cache", "prompts", "max_tokens"}
+        """From the plain dict of ``to_options`` (the form the evaluation's task options take);
+        ``prompts_sha256`` is there for the reuse check only (a prompt file edited since gives
+        another fingerprint, so its verdicts are not reused)."""
+        unknown = set(options) - {"backend", "cache", "prompts", "prompts_sha256", "max_tokens"}
         if unknown:
             raise JudgeError(
-                f"unknown judge options {sorted(unknown)}; known: backend, cache, prompts, max_tokens"
+                f"unknown judge options {sorted(unknown)}; known: backend, cache, prompts, prompts_sha256, "
+                "max_tokens"
             )
         return cls(
             backend=GenerationBackendConfig(**options["backend"]),
@@ -116,6 +188,7 @@ class JudgeSettings:
             "backend": self.backend.model_dump(mode="json", exclude_defaults=True),
             "cache": str(self.cache),
             "prompts": list(self.prompts),
+            "prompts_sha256": [judge_prompt(p).sha256 for p in self.prompts],
             "max_tokens": self.max_tokens,
         }
 
@@ -126,6 +199,7 @@ class JudgeSettings:
             "base_url": self.backend.base_url,
             "temperature": self.backend.temperature,
             "prompts": {judge_prompt(p).metric: judge_prompt(p).version for p in self.prompts},
+            "prompts_sha256": {judge_prompt(p).metric: judge_prompt(p).sha256 for p in self.prompts},
             "max_tokens": self.max_tokens,
         }
 
@@ -233,7 +307,8 @@ def judgment(answer, prompt: JudgePrompt) -> dict[str, Any]:
 
 
 def judgment_columns(metric: str, judgments: Sequence[dict]) -> dict[str, list]:
-    """Prediction columns of one prompt's judgments: ``<metric>``, ``<metric>_status``, ``<metric>_raw``."""
+    """Prediction columns of one prompt's judgments: ``<metric>``, ``<metric>_status``, ``<metric>_raw``
+    (``open_ended.add_judgments`` adds ``_prompt``, ``_prompt_sha256`` and ``_model``)."""
     return {
         metric: [None if j["verdict"] is None else float(j["verdict"]) for j in judgments],
         f"{metric}_status": [j["status"] for j in judgments],
@@ -263,6 +338,7 @@ def judge_metric(
         "n_failed": counts.get("failed", 0),
         "judge_model": settings_description.get("model"),
         "prompt_version": (settings_description.get("prompts") or {}).get(metric),
+        "prompt_sha256": (settings_description.get("prompts_sha256") or {}).get(metric),
     }
     if not judged:
         return {

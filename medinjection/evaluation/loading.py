@@ -32,6 +32,7 @@ class ScoredModel:
     tag: str
     adapter: Path | None
     adapter_sha256: str | None
+    mix: Any = None  # the run manifest's ``mix``, as it is (None for the base)
 
 
 def models_to_score(args: EvalArguments) -> list[ScoredModel]:
@@ -57,7 +58,7 @@ def models_to_score(args: EvalArguments) -> list[ScoredModel]:
                     "folder), so the folder's name and manifest describe other weights; score the run folder that "
                     "trained these files, or train this one again"
                 )
-            models.append(ScoredModel(layout.name, layout.root, files))
+            models.append(ScoredModel(layout.name, layout.root, files, layout.manifest_mix()))
     return models
 
 

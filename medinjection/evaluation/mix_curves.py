@@ -109,6 +109,9 @@ def plot(points: list[MixPoint], path: Path, label: str = "constrained EM, macro
             [p.size for p in ps], [100 * p.value for p in ps], yerr=bars(ps), marker="o", capsize=3, label=mix
         )
     by_size.set_xscale("log")
+    sizes = sorted({p.size for p in points})
+    by_size.set_xticks(sizes, [str(s) for s in sizes])  # the sizes trained, not log-scale decades
+    by_size.minorticks_off()
     by_size.set_xlabel("train examples")
     by_size.set_ylabel(label)
     by_size.set_title("EM against mix size")
@@ -120,10 +123,11 @@ def plot(points: list[MixPoint], path: Path, label: str = "constrained EM, macro
         fmt="o",
         capsize=3,
     )
-    for p in points:
-        by_share.annotate(
-            p.tag, (p.native_share, 100 * p.value), fontsize=6, xytext=(3, 3), textcoords="offset points"
-        )
+    labels: dict[tuple[float, float], list[str]] = defaultdict(list)
+    for p in points:  # one label per place: points at the same share and value share it
+        labels[(p.native_share, 100 * p.value)].append(p.tag)
+    for place, tags in sorted(labels.items()):
+        by_share.annotate(", ".join(tags), place, fontsize=6, xytext=(3, 3), textcoords="offset points")
     by_share.set_xlabel("native share of the mix")
     by_share.set_xlim(-0.05, 1.05)
     by_share.set_title("EM against native share")

@@ -144,6 +144,7 @@ def add_judgments(rows: list[dict[str, Any]], judge: JudgeSettings) -> dict[str,
         for row in rows:
             # per prompt: another judge may give the other prompt's verdicts later (`medinjection judge`)
             row[f"{metric}_prompt"] = described["prompts"][metric]
+            row[f"{metric}_prompt_sha256"] = described["prompts_sha256"][metric]
             row[f"{metric}_model"] = described["model"]
     return usage
 
@@ -355,6 +356,8 @@ def judge_summary(rows: list[dict[str, Any]], **bootstrap: Any) -> dict[str, dic
         described = {
             "model": _first(_column(rows, f"{name}_model")),
             "prompts": {name: _first(_column(rows, f"{name}_prompt"))},
+            # None in predictions written before the hash was recorded
+            "prompts_sha256": {name: _first(_column(rows, f"{name}_prompt_sha256"))},
         }
         out[name] = judge_metric(_column(rows, name), statuses, described, name, **bootstrap)
     return out

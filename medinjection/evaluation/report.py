@@ -35,8 +35,9 @@ from pathlib import Path
 from typing import Any
 
 from medinjection.core.outputs import AGGREGATE, COMPARISONS, incomplete_outputs
-from medinjection.evaluation import summary
+from medinjection.evaluation import mix_curves, summary
 from medinjection.evaluation.compare import AGGREGATES, aggregate_comparisons
+from medinjection.evaluation.judge import former_version
 from medinjection.evaluation.report_data import (  # noqa: F401  (re-exported for the command and the tests)
     BASE,
     BINARY_METRICS,
@@ -267,6 +268,7 @@ class _Builder:
         self.resamples, self.seed = resamples, seed
         self.data: dict[str, Any] = {"models": self.tags, "tables": {}}
         self.notes: list[str] = []
+        self.mix_points: list[mix_curves.MixPoint] = []
         self.missing: dict[str, set[tuple[str, str, str]]] = {}  # reason -> (tag, benchmark, metric)
         self.comparisons = Comparisons(outputs, self._comparisons_file(), resamples, seed)
         for tag in sorted(self.comparisons.stale):
@@ -493,6 +495,44 @@ class _Builder:
         counts = {e["n"] for e in entries.values() if e and e.get("n") is not None}
         return "/".join(str(n) for n in sorted(counts)) or "–"
 
+    def mixes(self) -> str:
+        """Constrained EM (macro) against the mix's size and native share, for the adapters whose
+        summaries carry their run manifest's mix with its ``mixes.json`` entry (weights, size); only
+        when those mixes cover at least two sizes (a learning curve): otherwise nothing."""
+        entries: dict[str, dict] = {}
+        for output in self.outputs:
+            mix = output.summary.get("mix")
+            if isinstance(mix, dict) and isinstance(mix.get("entry"), dict):
+                entries.setdefault(output.tag, mix["entry"])
+        figures = {tag: self.aggregate(tag, "em_constrained_macro") for tag in entries}
+        points = mix_curves.mix_points(entries, figures)
+        if len({p.size for p in points}) < 2:
+            return ""
+        self.mix_points = points
+        self.data["mix_curves"] = mix_curves.table(points)
+        rows = [
+            [
+                display_name(p.tag),
+                p.mix,
+                str(p.size),
+                f"{p.native_share:.2f}",
+                cell(
+                    figures[p.tag],
+                    "em_constrained",
+                    self.comparisons.mark(p.tag, "_aggregate_macro", "em_constrained"),
+                ),
+            ]
+            for p in points
+        ]
+        return (
+            "## Mix size and native share\n\nConstrained EM (%), the aggregated (macro) mean over tasks, of "
+            "each adapter trained on a mix of a mix file, as its run manifest recorded the mix (its "
+            "`mixes.json` entry): the mix's name, its size (train examples; sizes of one mix are nested) "
+            "and its native share (native weight / sum of the weights). Plot: `em_by_size.png`.\n\n"
+            + table(["model", "mix", "size", "native share", "constrained EM (macro)"], rows)
+            + "\n"
+        )
+
     def position_bias(self) -> str:
         tasks = perm_tasks(self.outputs)
         if not tasks:
@@ -552,7 +592,7 @@ class _Builder:
                 if entry and "n_judged" in entry:
                     lines.append(
                         f"- {display_name(tag)}, {metric}: judge `{entry.get('judge_model')}`, prompt "
-                        f"`{entry.get('prompt_version')}`: {entry['n']} verdicts of {entry['n_judged']} answers "
+                        f"{prompt_text(entry)}: {entry['n']} verdicts of {entry['n_judged']} answers "
                         f"({entry['n_unparseable']} unparseable, {entry['n_failed']} failed)"
                     )
         signatures = sorted(
@@ -627,6 +667,17 @@ class _Builder:
                 + "\n"
             )
         return "\n".join(parts), result, predictions, joined
+
+
+def prompt_text(entry: dict[str, Any]) -> str:
+    """How a judge entry's prompt reads: its version and the start of its sha256. A version that older
+    outputs record for a renamed prompt is shown with its name now; a summary written before hashes
+    were recorded says so."""
+    version, sha = entry.get("prompt_version"), entry.get("prompt_sha256")
+    renamed = former_version(version)
+    if renamed is not None:
+        return f"`{version}` (now `{renamed[0]}`, the same texts, sha256 {(sha or renamed[1])[:12]})"
+    return f"`{version}` (sha256 {sha[:12]})" if sha else f"`{version}` (sha256 not recorded)"
 
 
 _COUNTS = re.compile(r"^(?P<reason>.*?) \((?P<counts>\d+ \w+(?:, \d+ \w+)*)\)$")
@@ -707,6 +758,7 @@ def build_report(
         builder.mc_table("em_greedy", "Greedy exact match (%)", True),
         builder.mc_table("hamming_constrained", "Hamming score, constrained (%), MCQ items", False),
         builder.mc_table("hamming_greedy", "Hamming score, greedy (%), MCQ items", False),
+        builder.mixes(),
         builder.position_bias(),
         builder.oeq(),
     ]
@@ -715,6 +767,10 @@ def build_report(
 
     output.mkdir(parents=True, exist_ok=True)
     figures = plots.write_plots(builder, predictions, output)
+    if builder.mix_points:
+        figures["Constrained EM against mix size and native share"] = mix_curves.plot(
+            builder.mix_points, output / "em_by_size.png"
+        )
     if joined:
         figures.update(calibration_report.write_plots(joined, calibration, output, with_length=False))
     if figures:

@@ -27,7 +27,7 @@ from medinjection.evaluation.items import ItemError
 from medinjection.evaluation.loading import ModelCache, ScoredModel, models_to_score, transformers_engine
 from medinjection.evaluation.prepare import PreparedTask, prepare, resolve_tasks
 from medinjection.evaluation.processes import Processes
-from medinjection.evaluation.scoring import fingerprint, score_task
+from medinjection.evaluation.scoring import fingerprint, refresh_mix, score_task
 from medinjection.evaluation.settings import EvalArguments, EvaluationError, scorer_options
 
 
@@ -80,6 +80,8 @@ def _score_model(
         else:
             todo.append(task)
     for path in reused:
+        if processes.main:
+            refresh_mix(path, model)
         log(
             f"{model.tag} / {path.parent.name}: reused {path} (same model files, adapter, items and protocol)"
         )

@@ -154,6 +154,7 @@ def score_task(
         "model_tag": model.tag,
         "adapter": str(model.adapter.resolve()) if model.adapter else None,
         "adapter_sha256": model.adapter_sha256,
+        "mix": model.mix,
         "task": task.spec.name,
         "task_spec": task.spec.model_dump(mode="json"),
         "items_sha256": task.items_sha256,
@@ -209,6 +210,16 @@ def count_gold_issues(rows: list[dict]) -> dict[str, int]:
             for kind in row["gold_issues"].split(","):
                 counts[kind] = counts.get(kind, 0) + 1
     return counts
+
+
+def refresh_mix(path: Path, model: ScoredModel) -> None:
+    """A reused summary gets the run manifest's ``mix`` when it does not hold it (one written before
+    summaries recorded it): the same adapter files, hence the same run and manifest."""
+    doc = read_summary(path)
+    if doc.get("mix") != model.mix:
+        doc["mix"] = model.mix
+        write_json(path, doc)
+        write_run_copy(doc)
 
 
 def headline(entry: dict | None) -> str:

@@ -148,7 +148,8 @@ class EvalArguments:
     judge_prompts: list[str] = field(
         default_factory=list,
         metadata={
-            "help": "Judge prompt versions of medinjection/prompts/judge/ (default: binary-v1 graded-v1)."
+            "help": "Judge prompts: names of medinjection/prompts/judge/ or .yaml files of the same keys "
+            "(default: binary-lenient-v1 graded-v1)."
         },
     )
     judge_cache: str | None = field(

@@ -25,6 +25,7 @@ class JudgeServer(FaultServer):
     def __init__(self):
         super().__init__(plan=self.choose)
         self.numbers: dict[str, int] = {}
+        self.seen: list[list[dict]] = []  # the messages of every request, in arrival order
 
     def choose(self, key: str, attempt: int) -> str:
         plan = self.PLANS.get(self.numbers.get(key, -1), ["ok"])
@@ -32,6 +33,7 @@ class JudgeServer(FaultServer):
 
     async def _answer(self, body):
         messages = body.get("messages") or []
+        self.seen.append(messages)
         key = prompt_hash(messages)
         user = messages[-1]["content"]
         number = re.search(r"du cas (\d+)", user)

@@ -28,6 +28,7 @@ from medinjection.evaluation.calibrate import (
     run_calibration,
 )
 from medinjection.evaluation.calibration import CalibrationError
+from medinjection.evaluation.judge import judge_prompt
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "calibration" / "answers.jsonl"
 
@@ -229,10 +230,10 @@ def test_same_answers_same_bytes_and_the_command(tmp_path):
 
 
 def test_judge_options_pair_by_position(tmp_path):
-    specs = judge_specs(["a", "b"], ["openai"], ["http://x/v1", "http://y/v1"], ["binary-v1"])
+    specs = judge_specs(["a", "b"], ["openai"], ["http://x/v1", "http://y/v1"], ["binary-strict-v1"])
     assert [(s.model, s.backend, s.base_url, s.prompts) for s in specs] == [
-        ("a", "openai", "http://x/v1", ("binary-v1",)),
-        ("b", "openai", "http://y/v1", ("binary-v1",)),
+        ("a", "openai", "http://x/v1", ("binary-strict-v1",)),
+        ("b", "openai", "http://y/v1", ("binary-strict-v1",)),
     ]
     with pytest.raises(CalibrationError, match="3 --judge-base-url values for 2 --judge"):
         judge_specs(["a", "b"], None, ["u", "v", "w"])
@@ -298,7 +299,7 @@ def test_judges_against_the_fault_server(tmp_path):
     strict = tmp_path / "strict-fr.yaml"  # a prompt file of one's own, beside the bundled binary one
     strict.write_text(STRICT, encoding="utf-8")
     with JudgeServer() as server:
-        prompts = ("binary-v1", "graded-v1", str(strict))
+        prompts = ("binary-lenient-v1", "graded-v1", str(strict))
         specs = [JudgeSpec("judge-model", "openai", server.url, prompts, fast)]
         result = run_calibration(labelled, tmp_path / "calib", judges=specs, resamples=200)
         asked = sum(server.requests.values())
@@ -306,10 +307,16 @@ def test_judges_against_the_fault_server(tmp_path):
             labelled, tmp_path / "calib" / "judge-cache.sqlite", judges=specs, resamples=200
         )
         asked_again = sum(server.requests.values()) - asked
-    binary = entry(result, "judge-model / judge-binary-v1", "human_equivalent")
+    binary = entry(result, "judge-model / judge-binary-lenient-v1", "human_equivalent")
     # case 1: an unparseable reply, case 3: a request that fails for good (both generators, both prompts)
     assert binary["verdicts"] == {"ok": 6, "unparseable": 2, "failed": 2}
-    assert binary["n"] == 6 and binary["model"] == "judge-model" and binary["prompt"] == "judge-binary-v1"
+    assert (
+        binary["n"] == 6
+        and binary["model"] == "judge-model"
+        and binary["prompt"] == "judge-binary-lenient-v1"
+    )
+    # each entry names its prompt by version and by the hash of its texts
+    assert binary["prompt_sha256"] == judge_prompt("binary-lenient-v1").sha256
     # the scored answers: cases 0, 2, 4 of both generators; the judge says 1 for copie, 0 for autre;
     # the annotators say yes for copie and for autre's case 4
     judge = [1, 0, 1, 0, 1, 0]
@@ -329,20 +336,21 @@ def test_judges_against_the_fault_server(tmp_path):
     assert asked_again == 2 * 3 * 3  # 2 generators x 3 prompts x 3 attempts of case 3
     own = entry(result, "judge-model / judge-binary-strict-fr-v1", "human_equivalent")
     assert own["prompt_file"] == str(strict) and own["accuracy"] == binary["accuracy"]
+    assert own["prompt_sha256"] == judge_prompt(str(strict)).sha256 != binary["prompt_sha256"]
     assert again["judges"] == result["judges"]
     assert result["judge_usage"]["judge1: judge-model"]["failures"] == 6
     markdown = (tmp_path / "calib" / "calibration.md").read_text()
     assert (
-        "| judge-model / judge-binary-v1 | human_equivalent | 6 | 2 | 2 | TP 3, FP 0, FN 1, TN 2 |"
+        "| judge-model / judge-binary-lenient-v1 | human_equivalent | 6 | 2 | 2 | TP 3, FP 0, FN 1, TN 2 |"
         in markdown
     )
 
 
 def test_the_tiny_judge_in_process(tiny_path, tmp_path):
     labelled = judged_set(tmp_path / "answers.jsonl")
-    specs = judge_specs([str(tiny_path)], ["transformers"], prompts=["binary-v1"])
+    specs = judge_specs([str(tiny_path)], ["transformers"], prompts=["binary-strict-v1"])
     result = run_calibration(labelled, tmp_path / "calib", judges=specs, resamples=50)
-    found = entry(result, f"{tiny_path.name} / judge-binary-v1", "human_equivalent")
+    found = entry(result, f"{tiny_path.name} / judge-binary-strict-v1", "human_equivalent")
     # a random model: each verdict is parsed or counted unparseable, never scored 0 by default
     counts = found["verdicts"]
     assert counts["ok"] + counts["unparseable"] == 10 and counts["failed"] == 0

@@ -22,6 +22,7 @@ from medinjection.evaluation.calibration import (
     length_controlled,
     parse_label,
     per_generator,
+    prediction_scores,
     ranked,
     verbosity,
     within_correlation,
@@ -356,3 +357,23 @@ def test_the_reports_calibration_and_bad_joins():
     assert result["length_controlled"]["judge_graded"]["slope"] == pytest.approx(0.5)
     with pytest.raises(CalibrationError, match=r"1 rated answers are not in the predictions given: q0 \(c\)"):
         join(ratings + [{"item_id": "q0", "model": "c", "rating": 3, "equivalent": True}], predictions)
+
+
+def test_the_reports_judge_entries_name_the_prompt_and_its_hash():
+    """``report --ratings``: a judge's entries carry the judge model, prompt version and prompt hash that
+    its prediction columns recorded."""
+    rows = [
+        {
+            "judge_binary": 1.0,
+            "judge_binary_status": "ok",
+            "judge_binary_model": "judge-model",
+            "judge_binary_prompt": "judge-binary-lenient-v1",
+            "judge_binary_prompt_sha256": "4ff591ae",
+        }
+    ]
+    (score,) = prediction_scores(rows, {"nat": rows})
+    assert score.details == {
+        "model": "judge-model",
+        "prompt": "judge-binary-lenient-v1",
+        "prompt_sha256": "4ff591ae",
+    }

@@ -21,6 +21,7 @@ import yaml
 from typer.testing import CliRunner
 
 from medinjection.cli import app
+from medinjection.evaluation.judge import judge_prompt
 from medinjection.evaluation.settings import (
     EvalArguments,
     EvaluationError,
@@ -116,6 +117,12 @@ def test_bundled_recipes(tmp_path, monkeypatch):
     assert paper.adapters == ["runs/qwen3-4b-instruct-2507"] and paper.base
     assert paper.tasks == ["native-test", "translated-test"]
     assert paper.oeq_max_new_tokens == 512 and paper.bertscore_model == "bert-base-multilingual-cased"
+    # the paper recipe names its judge prompts: the authors' criterion in our words, and our graded one
+    assert paper.judge_prompts == ["binary-lenient-v1", "graded-v1"]
+    assert [judge_prompt(p).version for p in paper.judge_prompts] == [
+        "judge-binary-lenient-v1",
+        "judge-graded-v1",
+    ]
 
     tiny = parse_args(["--config", "tiny"])
     assert tiny.oeq_max_new_tokens < 512 and tiny.bertscore_model is None  # 17.13; offline, no Hub model

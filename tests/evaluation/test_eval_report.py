@@ -14,6 +14,7 @@ import report_fixture as fx
 from typer.testing import CliRunner
 
 from medinjection.cli import app
+from medinjection.evaluation.judge import judge_prompt
 from medinjection.evaluation.report import ReportError, build_report, read_outputs
 
 
@@ -175,9 +176,16 @@ def test_position_bias_and_open_ended_tables(report, outputs):
         "bertscore_f1 of Base, NAT, TRAD on mediqal-oeq" in notes
     )
     assert notes.count("no BERTScore model given") == 1
+    # outputs written before prompts were hashed (as the fixture's) stay readable: the binary prompt
+    # under its former name is shown with its name now and the hash of its texts
+    strict = judge_prompt("binary-strict-v1")
     assert (
-        "Base, judge_graded: judge `judge-model`, prompt `judge-graded-v1`: 23 verdicts of 24 answers (0 unparseable, 1 failed)"
-        in report.markdown
+        "Base, judge_graded: judge `judge-model`, prompt `judge-graded-v1` (sha256 not recorded): "
+        "23 verdicts of 24 answers (0 unparseable, 1 failed)" in report.markdown
+    )
+    assert (
+        f"NAT, judge_binary: judge `judge-model`, prompt `judge-binary-v1` (now `judge-binary-strict-v1`, the "
+        f"same texts, sha256 {strict.sha256[:12]}): 23 verdicts of 24 answers" in report.markdown
     )
 
 
@@ -196,6 +204,8 @@ def test_calibration_sections(report):
     )
     assert rating["judge_graded"]["n"] == "71"  # 72 rated answers, one graded verdict failed
     assert entry["verdicts"] == {"ok": 71, "unparseable": 0, "failed": 1}
+    # the entry names the prompt the predictions recorded (no hash in these older outputs)
+    assert entry["prompt"] == "judge-graded-v1" and "prompt_sha256" not in entry
     # ranked: best Pearson r first
     values = [float(r["Pearson r"].split()[0]) for r in found["Agreement with the human rating (1-5)"]]
     assert values == sorted(values, reverse=True)

@@ -18,6 +18,8 @@ from judge_server import JudgeServer
 from medinjection.core.config import GenerationBackendConfig
 from medinjection.dataset_builders.generation.cache import ResponseCache
 from medinjection.evaluation.judge import (
+    DEFAULT_PROMPTS,
+    FORMER_VERSIONS,
     JudgeError,
     JudgeSettings,
     judge_items,
@@ -26,6 +28,7 @@ from medinjection.evaluation.judge import (
     judge_prompt,
     judgment_columns,
     parse_verdict,
+    prompt_sha256,
 )
 
 ITEMS = [
@@ -40,7 +43,7 @@ ITEMS = [
 
 
 def test_parse_verdict_is_strict():
-    binary, graded = judge_prompt("binary-v1"), judge_prompt("graded-v1")
+    binary, graded = judge_prompt("binary-lenient-v1"), judge_prompt("graded-v1")
     assert [parse_verdict(t, binary) for t in ("1", " 0", "1.", "0\nThe answer is wrong", "1)")] == [
         1,
         0,
@@ -55,9 +58,9 @@ def test_parse_verdict_is_strict():
 
 
 def test_prompt_files_are_versioned():
-    binary, graded = judge_prompt("binary-v1"), judge_prompt("graded-v1")
+    binary, graded = judge_prompt("binary-strict-v1"), judge_prompt("graded-v1")
     assert (binary.version, binary.metric, binary.low, binary.high, binary.max_tokens) == (
-        "judge-binary-v1",
+        "judge-binary-strict-v1",
         "judge_binary",
         0,
         1,
@@ -76,9 +79,117 @@ def test_prompt_files_are_versioned():
     )
     assert "equivalent to the ground truth" in messages[0]["content"]
     with pytest.raises(
-        ValueError, match=r"unknown judge prompt version 'binary-v9'; known: \['binary-v1', 'graded-v1'\]"
+        ValueError,
+        match=r"unknown judge prompt version 'binary-v9'; known: "
+        r"\['binary-lenient-v1', 'binary-strict-v1', 'graded-v1'\]",
     ):
         judge_prompt("binary-v9")
+
+
+def test_bundled_prompts_are_named_for_what_they_are():
+    """The binary prompt once named binary-v1 is the strict one (same texts, hence the same hash);
+    the lenient one is the default; the old name is refused with the new one."""
+    strict, lenient = judge_prompt("binary-strict-v1"), judge_prompt("binary-lenient-v1")
+    assert DEFAULT_PROMPTS == ("binary-lenient-v1", "graded-v1")
+    assert FORMER_VERSIONS["judge-binary-v1"] == (strict.version, strict.sha256)
+    assert lenient.sha256 != strict.sha256 and lenient.metric == strict.metric == "judge_binary"
+    ask = ("Q ?", "Une réponse.", "La référence.")
+    strict_turns, lenient_turns = judge_messages(strict, *ask), judge_messages(lenient, *ask)
+    assert strict_turns[1] == lenient_turns[1] and strict_turns[0] != lenient_turns[0]
+    with pytest.raises(JudgeError, match=r"'binary-v1' is now named 'binary-strict-v1' \(the same texts"):
+        judge_prompt("binary-v1")
+
+
+OWN_PROMPT = """# a prompt of one's own, in the bundled format
+version: {version}
+metric: judge_binary
+scale: [0, 1]
+max_tokens: 1
+system: |-
+  First paragraph of my own judge instructions.
+  Second line of it.
+
+  Criteria:
+  Score 0: no
+  Score 1: yes
+
+  Reply with the score only.
+user: |-
+  Question: {{question}}
+  Candidate_answer: {{answer}}
+  Ground_truth: {{reference}}
+"""
+
+
+def own_prompt(
+    folder: Path, name: str = "own.yaml", version: str = "own-binary-v1", text: str = OWN_PROMPT
+) -> str:
+    path = folder / name
+    path.write_text(text.format(version=version), encoding="utf-8")
+    return str(path)
+
+
+def test_a_prompt_file_of_ones_own_is_asked_as_written(tmp_path):
+    """A multi-paragraph system text (as the authors' is) reaches the judge line for line, the user
+    turn is built from the stripped fields as their script builds it, and the verdicts record the
+    file's version and hash."""
+    import yaml
+
+    path = own_prompt(tmp_path)
+    prompt = judge_prompt(path)
+    template = yaml.safe_load(Path(path).read_text())
+    assert (prompt.version, prompt.sha256) == ("own-binary-v1", prompt_sha256(template))
+    items = [
+        {
+            **ITEMS[0],
+            "answer_text": "  " + ITEMS[0]["answer_text"] + "\n",
+            "reference": ITEMS[0]["reference"] + " ",
+        },
+        ITEMS[1],
+    ]
+    with JudgeServer() as server:
+        settings = fault_settings(server.url, tmp_path / "judge.sqlite", prompts=(path,))
+        results, _ = judge_items(items, settings)
+        seen = server.seen
+    assert [r["verdict"] for r in results["judge_binary"]] == [1, None]  # item 1: the server's bad reply
+    systems = {m[0]["content"] for m in seen}
+    assert systems == {template["system"]}
+    assert "\n\nCriteria:\nScore 0: no\nScore 1: yes\n\n" in template["system"]
+    users = sorted(m[1]["content"] for m in seen)
+    q, a, r = (items[0][k].strip() for k in ("question", "answer_text", "reference"))
+    assert f"Question: {q}\nCandidate_answer: {a}\nGround_truth: {r}" in users
+    assert settings.describe()["prompts_sha256"] == {"judge_binary": prompt.sha256}
+
+
+def test_the_prompt_hash_follows_the_texts_not_the_comments(tmp_path):
+    first = judge_prompt(own_prompt(tmp_path, "a.yaml"))
+    commented = judge_prompt(own_prompt(tmp_path, "b.yaml", text="# another comment\n" + OWN_PROMPT))
+    renamed = judge_prompt(own_prompt(tmp_path, "c.yaml", version="own-binary-v2"))
+    reworded = judge_prompt(
+        own_prompt(tmp_path, "d.yaml", text=OWN_PROMPT.replace("Second line", "2nd line"))
+    )
+    assert first.sha256 == commented.sha256 == renamed.sha256 != reworded.sha256
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda t: t.replace("{{answer}}", "{{answr}}"), r"bad.yaml: its 'user' text names 'answr'"),
+        (
+            lambda t: t.replace("Candidate_answer: {{answer}}", "Candidate: none"),
+            r"'user' text has no \{answer\}",
+        ),
+        (
+            lambda t: t.replace("version: {version}", "version: judge-binary-v1"),
+            r"former name of 'judge-binary-strict-v1'",
+        ),
+        (lambda t: t.replace("max_tokens: 1\n", ""), r"bad.yaml has no 'max_tokens'"),
+    ],
+)
+def test_a_bad_prompt_file_is_named(tmp_path, change, message):
+    path = own_prompt(tmp_path, "bad.yaml", text=change(OWN_PROMPT))
+    with pytest.raises(JudgeError, match=message):
+        judge_prompt(path)
 
 
 def fault_settings(url: str, cache: Path, **kw) -> JudgeSettings:
@@ -136,11 +247,16 @@ def test_judge_against_the_fault_server(tmp_path):
 def test_judge_metric_counts_what_it_leaves_out():
     statuses = ["ok", "unparseable", "ok", "failed", "ok", None]
     values = [1.0, None, 0.0, None, 1.0, None]
-    described = {"model": "judge-model", "prompts": {"judge_binary": "judge-binary-v1"}}
+    prompt = judge_prompt("binary-lenient-v1")
+    described = JudgeSettings(
+        GenerationBackendConfig(type="openai", model="judge-model"), Path("c")
+    ).describe()
+    assert described["prompts"]["judge_binary"] == prompt.version
     entry = judge_metric(values, statuses, described, "judge_binary", resamples=200)
     assert entry["value"] == pytest.approx(2 / 3) and entry["n"] == 3
     assert (entry["n_judged"], entry["n_unparseable"], entry["n_failed"]) == (5, 1, 1)
-    assert entry["judge_model"] == "judge-model" and entry["prompt_version"] == "judge-binary-v1"
+    assert entry["judge_model"] == "judge-model" and entry["prompt_version"] == "judge-binary-lenient-v1"
+    assert entry["prompt_sha256"] == prompt.sha256
     assert 0 <= entry["ci95"][0] <= entry["value"] <= entry["ci95"][1] <= 1
     nothing = judge_metric([None, None], ["unparseable", "failed"], described, "judge_binary")
     assert nothing["value"] is None and nothing["n"] == 0
@@ -169,7 +285,7 @@ def served(tiny_model, tmp_path_factory, serve_with_transformers):
 def check_random_judge(results: dict, usage: dict, n: int, max_tokens: int) -> None:
     for metric, rows in results.items():
         assert len(rows) == n
-        prompt = judge_prompt("binary-v1" if metric == "judge_binary" else "graded-v1")
+        prompt = judge_prompt("binary-lenient-v1" if metric == "judge_binary" else "graded-v1")
         for row in rows:
             assert row["status"] in ("ok", "unparseable"), row
             assert isinstance(row["raw"], str)

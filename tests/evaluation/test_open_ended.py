@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from medinjection.cli import app
 from medinjection.evaluation.items import EvalItem
+from medinjection.evaluation.judge import judge_prompt
 from medinjection.evaluation.open_ended import (
     SCORER,
     OEQOptions,
@@ -114,11 +115,32 @@ def test_options_travel_as_json(tmp_path):
         tmp_path / "judge-cache.sqlite"
     )
     parsed = OEQOptions.of(options)
-    assert parsed.judge.backend.model == "judge-model" and parsed.judge.prompts == ("binary-v1", "graded-v1")
+    assert parsed.judge.backend.model == "judge-model" and parsed.judge.prompts == (
+        "binary-lenient-v1",
+        "graded-v1",
+    )
     with pytest.raises(ValueError, match=r"unknown OEQ options \['bertscore'\]"):
         OEQOptions.of({"bertscore": "x"})
     with pytest.raises(ValueError, match="unknown judge prompt version 'binary-v7'"):
         scorer_options(tmp_path, judge="m", judge_prompts=["binary-v7"])
+
+
+def test_an_edited_prompt_file_gives_another_fingerprint(tmp_path):
+    """The evaluation's options (part of the reuse fingerprint) carry each prompt's hash: a prompt file
+    edited between two runs is judged again, not reused."""
+    from test_judge import OWN_PROMPT, own_prompt
+
+    from medinjection.dataset_builders.generation.prompts import load_prompt
+
+    path = own_prompt(tmp_path)
+    first = scorer_options(tmp_path, judge="m", judge_prompts=[path])
+    own_prompt(tmp_path, text=OWN_PROMPT.replace("Second line", "2nd line"))
+    judge_prompt.cache_clear()  # a new process reads the file again
+    load_prompt.cache_clear()
+    second = scorer_options(tmp_path, judge="m", judge_prompts=[path])
+    assert first["judge"]["prompts"] == second["judge"]["prompts"] == [path]
+    assert first["judge"]["prompts_sha256"] != second["judge"]["prompts_sha256"]
+    assert second["judge"]["prompts_sha256"] == [judge_prompt(path).sha256]
 
 
 # --- a real run: evaluate -> judge -> report ---------------------------------------------------------
@@ -190,6 +212,16 @@ def test_evaluate_scores_open_ended_items(run):
         assert metrics["judge_binary"]["value"] == 0.0 and metrics["judge_binary"]["n"] == 30
         assert metrics["judge_graded"]["value"] == 2.0 and metrics["judge_binary"]["n_unparseable"] == 0
         assert metrics["rouge2"]["value"] == pytest.approx(sum(r["rouge2"] for r in rows) / 30)
+        # every verdict, summary entry and the summary's judge say which prompt, by version and hash
+        for name, metric in (("binary-lenient-v1", "judge_binary"), ("graded-v1", "judge_graded")):
+            prompt = judge_prompt(name)
+            assert {(r[f"{metric}_prompt"], r[f"{metric}_prompt_sha256"]) for r in rows} == {
+                (prompt.version, prompt.sha256)
+            }
+            assert (metrics[metric]["prompt_version"], metrics[metric]["prompt_sha256"]) == (
+                prompt.version,
+                prompt.sha256,
+            )
     assert run["requests"] == 2 * 30 * 2  # two models x 30 answers x two prompts, each asked once
     # the adapter's OEQ metrics are compared with the base model's, in the evaluation's own family
     comparisons = json.loads((run["out"] / "comparisons.json").read_text())["families"]["vs_base"]
@@ -273,6 +305,51 @@ def test_judge_command_and_report_on_the_run(run, tmp_path):
     CliRunner().invoke(app, ["report", str(out), "--output", str(again), "--resamples", "200"])
     for path in sorted(report_dir.iterdir()):
         assert (again / path.name).read_bytes() == path.read_bytes(), path.name
+
+
+@pytest.mark.slow
+def test_the_judge_command_with_a_prompt_file_of_ones_own(run, tmp_path):
+    """`medinjection judge --prompt FILE` (e.g. the authors' own text put in the bundled format):
+    the verdicts, the summaries and the report record the file's version and hash."""
+    import shutil
+
+    from test_judge import own_prompt
+
+    out = tmp_path / "eval-out"
+    shutil.copytree(run["out"], out, ignore=shutil.ignore_patterns("*.sqlite*"))
+    path = own_prompt(tmp_path)
+    prompt = judge_prompt(path)
+    with JudgeServer() as server:
+        result = CliRunner().invoke(
+            app,
+            ["judge", str(out), "--judge-model", "judge-model", "--base-url", server.url, "--prompt", path],
+        )
+        systems = {m[0]["content"] for m in server.seen}
+    assert result.exit_code == 0, result.output
+    assert systems == {prompt_text_of(path)}
+    for tag in ("base", "nat"):
+        summary, rows = read(out, tag)
+        assert {(r["judge_binary_prompt"], r["judge_binary_prompt_sha256"]) for r in rows} == {
+            ("own-binary-v1", prompt.sha256)
+        }
+        entry = summary["metrics"]["judge_binary"]
+        assert (entry["prompt_version"], entry["prompt_sha256"]) == ("own-binary-v1", prompt.sha256)
+        assert summary["judge"]["prompts_sha256"] == {"judge_binary": prompt.sha256}
+        # the graded verdicts of the evaluation stay, with their own prompt
+        assert summary["metrics"]["judge_graded"]["prompt_sha256"] == judge_prompt("graded-v1").sha256
+    report = tmp_path / "report"
+    result = CliRunner().invoke(app, ["report", str(out), "--output", str(report), "--resamples", "50"])
+    assert result.exit_code == 0, result.output
+    assert (
+        f"NAT, judge_binary: judge `judge-model`, prompt `own-binary-v1` (sha256 {prompt.sha256[:12]}): "
+        in (report / "report.md").read_text()
+    )
+
+
+def prompt_text_of(path: str) -> str:
+    import yaml
+
+    return yaml.safe_load(Path(path).read_text())["system"]
 
 
 def test_corpus_bleu_difference_on_few_items_is_not_significant():
