@@ -287,7 +287,11 @@ class _Builder:
         if BASE not in self.tags:
             if others:
                 self.notes.append(f"no base model ({BASE}/) scored here: no verdict against the base")
-            return read_optional_json(path) if path.is_file() and path.read_text().strip() else None
+            return (
+                read_optional_json(path)
+                if path.is_file() and path.read_text(encoding="utf-8").strip()
+                else None
+            )
         found = None
         if path.is_file() and path.read_text(encoding="utf-8").strip():
             found = read_optional_json(path)

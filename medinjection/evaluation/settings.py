@@ -98,7 +98,10 @@ class EvalArguments:
     )
     skip_bad_rows: bool = field(
         default=False,
-        metadata={"help": "Score the other rows when some cannot be read (they go to rejected.jsonl)."},
+        metadata={
+            "help": "Score the other rows when some cannot be read (they go to rejected.jsonl). An item whose "
+            "gold is irregular (not among the options, empty) is no bad row: it is scored, as the authors did."
+        },
     )
 
     # --- the protocol ------------------------------------------------------------------------------
