@@ -320,7 +320,7 @@ def read_yaml_file(
     if not path.exists():
         if str(path_or_name) not in bundled:
             raise error(
-                f"no {what} file {str(path)!r} and no bundled {what} of that name; bundled: {sorted(bundled)}"
+                f"no {what} {str(path)!r} and no bundled {what} of that name; bundled: {sorted(bundled)}"
             )
         path = bundled[str(path_or_name)]
     try:
@@ -331,7 +331,7 @@ def read_yaml_file(
 
 def load_build_config(path_or_name: str | Path) -> BuildConfig:
     """Load a build config from a YAML path or a bundled name (``demo``, ``full``)."""
-    path, raw = read_yaml_file(path_or_name, bundled_configs(), "config", ConfigError)
+    path, raw = read_yaml_file(path_or_name, bundled_configs(), "config file", ConfigError)
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a build config is a YAML mapping")
     try:
@@ -491,7 +491,7 @@ def bundled_mix_files() -> dict[str, Path]:
 
 def load_mix_file(path_or_name: str | Path) -> list[MixSpec]:
     """The mixes of a mix file (a YAML list of mixes), from a path or a bundled name (``paper``)."""
-    path, raw = read_yaml_file(path_or_name, bundled_mix_files(), "mix", MixFileError)
+    path, raw = read_yaml_file(path_or_name, bundled_mix_files(), "mix file", MixFileError)
     if not isinstance(raw, list) or not raw:
         raise MixFileError(f"{path}: a mix file is a non-empty YAML list of mixes (name, weights, size, ...)")
     specs = []
